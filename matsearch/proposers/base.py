@@ -1,0 +1,51 @@
+"""Proposer protocol: turns parents into child structures. Knows nothing about MLIPs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from pymatgen.core import Composition, Structure
+
+from matsearch.candidate import Candidate
+
+
+@dataclass(frozen=True)
+class ChemistryLimits:
+    """What a child may contain: the run spec's chemistry section resolved to plain values."""
+
+    elements: tuple[str, ...]  # allowed element symbols
+    max_atoms: int = 20  # atoms per cell
+    max_elements: int = 4  # distinct elements per structure
+    target: Composition | None = None  # CSP: children must have this reduced composition
+
+
+@dataclass
+class Proposal:
+    """A proposed child. `structure` is None when the proposer produced something unusable;
+    then `reason` says why (e.g. "parse_error: no lattice block")."""
+
+    structure: Structure | None
+    operator: str
+    parents: list[int]
+    origin: str
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Proposer(Protocol):
+    """Anything that proposes children. Must be deterministic for a given `rng` state."""
+
+    name: str
+
+    def propose(
+        self,
+        parents: list[Candidate],
+        n_children: int,
+        limits: ChemistryLimits,
+        rng: np.random.Generator,
+    ) -> list[Proposal]:
+        """Return up to `n_children` proposals derived from `parents` (scored candidates)."""
+        ...
