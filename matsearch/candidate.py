@@ -15,6 +15,7 @@ class Status(StrEnum):
     PROPOSED = "proposed"  # produced by a proposer, not yet checked
     INVALID = "invalid"  # failed a validity check; `reason` says which
     DUPLICATE = "duplicate"  # matches a structure already in the history; `reason` names it
+    VALID = "valid"  # passed validity and dedup; waiting to be relaxed
     FAILED = "failed"  # relaxation or scoring raised, exploded or timed out; `reason` says why
     SCORED = "scored"  # relaxed and all objectives computed
 

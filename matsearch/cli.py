@@ -1,0 +1,188 @@
+"""Command line: a thin typer shell over the library. User errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from matsearch.errors import MatsearchError
+
+app = typer.Typer(
+    help="Generative materials discovery: propose, relax, score and select crystal structures.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn MatsearchError into 'error: …' on stderr and exit code 2."""
+    try:
+        yield
+    except MatsearchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable]:
+    """A rich progress bar per generation, fed by the engine's Progress events."""
+    from matsearch.engine import Progress as EngineProgress
+
+    columns = (
+        TextColumn("[bold]gen {task.fields[generation]:>3}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
+    tasks: dict[int, int] = {}
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+
+        def update(event: EngineProgress) -> None:
+            counts = event.counts
+            text = (
+                f"{event.stage:<10} proposed {counts.get('proposed', 0)} · valid {counts.get('valid', 0)}"
+                f" · unique {counts.get('unique', 0)} · relaxed {counts.get('relaxed', 0)}"
+                f" · metastable {counts.get('metastable', 0)}"
+            )
+            if event.generation not in tasks:
+                tasks[event.generation] = bar.add_task(text, total=None, generation=event.generation)
+            done = counts.get("proposed", 0) - counts.get("unique", 0) + counts.get("relaxed", 0)
+            done += counts.get("failed", 0)
+            bar.update(tasks[event.generation], description=text, total=event.total or None, completed=done)
+            if not console.is_terminal and event.stage == "done":
+                console.print(f"generation {event.generation}: {text.split(maxsplit=1)[1]}")
+
+        yield update
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="Run spec (YAML).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved spec and stop.")] = False,
+) -> None:
+    """Start a new search described by SPEC; results go to <output>/<name>/."""
+    from matsearch.spec import dump_spec, load_spec
+
+    with _user_errors():
+        resolved = load_spec(spec)
+        if dry_run:
+            sys.stdout.write(dump_spec(resolved))
+            return
+        from matsearch.engine import Search
+
+        with _progress_bar() as update:
+            result = Search(resolved, on_progress=update).run()
+    _print_status(result.run_dir, top=20)
+
+
+@app.command()
+def resume(run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. runs/quickstart.")]) -> None:
+    """Continue an interrupted run from its store; nothing already scored is scored again."""
+    from matsearch.engine import Search
+
+    with _user_errors(), _progress_bar() as update:
+        result = Search.from_run_dir(run_dir, on_progress=update).resume()
+    _print_status(result.run_dir, top=20)
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    top: Annotated[int, typer.Option(help="How many of the best candidates to list.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Best candidates and per-generation counts of a run (works while it runs)."""
+    with _user_errors():
+        if as_json:
+            sys.stdout.write(json.dumps(_status_dict(run_dir, top), indent=2) + "\n")
+        else:
+            _print_status(run_dir, top)
+
+
+def _status_dict(run_dir: Path, top: int) -> dict:
+    from matsearch.export import candidate_metadata
+    from matsearch.run import Run
+
+    result = Run(run_dir)
+    return {
+        "run_dir": str(run_dir),
+        "last_generation": result.last_generation,
+        "generations": {str(g): m for g, m in result.generation_metrics().items()},
+        "best": [candidate_metadata(c) for c in result.best(top)],
+    }
+
+
+def _print_status(run_dir: Path, top: int) -> None:
+    data = _status_dict(run_dir, top)
+    gens = Table(title=f"{run_dir} — generations")
+    for column in ("gen", "proposed", "valid", "unique", "relaxed", "failed", "metastable", "best e_hull"):
+        gens.add_column(column, justify="right")
+    for gen, m in data["generations"].items():
+        best = m.get("best_e_above_hull")
+        gens.add_row(
+            gen,
+            *(str(m.get(k, 0)) for k in ("proposed", "valid", "unique", "relaxed", "failed", "metastable")),
+            "—" if best is None else f"{best:.3f}",
+        )
+    console.print(gens)
+    best = Table(title=f"best {len(data['best'])} relaxed candidates (e_hull in eV/atom)")
+    for column in ("id", "formula", "gen", "origin/operator", "e_hull", "E (eV/atom)", "ΔE deform", "conv"):
+        best.add_column(column, justify="right" if column not in ("formula", "origin/operator") else "left")
+    for c in data["best"]:
+        deform = c["scores"].get("deformation_energy")
+        best.add_row(
+            str(c["id"]),
+            c["formula"],
+            str(c["generation"]),
+            f"{c['origin']}/{c['operator']}",
+            f"{c['e_above_hull_ev_per_atom']:.3f}",
+            f"{c['energy_per_atom_ev']:.3f}",
+            "—" if deform is None else f"{deform:.3f}",
+            "yes" if c["converged"] else "no",
+        )
+    console.print(best)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = None,
+    fmt: Annotated[
+        list[str], typer.Option("--format", "-f", help="cif, poscar, extxyz, csv (repeatable).")
+    ] = ["cif", "poscar", "extxyz", "csv"],  # noqa: B006 - typer needs a literal default
+    top: Annotated[int | None, typer.Option(help="Only the N lowest-e_hull candidates.")] = None,
+    max_ehull: Annotated[
+        float | None, typer.Option("--max-ehull", help="Only candidates with e_hull ≤ X eV/atom.")
+    ] = None,
+) -> None:
+    """Write relaxed candidates for DFT: CIF, POSCAR (+ metadata JSON), extxyz, CSV."""
+    from matsearch.export import ExportFormat, export_run
+    from matsearch.run import Run
+
+    with _user_errors():
+        allowed = [f.value for f in ExportFormat]
+        bad = [f for f in fmt if f not in allowed]
+        if bad:
+            raise MatsearchError(f"unknown export format '{bad[0]}'; allowed: {', '.join(allowed)}")
+        out_dir = out or run_dir / "export"
+        written = export_run(
+            Run(run_dir), out_dir, [ExportFormat(f) for f in fmt], top=top, max_e_above_hull=max_ehull
+        )
+    console.print(f"wrote {len(written)} files to {out_dir}")
+
+
+if __name__ == "__main__":
+    app()

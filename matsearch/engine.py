@@ -1,0 +1,281 @@
+"""The evolutionary loop: propose → validate → dedup → relax → score → select, one generation at a time.
+
+The engine talks to proposers and relaxers only through their protocols. Every state change is
+committed to the run store before the next step, so `Search.resume` continues a killed run
+without losing or re-scoring anything. Generation g draws its random numbers from
+`default_rng([seed, g, k])` (k = proposer index), so a resumed seeded run ends where an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pymatgen.core import Structure
+
+from matsearch.candidate import Candidate, Status
+from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer
+from matsearch.proposers.builtin import BuiltinProposer
+from matsearch.proposers.registry import build_proposer, split_children
+from matsearch.run import Run
+from matsearch.scoring.base import Relaxer
+from matsearch.scoring.hull import HullReference
+from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_relax_result
+from matsearch.scoring.registry import build_relaxer
+from matsearch.selection import select
+from matsearch.spec import RunSpec, dump_spec, load_spec, parse_spec
+from matsearch.store import LOG_NAME, RunStore
+from matsearch.structures.dedup import DuplicateIndex
+from matsearch.structures.seeds import initial_population
+from matsearch.structures.validity import check_validity
+from matsearch.versions import provenance
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """Counts for one generation, sent to the `on_progress` callback after every change."""
+
+    generation: int
+    stage: str  # "proposing", "checking", "relaxing", "selecting", "done"
+    total: int = 0  # children proposed this generation
+    counts: dict[str, int] = field(default_factory=dict)  # proposed/valid/unique/relaxed/metastable
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def chemistry_limits(spec: RunSpec) -> ChemistryLimits:
+    """The spec's chemistry as the plain limits proposers and validity checks use."""
+    return ChemistryLimits(
+        elements=spec.chemistry.allowed_elements,
+        max_atoms=spec.chemistry.max_atoms,
+        max_elements=spec.chemistry.max_elements,
+        target=spec.task.target_composition,
+    )
+
+
+class Search:
+    """A search described by a RunSpec (object, dict, or YAML path). `Search(spec).run()` runs it."""
+
+    def __init__(self, spec: RunSpec | dict | str | Path, *, on_progress: ProgressCallback | None = None):
+        if isinstance(spec, (str, Path)):
+            spec = load_spec(spec)
+        elif isinstance(spec, dict):
+            spec = parse_spec(spec)
+        self.spec = spec
+        self.limits = chemistry_limits(spec)
+        self.on_progress = on_progress
+        self._relaxer: Relaxer | None = None
+        self._hull: HullReference | None = None
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, *, on_progress: ProgressCallback | None = None) -> Search:
+        """The search stored in a run folder (its resolved spec.yaml), for `resume`."""
+        run_dir = Path(run_dir)
+        with RunStore.open(run_dir, lock=False) as store:
+            data = yaml.safe_load(store.spec_yaml())
+        data["output"] = str(run_dir.parent)
+        return cls(data, on_progress=on_progress)
+
+    # --- entry points -----------------------------------------------------------------------
+
+    def run(self) -> Run:
+        """Start a new run in `spec.output/spec.name` and carry it to the last generation."""
+        hull = self.hull  # fail on missing reference data before creating the run folder
+        meta = provenance(self.spec) | {"hull_reference": hull.describe()}
+        store = RunStore.create(self.spec.run_dir, dump_spec(self.spec), meta)
+        return self._drive(store)
+
+    def resume(self) -> Run:
+        """Continue the run in `spec.output/spec.name` from its store."""
+        return self._drive(RunStore.open(self.spec.run_dir))
+
+    # --- lazily built parts -----------------------------------------------------------------
+
+    @property
+    def hull(self) -> HullReference:
+        if self._hull is None:
+            ref = self.spec.reference.hull
+            self._hull = (
+                HullReference.from_registry(ref) if ref == "mp20-subset" else HullReference.from_file(Path(ref))
+            )
+        return self._hull
+
+    @property
+    def relaxer(self) -> Relaxer:
+        if self._relaxer is None:
+            self._relaxer = build_relaxer(self.spec.mlip)
+        return self._relaxer
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def _drive(self, store: RunStore) -> Run:
+        handler = logging.FileHandler(store.run_dir / LOG_NAME)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package_logger = logging.getLogger("matsearch")
+        package_logger.addHandler(handler)
+        package_logger.setLevel(logging.INFO)
+        try:
+            proposers = [build_proposer(p, store.run_dir) for p in self.spec.proposers]
+            dedup = self._rebuild_dedup(store)
+            for generation in range(self.spec.generations + 1):
+                if not store.is_completed(generation):
+                    self._generation(store, generation, proposers, dedup)
+            logger.info("run %s finished after generation %d", self.spec.name, self.spec.generations)
+        finally:
+            package_logger.removeHandler(handler)
+            handler.close()
+            store.close()
+        return Run(self.spec.run_dir)
+
+    @staticmethod
+    def _rebuild_dedup(store: RunStore) -> DuplicateIndex:
+        index = DuplicateIndex()
+        for c in store.candidates(status=[Status.VALID, Status.SCORED, Status.FAILED]):
+            index.add(c.id, c.structure)
+        return index
+
+    def _generation(
+        self, store: RunStore, generation: int, proposers: list[Proposer], dedup: DuplicateIndex
+    ) -> None:
+        started = time.perf_counter()
+        parents = store.get(store.population(generation - 1)) if generation > 0 else []
+        if not store.is_proposed(generation):
+            self._report(store, generation, "proposing")
+            children = self._propose(generation, parents, proposers)
+            store.add(children, proposed_generation=generation)
+            logger.info("generation %d: %d children proposed", generation, len(children))
+        self._check(store, generation, dedup)
+        self._relax(store, generation)
+        self._report(store, generation, "selecting")
+        pool = parents + store.candidates(generation=generation, status=Status.SCORED)
+        survivors = select(pool, self.spec.objectives, self.spec.population_size, self.spec.selection)
+        metrics = self._metrics(store, generation) | {"wall_time_s": time.perf_counter() - started}
+        store.complete_generation(generation, [c.id for c in survivors], metrics)
+        self._report(store, generation, "done")
+        logger.info("generation %d done: %s", generation, metrics)
+
+    def _propose(self, generation: int, parents: list[Candidate], proposers: list[Proposer]) -> list[Candidate]:
+        seed = self.spec.seed
+        proposals: list[Proposal] = []
+        if generation == 0:
+            seeds = initial_population(self.limits, self.spec.population_size, np.random.default_rng([seed, 0]))
+            proposals += [
+                Proposal(structure=s, operator="seed", parents=[], origin="mp20", extra={"material_id": mid})
+                for s, mid in seeds
+            ]
+            # fill with random symmetric structures when MP-20 has too few in this chemistry
+            proposers, counts = [BuiltinProposer()], [self.spec.population_size - len(proposals)]
+        else:
+            counts = split_children(self.spec.children_per_generation, [p.fraction for p in self.spec.proposers])
+        for k, (proposer, n) in enumerate(zip(proposers, counts, strict=True)):
+            if n > 0:
+                rng = np.random.default_rng([seed, generation, k])
+                proposals += proposer.propose(parents, n, self.limits, rng)
+        return [self._to_candidate(generation, p) for p in proposals]
+
+    @staticmethod
+    def _to_candidate(generation: int, proposal: Proposal) -> Candidate:
+        candidate = Candidate(
+            id=None,
+            generation=generation,
+            origin=proposal.origin,
+            operator=proposal.operator,
+            parents=list(proposal.parents),
+            structure=proposal.structure,
+            extra=dict(proposal.extra),
+        )
+        if proposal.structure is None:
+            candidate.status = Status.INVALID
+            candidate.reason = proposal.reason or "proposer produced no structure"
+        return candidate
+
+    def _check(self, store: RunStore, generation: int, dedup: DuplicateIndex) -> None:
+        """Validity then dedup for every new child, committed one by one in id order."""
+        self._report(store, generation, "checking")
+        validity = self.spec.validity
+        for candidate in store.candidates(generation=generation, status=Status.PROPOSED):
+            started = time.perf_counter()
+            reason = check_validity(
+                candidate.structure,
+                self.limits,
+                check_charge_neutrality=validity.charge_neutrality,
+                min_distance_factor=validity.min_distance_factor,
+                volume_per_atom_range=validity.volume_per_atom,
+            ) or self._outside_systems(candidate.structure)
+            if reason is not None:
+                candidate.status, candidate.reason = Status.INVALID, reason
+            elif (match := dedup.find(candidate.structure)) is not None:
+                candidate.status, candidate.reason = Status.DUPLICATE, f"duplicate of candidate {match}"
+            else:
+                candidate.status = Status.VALID
+                dedup.add(candidate.id, candidate.structure)
+            candidate.timings["check"] = time.perf_counter() - started
+            store.update([candidate])
+        self._report(store, generation, "relaxing")
+
+    def _outside_systems(self, structure: Structure) -> str | None:
+        systems = self.spec.chemistry.systems
+        if not systems:
+            return None
+        elements = {str(e) for e in structure.composition.elements}
+        extra = set(self.spec.chemistry.elements)
+        if any(elements <= set(system.split("-")) | extra for system in systems):
+            return None
+        return f"not_in_systems: {'-'.join(sorted(elements))} is in none of {', '.join(systems)}"
+
+    def _relax(self, store: RunStore, generation: int) -> None:
+        """Relax and score waiting children in batches; each batch is committed when done."""
+        pending = store.candidates(generation=generation, status=Status.VALID)
+        size = self.spec.mlip.batch_size
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            results = self.relaxer.relax([c.structure for c in batch])
+            for candidate, result in zip(batch, results, strict=True):
+                apply_relax_result(candidate, result, self.hull)
+            store.update(batch)
+            self._report(store, generation, "relaxing")
+
+    # --- reporting --------------------------------------------------------------------------
+
+    def _metrics(self, store: RunStore, generation: int) -> dict:
+        children = store.candidates(generation=generation)
+        scored = [c for c in children if c.status == Status.SCORED]
+        ehull = [c.e_above_hull for c in scored if c.e_above_hull is not None]
+        counts = _counts(children)
+        return counts | {
+            "best_e_above_hull": min(ehull) if ehull else None,
+            "metastable_rate": counts["metastable"] / counts["proposed"] if counts["proposed"] else 0.0,
+        }
+
+    def _report(self, store: RunStore, generation: int, stage: str) -> None:
+        if self.on_progress is None:
+            return
+        children = store.candidates(generation=generation)
+        self.on_progress(Progress(generation, stage, len(children), _counts(children)))
+
+
+def _counts(children: list[Candidate]) -> dict[str, int]:
+    """proposed / valid / unique / relaxed / failed / metastable counts of one generation."""
+    statuses = [c.status for c in children]
+    after_validity = {Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE}
+    unique = {Status.VALID, Status.SCORED, Status.FAILED}
+    return {
+        "proposed": len(children),
+        "valid": sum(s in after_validity for s in statuses),
+        "unique": sum(s in unique for s in statuses),
+        "relaxed": statuses.count(Status.SCORED),
+        "failed": statuses.count(Status.FAILED),
+        "metastable": sum(
+            c.status == Status.SCORED and c.e_above_hull is not None and c.e_above_hull < METASTABLE_EV_PER_ATOM
+            for c in children
+        ),
+    }

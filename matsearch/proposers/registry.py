@@ -1,0 +1,30 @@
+"""Proposer backends by name, and how a generation's children are shared between them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matsearch.proposers.base import Proposer
+from matsearch.spec import BuiltinProposerSpec, ProposerSpec
+
+
+def build_proposer(spec: ProposerSpec, run_dir: Path) -> Proposer:
+    """The proposer for one entry of the spec's `proposers` list."""
+    if isinstance(spec, BuiltinProposerSpec):
+        from matsearch.proposers.builtin import BuiltinProposer
+
+        return BuiltinProposer(weights=spec.weights)
+    from matsearch.proposers.llm.factory import build_llm_proposer
+
+    return build_llm_proposer(spec, cache_path=run_dir / "llm_cache.sqlite")
+
+
+def split_children(n_children: int, fractions: list[float]) -> list[int]:
+    """Share `n_children` by the given fractions (largest remainder; sums exactly to n_children)."""
+    total = sum(fractions)
+    exact = [n_children * f / total for f in fractions]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[: n_children - sum(counts)]:
+        counts[i] += 1
+    return counts

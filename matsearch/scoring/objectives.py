@@ -1,0 +1,38 @@
+"""Turn a relaxation result into objective scores (all eV/atom) on a candidate."""
+
+from __future__ import annotations
+
+from matsearch.candidate import Candidate, Status
+from matsearch.scoring.base import RelaxResult
+from matsearch.scoring.hull import HullReference
+
+METASTABLE_EV_PER_ATOM = 0.1  # MatLLMSearch's metastability threshold on e_above_hull
+
+
+def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullReference) -> None:
+    """Fill relaxed structure, energies and scores, or mark the candidate failed with the reason.
+
+    Scores: `e_above_hull` (eV/atom, vs `hull`), `formation_energy` (eV/atom),
+    `energy_per_atom` (eV/atom) and `deformation_energy` = E_proposed − E_relaxed (eV/atom).
+    """
+    candidate.timings["relax"] = result.wall_time_s
+    candidate.relax_steps = result.steps
+    candidate.converged = result.converged
+    if result.error is not None or result.structure is None or result.energy_per_atom is None:
+        candidate.status = Status.FAILED
+        candidate.reason = result.error or "relaxation returned no structure"
+        return
+    composition = result.structure.composition
+    candidate.relaxed = result.structure
+    candidate.energy_per_atom = result.energy_per_atom
+    candidate.initial_energy_per_atom = result.initial_energy_per_atom
+    candidate.e_above_hull = hull.e_above_hull(composition, result.energy_per_atom)
+    candidate.scores.update(
+        e_above_hull=candidate.e_above_hull,
+        formation_energy=hull.formation_energy_per_atom(composition, result.energy_per_atom),
+        energy_per_atom=result.energy_per_atom,
+    )
+    if result.initial_energy_per_atom is not None:
+        candidate.scores["deformation_energy"] = result.initial_energy_per_atom - result.energy_per_atom
+    candidate.extra["hull_reference"] = hull.name
+    candidate.status = Status.SCORED

@@ -1,0 +1,25 @@
+"""Relaxer backends by name. Heavy packages are imported only when a backend is built."""
+
+from __future__ import annotations
+
+from matsearch.scoring.base import Relaxer
+from matsearch.spec import MLIPSpec
+
+
+def build_relaxer(spec: MLIPSpec) -> Relaxer:
+    """The Relaxer the spec's `mlip` section asks for."""
+    if spec.backend == "matsearch":
+        from matsearch.scoring.mlip_relaxer import MLIPRelaxer
+
+        return MLIPRelaxer(
+            model_name=spec.model,
+            device=spec.device,
+            fmax=spec.fmax,
+            steps=spec.steps,
+            timeout_s=spec.timeout_s,
+        )
+    if spec.backend == "chgnet":
+        from matsearch.scoring.chgnet_relaxer import CHGNetRelaxer
+
+        return CHGNetRelaxer(fmax=spec.fmax, steps=spec.steps, timeout_s=spec.timeout_s)
+    raise ValueError(f"unknown mlip backend '{spec.backend}'; allowed: matsearch, chgnet")

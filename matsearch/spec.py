@@ -1,0 +1,376 @@
+"""The run spec: a YAML file validated by pydantic. Every field has a type, a default and a description.
+
+Errors are turned into one sentence that names the key and what is allowed (`SpecError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pymatgen.core import Composition, Element
+
+from matsearch.errors import SpecError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_element(symbol: str) -> str:
+    if not Element.is_valid_symbol(symbol):
+        raise ValueError(f"'{symbol}' is not a chemical element symbol")
+    return symbol
+
+
+class Chemistry(_Strict):
+    """Which elements children may contain and how big a cell may be."""
+
+    elements: list[str] = Field(default_factory=list, description="Allowed element symbols.")
+    systems: list[str] = Field(
+        default_factory=list,
+        description="Allowed chemical systems such as 'Li-Fe-O'; a child must lie within one of them.",
+    )
+    max_atoms: int = Field(20, ge=1, le=200, description="Maximum atoms per cell.")
+    max_elements: int = Field(4, ge=1, le=10, description="Maximum distinct elements per structure.")
+
+    @field_validator("elements")
+    @classmethod
+    def _elements_valid(cls, value: list[str]) -> list[str]:
+        return [_check_element(s) for s in value]
+
+    @field_validator("systems")
+    @classmethod
+    def _systems_valid(cls, value: list[str]) -> list[str]:
+        for system in value:
+            for symbol in system.split("-"):
+                _check_element(symbol)
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Chemistry:
+        if not self.elements and not self.systems:
+            raise ValueError("give at least one element in 'elements' or one chemical system in 'systems'")
+        return self
+
+    @property
+    def allowed_elements(self) -> tuple[str, ...]:
+        """Union of `elements` and the elements of every system, sorted by atomic number."""
+        symbols = set(self.elements)
+        for system in self.systems:
+            symbols.update(system.split("-"))
+        return tuple(sorted(symbols, key=lambda s: Element(s).Z))
+
+
+class Task(_Strict):
+    """`generate`: free composition within the chemistry. `csp`: crystal structure prediction."""
+
+    kind: Literal["generate", "csp"] = Field("generate", description="Search task.")
+    target: str | None = Field(None, description="CSP target composition, e.g. 'NaCl' (csp only).")
+    formula_units: list[int] = Field(
+        default_factory=lambda: [1, 2, 4], description="CSP formula units per cell to try."
+    )
+    known_structure: Path | None = Field(
+        None, description="CSP: a CIF/POSCAR of the known answer, to report match and RMSD."
+    )
+
+    @model_validator(mode="after")
+    def _target_for_csp(self) -> Task:
+        if self.kind == "csp" and not self.target:
+            raise ValueError("a 'csp' task needs 'target', a composition such as 'NaCl'")
+        if self.kind == "generate" and self.target:
+            raise ValueError("'target' is only allowed when kind is 'csp'")
+        if self.target:
+            try:
+                Composition(self.target)
+            except Exception as exc:
+                raise ValueError(f"'{self.target}' is not a valid composition") from exc
+        return self
+
+    @property
+    def target_composition(self) -> Composition | None:
+        return Composition(self.target).reduced_composition if self.target else None
+
+
+class BuiltinProposerSpec(_Strict):
+    """Offline chemistry operators (no LLM)."""
+
+    kind: Literal["builtin"] = "builtin"
+    fraction: float = Field(1.0, gt=0, description="Share of children from this proposer.")
+    weights: dict[str, float] | None = Field(
+        None,
+        description="Operator weights: substitution, strain, swap, crossover, random.",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _known_operators(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        allowed = {"substitution", "strain", "swap", "crossover", "random"}
+        for key in value or {}:
+            if key not in allowed:
+                raise ValueError(f"unknown operator '{key}'; allowed: {', '.join(sorted(allowed))}")
+        return value
+
+
+class _LLMProposerSpec(_Strict):
+    fraction: float = Field(1.0, gt=0, description="Share of children from this proposer.")
+    model: str = Field(..., description="Model name (openai) or local path / hub id (hf).")
+    temperature: float = Field(1.0, ge=0, le=2)
+    max_tokens: int = Field(2048, ge=16)
+    k_parents: int = Field(2, ge=1, le=8, description="Parents shown in each prompt.")
+    structures_per_prompt: int = Field(2, ge=1, le=10, description="Children asked of each prompt.")
+    repair_attempts: int = Field(1, ge=0, le=3, description="Repair prompts after a parse error.")
+    templates: Path | None = Field(None, description="Directory of your own prompt templates.")
+    objective_text: str | None = Field(None, description="Extra goal stated in the prompt.")
+
+
+class OpenAIProposerSpec(_LLMProposerSpec):
+    """Any OpenAI-compatible chat server: OpenAI, vLLM, SGLang, Ollama, llama.cpp, transformers serve."""
+
+    kind: Literal["openai"] = "openai"
+    base_url: str | None = Field(None, description="Server URL; default: $OPENAI_BASE_URL or OpenAI.")
+    api_key: SecretStr | None = Field(None, description="API key; default: $OPENAI_API_KEY.")
+    max_concurrency: int = Field(4, ge=1, le=256)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+
+
+class HFProposerSpec(_LLMProposerSpec):
+    """A transformers model in-process."""
+
+    kind: Literal["hf"] = "hf"
+    device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'; default: cuda if available.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    batch_size: int = Field(4, ge=1)
+
+
+ProposerSpec = Annotated[
+    BuiltinProposerSpec | OpenAIProposerSpec | HFProposerSpec, Field(discriminator="kind")
+]
+
+
+class MLIPSpec(_Strict):
+    """Which MLIP relaxes and scores candidates."""
+
+    backend: Literal["matsearch", "chgnet"] = Field(
+        "matsearch", description="'matsearch' (in-house batched model) or 'chgnet' (reference package)."
+    )
+    model: str = Field("default", description="Model name or path to a fine-tuned model file.")
+    device: str | None = Field(None, description="'cpu' or 'cuda'; default: cuda when available.")
+    fmax: float = Field(0.05, gt=0, description="Force convergence, eV/Å.")
+    steps: int = Field(300, ge=1, description="Maximum optimiser steps per structure.")
+    timeout_s: float = Field(300.0, gt=0, description="Wall-clock limit per relaxation batch, s.")
+    batch_size: int = Field(32, ge=1, description="Structures relaxed (and committed) together.")
+
+
+OBJECTIVE_NAMES = ("e_above_hull", "deformation_energy", "formation_energy", "energy_per_atom")
+
+
+class Objective(_Strict):
+    """One objective. `direction` min/max, or `target` for 'as close as possible to'."""
+
+    name: str = Field(..., description=f"One of {', '.join(OBJECTIVE_NAMES)}.")
+    direction: Literal["min", "max"] | None = Field(None)
+    target: float | None = Field(None, description="Target value; the objective becomes |x − target|.")
+    weight: float = Field(1.0, ge=0, description="Weight in the weighted-sum selection.")
+    bounds: tuple[float | None, float | None] | None = Field(
+        None, description="Constraint [lower, upper] (null for open); violators rank last."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in OBJECTIVE_NAMES:
+            raise ValueError(f"unknown objective '{value}'; allowed: {', '.join(OBJECTIVE_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _direction_or_target(self) -> Objective:
+        if self.direction is None and self.target is None:
+            self.direction = "min"
+        if self.direction is not None and self.target is not None:
+            raise ValueError(f"objective '{self.name}' has both 'direction' and 'target'; give one")
+        return self
+
+
+class Validity(_Strict):
+    """Validity checks applied to every child before relaxation."""
+
+    charge_neutrality: bool = Field(True, description="Require an oxidation-state assignment summing to 0.")
+    min_distance_factor: float = Field(
+        0.5, gt=0, le=1.5, description="Minimum distance as a fraction of the covalent-radius sum."
+    )
+    volume_per_atom: tuple[float, float] = Field((5.0, 80.0), description="Allowed range, Å³/atom.")
+
+
+class Reference(_Strict):
+    """Reference data for energy above hull."""
+
+    hull: str = Field(
+        "mp20-subset",
+        description="'mp20-subset' (MP formation energies, local mirror or download) or a CSV/JSON path.",
+    )
+
+    @field_validator("hull")
+    @classmethod
+    def _exists(cls, value: str) -> str:
+        if value != "mp20-subset" and not Path(value).expanduser().is_file():
+            raise ValueError(
+                f"'{value}' is neither 'mp20-subset' nor an existing CSV/JSON file of formation energies"
+            )
+        return value
+
+
+class RunSpec(_Strict):
+    """A whole search. Load from YAML with `load_spec(path)`."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name (folder name).")
+    seed: int = Field(0, ge=0, description="Random seed; a seeded run is reproducible.")
+    chemistry: Chemistry
+    task: Task = Field(default_factory=Task)
+    population_size: int = Field(16, ge=1, description="Survivors kept each generation.")
+    children_per_generation: int = Field(16, ge=1, description="Children proposed each generation.")
+    generations: int = Field(5, ge=0, description="Generations after the initial population.")
+    proposers: list[ProposerSpec] = Field(
+        default_factory=lambda: [BuiltinProposerSpec()], min_length=1, description="Proposer mix."
+    )
+    mlip: MLIPSpec = Field(default_factory=MLIPSpec)
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(name="e_above_hull", direction="min")], min_length=1
+    )
+    selection: Literal["pareto", "weighted"] = Field("pareto", description="Survivor selection.")
+    validity: Validity = Field(default_factory=Validity)
+    reference: Reference = Field(default_factory=Reference)
+    output: Path = Field(Path("runs"), description="Folder that holds runs/<name>/.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunSpec:
+        target = self.task.target_composition
+        if target is not None:
+            allowed = set(self.chemistry.allowed_elements)
+            missing = sorted(str(e) for e in target.elements if str(e) not in allowed)
+            if missing:
+                raise ValueError(
+                    f"task.target '{self.task.target}' contains {', '.join(missing)}, "
+                    "which chemistry does not allow"
+                )
+            if target.num_atoms * min(self.task.formula_units) > self.chemistry.max_atoms:
+                raise ValueError(
+                    f"task.target '{self.task.target}' needs more atoms than chemistry.max_atoms "
+                    f"= {self.chemistry.max_atoms}"
+                )
+            if len(target.elements) > self.chemistry.max_elements:
+                raise ValueError("task.target has more elements than chemistry.max_elements")
+        names = [o.name for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives are listed twice: {names}")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output / self.name
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """pydantic location → dotted key, dropping discriminator tags such as 'builtin'."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in ("builtin", "openai", "hf") and parts and parts[-1].startswith("proposers["):
+            continue
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _one_sentence(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = _location(first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        where = f" in '{parent}'" if parent else ""
+        allowed = ", ".join(_allowed_keys(first["loc"][:-1]))
+        return f"unknown key '{key}'{where}; allowed keys: {allowed}"
+    message = first["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return f"missing required key '{key}'"
+    if kind == "union_tag_invalid":
+        return f"'{key}' has an unknown kind; allowed kinds: builtin, openai, hf"
+    return f"'{key}': {message}" if key else message
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by walking a pydantic error location from RunSpec."""
+    model: type[BaseModel] = RunSpec
+    candidates: list[type[BaseModel]] = [RunSpec]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        tagged = [m for m in candidates if m.model_fields.get("kind") and m.model_fields["kind"].default == part]
+        if tagged:
+            model = tagged[0]
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        candidates = _models_in(field.annotation)
+        model = candidates[0] if candidates else model
+    return list(model.model_fields)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Pydantic model classes inside an annotation such as list[A | B] or Annotated[...]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()) or getattr(annotation, "__metadata__", ()):
+        found.extend(_models_in(arg))
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None and not found:
+        found.extend(_models_in(origin))
+    return found
+
+
+def parse_spec(data: dict[str, Any]) -> RunSpec:
+    """Validate a spec dict; raise SpecError with one sentence on the first problem."""
+    if not isinstance(data, dict):
+        raise SpecError("the spec must be a YAML mapping of keys such as name, chemistry, generations")
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"invalid spec: {_one_sentence(exc)}") from None
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read and validate a YAML run spec."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SpecError(f"spec file '{path}' is not valid YAML{where}") from None
+    return parse_spec(data)
+
+
+def dump_spec(spec: RunSpec) -> str:
+    """The resolved spec as YAML, as stored in the run folder. API keys are left out: a resumed
+    run reads them from the environment (OPENAI_API_KEY)."""
+    data = spec.model_dump(mode="json")
+    for proposer in data["proposers"]:
+        proposer.pop("api_key", None)
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,350 @@
+"""Run store: one embedded SQLite database (WAL) per run in runs/<name>/run.sqlite.
+
+Every candidate is written the moment its state changes, so a killed run loses nothing that was
+scored. A lock file (fcntl) keeps two processes from driving the same run; the OS drops the lock
+when a process dies, even by `kill -9`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from matsearch.candidate import Candidate, Status
+from matsearch.errors import RunStoreError
+from matsearch.structures.codec import structure_from_json, structure_to_json
+
+SCHEMA_VERSION = 1
+DB_NAME = "run.sqlite"
+SPEC_NAME = "spec.yaml"
+LOG_NAME = "run.log"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    parents TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    formula TEXT,
+    n_atoms INTEGER,
+    structure TEXT,
+    relaxed TEXT,
+    energy_per_atom_ev REAL,
+    initial_energy_per_atom_ev REAL,
+    e_above_hull_ev_per_atom REAL,
+    converged INTEGER,
+    relax_steps INTEGER,
+    scores TEXT NOT NULL,
+    timings TEXT NOT NULL,
+    extra TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS candidates_generation ON candidates (generation, status);
+CREATE TABLE IF NOT EXISTS population (
+    generation INTEGER NOT NULL,
+    candidate_id INTEGER NOT NULL REFERENCES candidates (id),
+    rank INTEGER NOT NULL,
+    PRIMARY KEY (generation, candidate_id)
+);
+CREATE TABLE IF NOT EXISTS generations (
+    generation INTEGER PRIMARY KEY,
+    proposed_at REAL,
+    completed_at REAL,
+    metrics TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+_COLUMNS = (
+    "id, generation, origin, operator, parents, status, reason, formula, n_atoms, structure, relaxed, "
+    "energy_per_atom_ev, initial_energy_per_atom_ev, e_above_hull_ev_per_atom, converged, "
+    "relax_steps, scores, timings, extra"
+)
+
+
+class RunStore:
+    """The run's database. Use `RunStore.create` for a new run and `RunStore.open` to resume or read."""
+
+    def __init__(self, run_dir: Path, *, lock: bool) -> None:
+        self.run_dir = run_dir
+        self._lock_file = None
+        if lock:
+            self._lock_file = open(run_dir / ".lock", "w")  # noqa: SIM115 - held for the store's life
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock_file.close()
+                raise RunStoreError(
+                    f"run '{run_dir}' is in use by another matsearch process; wait for it or stop it"
+                ) from None
+        self._db = sqlite3.connect(run_dir / DB_NAME, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def create(cls, run_dir: Path, spec_yaml: str, meta: dict[str, Any]) -> RunStore:
+        """Make a new run folder; refuse to overwrite a run that already has a database."""
+        run_dir = Path(run_dir)
+        if (run_dir / DB_NAME).exists():
+            raise RunStoreError(
+                f"run folder '{run_dir}' already holds a run; use `matsearch resume {run_dir}` "
+                "or choose another name"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store = cls(run_dir, lock=True)
+        with store._transaction() as db:
+            db.executescript(_SCHEMA)
+            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            for key, value in meta.items():
+                db.execute("INSERT INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        (run_dir / SPEC_NAME).write_text(spec_yaml)
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path, *, lock: bool = True) -> RunStore:
+        """Open an existing run; `lock=False` for read-only use while another process runs it."""
+        run_dir = Path(run_dir)
+        if not (run_dir / DB_NAME).is_file():
+            raise RunStoreError(f"'{run_dir}' is not a matsearch run folder (no {DB_NAME} in it)")
+        store = cls(run_dir, lock=lock)
+        version = store.meta().get("schema_version")
+        if version != SCHEMA_VERSION:
+            store.close()
+            raise RunStoreError(
+                f"run '{run_dir}' has store schema {version}; this matsearch reads schema {SCHEMA_VERSION}"
+            )
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- meta -------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        rows = self._db.execute("SELECT key, value FROM meta").fetchall()
+        return {key: json.loads(value) for key, value in rows}
+
+    def spec_yaml(self) -> str:
+        return (self.run_dir / SPEC_NAME).read_text()
+
+    # --- candidates -------------------------------------------------------------------------
+
+    def add(self, candidates: Iterable[Candidate], *, proposed_generation: int | None = None) -> list[Candidate]:
+        """Insert new candidates in one transaction; assigns and returns their ids.
+
+        With `proposed_generation`, the same transaction marks that generation's proposals as
+        complete, so a resumed run never proposes a generation twice.
+        """
+        now = time.time()
+        candidates = list(candidates)
+        with self._transaction() as db:
+            if proposed_generation is not None:
+                db.execute(
+                    "INSERT INTO generations (generation, proposed_at) VALUES (?, ?)",
+                    (proposed_generation, now),
+                )
+            for candidate in candidates:
+                row = _to_row(candidate)
+                cursor = db.execute(
+                    f"INSERT INTO candidates ({_COLUMNS}, created_at, updated_at) "
+                    f"VALUES ({', '.join('?' * (len(row) + 2))})",
+                    (*row, now, now),
+                )
+                candidate.id = cursor.lastrowid
+        return candidates
+
+    def update(self, candidates: Iterable[Candidate]) -> None:
+        """Write the current state of existing candidates in one transaction."""
+        now = time.time()
+        names = [c.strip() for c in _COLUMNS.split(",")][1:]
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        with self._transaction() as db:
+            for candidate in candidates:
+                if candidate.id is None:
+                    raise ValueError("update() needs stored candidates; use add() for new ones")
+                row = _to_row(candidate)
+                db.execute(
+                    f"UPDATE candidates SET {assignments}, updated_at = ? WHERE id = ?",
+                    (*row[1:], now, candidate.id),
+                )
+
+    def candidates(
+        self, *, generation: int | None = None, status: Status | Iterable[Status] | None = None
+    ) -> list[Candidate]:
+        """Stored candidates in id order, optionally filtered by generation and status."""
+        clauses, params = [], []
+        if generation is not None:
+            clauses.append("generation = ?")
+            params.append(generation)
+        if status is not None:
+            statuses = [status] if isinstance(status, Status) else list(status)
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(s.value for s in statuses)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM candidates {where} ORDER BY id", params)
+        return [_from_row(row) for row in rows]
+
+    def get(self, ids: Iterable[int]) -> list[Candidate]:
+        """Candidates by id, in the order asked."""
+        ids = list(ids)
+        if not ids:
+            return []
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM candidates WHERE id IN ({', '.join('?' * len(ids))})", ids
+        ).fetchall()
+        by_id = {row[0]: _from_row(row) for row in rows}
+        return [by_id[i] for i in ids]
+
+    # --- generations and populations -------------------------------------------------------
+
+    def is_proposed(self, generation: int) -> bool:
+        row = self._db.execute(
+            "SELECT proposed_at FROM generations WHERE generation = ?", (generation,)
+        ).fetchone()
+        return row is not None and row[0] is not None
+
+    def complete_generation(self, generation: int, population: list[int], metrics: dict) -> None:
+        """Store the survivors (best first) and metrics; the generation is then done."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO population VALUES (?, ?, ?)",
+                [(generation, cid, rank) for rank, cid in enumerate(population)],
+            )
+            db.execute(
+                "UPDATE generations SET completed_at = ?, metrics = ? WHERE generation = ?",
+                (time.time(), json.dumps(metrics), generation),
+            )
+
+    def population(self, generation: int) -> list[int]:
+        rows = self._db.execute(
+            "SELECT candidate_id FROM population WHERE generation = ? ORDER BY rank", (generation,)
+        )
+        return [row[0] for row in rows]
+
+    def is_completed(self, generation: int) -> bool:
+        row = self._db.execute(
+            "SELECT completed_at FROM generations WHERE generation = ?", (generation,)
+        ).fetchone()
+        return row is not None and row[0] is not None
+
+    def last_completed_generation(self) -> int | None:
+        row = self._db.execute(
+            "SELECT MAX(generation) FROM generations WHERE completed_at IS NOT NULL"
+        ).fetchone()
+        return row[0]
+
+    def generation_metrics(self) -> dict[int, dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT generation, metrics FROM generations WHERE completed_at IS NOT NULL ORDER BY generation"
+        )
+        return {gen: json.loads(metrics) for gen, metrics in rows}
+
+    # --- tables ------------------------------------------------------------------------------
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per candidate with lineage, status, energies and every objective score."""
+        records = []
+        for c in self.candidates():
+            record = {
+                "id": c.id,
+                "generation": c.generation,
+                "origin": c.origin,
+                "operator": c.operator,
+                "parents": c.parents,
+                "status": c.status.value,
+                "reason": c.reason,
+                "formula": c.formula,
+                "n_atoms": c.n_atoms,
+                "energy_per_atom_ev": c.energy_per_atom,
+                "initial_energy_per_atom_ev": c.initial_energy_per_atom,
+                "e_above_hull_ev_per_atom": c.e_above_hull,
+                "converged": c.converged,
+                "relax_steps": c.relax_steps,
+            }
+            record.update({f"score_{k}": v for k, v in c.scores.items()})
+            record.update({f"time_{k}_s": v for k, v in c.timings.items()})
+            records.append(record)
+        return pd.DataFrame.from_records(records)
+
+
+def _to_row(c: Candidate) -> tuple:
+    return (
+        c.id,
+        c.generation,
+        c.origin,
+        c.operator,
+        json.dumps(c.parents),
+        c.status.value,
+        c.reason,
+        c.formula,
+        c.n_atoms,
+        None if c.structure is None else structure_to_json(c.structure),
+        None if c.relaxed is None else structure_to_json(c.relaxed),
+        c.energy_per_atom,
+        c.initial_energy_per_atom,
+        c.e_above_hull,
+        None if c.converged is None else int(c.converged),
+        c.relax_steps,
+        json.dumps(c.scores),
+        json.dumps(c.timings),
+        json.dumps(c.extra),
+    )
+
+
+def _from_row(row: tuple) -> Candidate:
+    (cid, gen, origin, operator, parents, status, reason, _formula, _n, structure, relaxed,
+     energy, initial, ehull, converged, steps, scores, timings, extra) = row  # fmt: skip
+    return Candidate(
+        id=cid,
+        generation=gen,
+        origin=origin,
+        operator=operator,
+        parents=json.loads(parents),
+        structure=None if structure is None else structure_from_json(structure),
+        status=Status(status),
+        reason=reason,
+        relaxed=None if relaxed is None else structure_from_json(relaxed),
+        energy_per_atom=energy,
+        initial_energy_per_atom=initial,
+        e_above_hull=ehull,
+        converged=None if converged is None else bool(converged),
+        relax_steps=steps,
+        scores=json.loads(scores),
+        timings=json.loads(timings),
+        extra=json.loads(extra),
+    )
