@@ -107,8 +107,8 @@ class RunStore:
             )
         run_dir.mkdir(parents=True, exist_ok=True)
         store = cls(run_dir, lock=True)
+        store._db.executescript(_SCHEMA)  # executescript commits on its own
         with store._transaction() as db:
-            db.executescript(_SCHEMA)
             db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             for key, value in meta.items():
                 db.execute("INSERT INTO meta VALUES (?, ?)", (key, json.dumps(value)))
