@@ -1,0 +1,1 @@
+"""Chat backends of the LLM proposer: `openai` (OpenAI-compatible servers) and `hf` (in-process)."""
