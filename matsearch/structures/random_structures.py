@@ -1,0 +1,114 @@
+"""Random symmetric crystals from pyxtal, reproducible from a numpy Generator.
+
+Compositions are drawn within a run's ChemistryLimits (preferring charge-balanced ones, see
+`matsearch.structures.validity.is_charge_balanced`), or given (CSP: the target formula times a
+random number of formula units). Space groups are drawn uniformly from those whose Wyckoff
+positions can hold the atom counts. pyxtal's atom counts refer to its conventional cell, which is
+the cell returned, so the structure never has more than `limits.max_atoms` atoms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import lru_cache, reduce
+
+import numpy as np
+from pymatgen.core import Composition, Structure
+from pyxtal import pyxtal
+from pyxtal.symmetry import Group
+
+from matsearch.proposers.base import ChemistryLimits
+from matsearch.structures.validity import is_charge_balanced
+
+logger = logging.getLogger(__name__)
+
+_MAX_REDUCED_COUNT = 6  # largest stoichiometric coefficient drawn for a random composition
+_N_SPACE_GROUPS = 230
+
+
+def random_composition(
+    limits: ChemistryLimits, rng: np.random.Generator, *, max_tries: int = 50
+) -> Composition | None:
+    """A random cell composition (≤ max_atoms atoms, 2..max_elements allowed elements where the
+    limits permit), charge-balanced if one is found within `max_tries` draws; None if none fits."""
+    elements = sorted(limits.elements)
+    k_max = min(limits.max_elements, len(elements))
+    k_min = min(2, k_max)
+    if k_max < 1 or limits.max_atoms < 1:
+        return None
+    fallback: Composition | None = None
+    for _ in range(max_tries):
+        k = int(rng.integers(k_min, k_max + 1))
+        chosen = [elements[i] for i in rng.choice(len(elements), size=k, replace=False)]
+        counts = [int(c) for c in rng.integers(1, _MAX_REDUCED_COUNT + 1, size=k)]
+        divisor = reduce(math.gcd, counts)
+        counts = [c // divisor for c in counts]
+        n_reduced = sum(counts)
+        if n_reduced > limits.max_atoms:
+            continue
+        units = int(rng.integers(1, limits.max_atoms // n_reduced + 1))
+        composition = Composition({el: c * units for el, c in zip(chosen, counts, strict=True)})
+        if is_charge_balanced(composition):
+            return composition
+        fallback = fallback or composition
+    return fallback
+
+
+def target_cell_composition(
+    target: Composition, max_atoms: int, rng: np.random.Generator
+) -> Composition | None:
+    """The reduced `target` times a random number of formula units fitting in `max_atoms`."""
+    reduced = target.element_composition.reduced_composition
+    max_units = int(max_atoms // reduced.num_atoms)
+    if max_units < 1:
+        return None
+    return reduced * int(rng.integers(1, max_units + 1))
+
+
+def random_structure(
+    composition: Composition,
+    rng: np.random.Generator,
+    *,
+    space_group: int | None = None,
+    volume_factor: float = 1.1,
+    max_space_group_tries: int = 30,
+) -> Structure | None:
+    """A random crystal with exactly `composition` (integer atom counts) in a random compatible
+    space group (or `space_group`), or None if pyxtal found no arrangement.
+
+    volume_factor: pyxtal's ratio of cell volume to the sum of atomic volumes.
+    """
+    symbols = [el.symbol for el in composition.elements]
+    counts = [int(round(composition[el])) for el in symbols]
+    candidates = (
+        [space_group]
+        if space_group is not None
+        else [int(g) for g in rng.integers(1, _N_SPACE_GROUPS + 1, size=max_space_group_tries)]
+    )
+    for group in candidates:
+        if not _group(group).check_compatible(counts)[0]:
+            continue
+        seed = int(rng.integers(2**63))
+        crystal = pyxtal()
+        try:
+            crystal.from_random(
+                3,
+                group,
+                symbols,
+                counts,
+                factor=volume_factor,
+                random_state=np.random.default_rng(seed),
+            )
+        except Exception as exc:  # pyxtal signals failure with several exception types
+            logger.debug("pyxtal failed for %s in group %d: %s", composition, group, exc)
+            continue
+        if not crystal.valid:
+            continue
+        return crystal.to_pymatgen()
+    return None
+
+
+@lru_cache(maxsize=_N_SPACE_GROUPS)
+def _group(number: int) -> Group:
+    return Group(number)

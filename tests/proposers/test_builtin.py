@@ -1,0 +1,218 @@
+"""BuiltinProposer on real MP-20 parents: every operator, limits, CSP, determinism, fallbacks."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Composition, Lattice, Structure
+
+from matsearch.candidate import Candidate, Status
+from matsearch.errors import SpecError
+from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer
+from matsearch.proposers.builtin import BuiltinProposer
+from matsearch.structures.validity import check_validity, is_charge_balanced
+
+PARENT_IDS = {
+    "mp-22862": 101,  # NaCl, rocksalt
+    "mp-758926": 102,  # LiFePO4, 14 atoms
+    "mp-149": 103,  # Si, diamond
+    "mp-4651": 104,  # SrTiO3, I4/mcm
+    "mp-22526": 105,  # LiCoO2, R-3m
+}
+LIMITS = ChemistryLimits(
+    elements=(
+        *("Li", "Na", "K", "Rb", "Cs", "Mg", "Sr", "Ba", "Ti", "Zr", "Fe"),
+        *("Mn", "Co", "Ni", "Si", "Ge", "Sn", "P", "O", "S", "Cl", "Br"),
+    ),
+    max_atoms=24,
+    max_elements=4,
+)
+
+
+def from_cif(text: str) -> Structure:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen notes rounded coordinates in MP CIFs
+        return Structure.from_str(text, fmt="cif")
+
+
+@pytest.fixture(scope="module")
+def mp20(data_dir: Path) -> pd.DataFrame:
+    frame = pd.read_csv(
+        data_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
+    )
+    return frame[frame["cif"].notna()].set_index("material_id")
+
+
+def candidate(structure: Structure, id: int) -> Candidate:
+    return Candidate(
+        id=id,
+        generation=0,
+        origin="seed",
+        operator="seed",
+        structure=structure,
+        status=Status.SCORED,
+    )
+
+
+@pytest.fixture(scope="module")
+def parents(mp20: pd.DataFrame) -> list[Candidate]:
+    return [candidate(from_cif(mp20.loc[mid, "cif"]), cid) for mid, cid in PARENT_IDS.items()]
+
+
+def within_limits(s: Structure, limits: ChemistryLimits) -> bool:
+    symbols = {el.symbol for el in s.composition.elements}
+    return (
+        len(s) <= limits.max_atoms
+        and symbols <= set(limits.elements)
+        and len(symbols) <= limits.max_elements
+    )
+
+
+def same_children(a: list[Proposal], b: list[Proposal]) -> bool:
+    for x, y in zip(a, b, strict=True):
+        if (x.operator, x.parents, x.extra) != (y.operator, y.parents, y.extra):
+            return False
+        if x.structure is None or y.structure is None:
+            if x.structure is not y.structure:
+                return False
+            continue
+        if not (
+            np.array_equal(x.structure.lattice.matrix, y.structure.lattice.matrix)
+            and np.array_equal(x.structure.frac_coords, y.structure.frac_coords)
+            and x.structure.species == y.structure.species
+        ):
+            return False
+    return True
+
+
+def test_is_a_proposer() -> None:
+    proposer = BuiltinProposer()
+    assert isinstance(proposer, Proposer)
+    assert proposer.name == "builtin"
+
+
+# least share of children passing check_validity, per operator, from valid parents
+MIN_VALID_SHARE = {"substitution": 1.0, "strain": 1.0, "swap": 0.8, "random": 0.7, "crossover": 0.1}
+
+
+@pytest.mark.parametrize("operator", sorted(MIN_VALID_SHARE))
+def test_each_operator_makes_children_within_limits(
+    operator: str, parents: list[Candidate]
+) -> None:
+    n = 12
+    proposals = BuiltinProposer({operator: 1.0}).propose(
+        parents, n, LIMITS, np.random.default_rng(3)
+    )
+    assert len(proposals) == n
+    n_valid = 0
+    for p in proposals:
+        assert p.structure is not None, p.reason
+        assert p.operator == operator and p.origin == "builtin"
+        expected_parents = {"random": 0, "crossover": 2}.get(operator, 1)
+        assert len(set(p.parents)) == expected_parents
+        assert set(p.parents) <= set(PARENT_IDS.values())
+        assert within_limits(p.structure, LIMITS)
+        n_valid += check_validity(p.structure, LIMITS) is None
+    assert n_valid >= MIN_VALID_SHARE[operator] * n
+
+
+def test_substitution_keeps_charge_and_follows_probabilities() -> None:
+    """Na+ in rocksalt may become K+ or Cs+ (same charge), never Ba2+ or Fe; Cl- becomes Br-.
+    Hautier's λ table ranks Na+→K+ well above Na+→Cs+."""
+    rocksalt = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    limits = ChemistryLimits(elements=("Na", "Cl", "K", "Cs", "Ba", "Fe", "Br"), max_elements=3)
+    proposals = BuiltinProposer({"substitution": 1.0}).propose(
+        [candidate(rocksalt, 1)], 200, limits, np.random.default_rng(0)
+    )
+    moves = Counter((p.extra["from"], p.extra["to"]) for p in proposals)
+    assert set(moves) <= {("Na", "K"), ("Na", "Cs"), ("Cl", "Br")}
+    assert moves[("Na", "K")] > 2 * moves[("Na", "Cs")]
+    assert all(p.extra["weighting"] == "species" for p in proposals)
+    partial = [p for p in proposals if p.extra["n_sites"] < 4]
+    assert partial  # some children substitute only part of the sublattice
+    for p in proposals:
+        assert p.structure is not None
+        assert is_charge_balanced(p.structure.composition)
+        assert len(p.structure.composition.elements) <= 3
+
+
+def test_substitution_without_oxidation_guess_uses_elements(parents: list[Candidate]) -> None:
+    silicon = parents[2]
+    limits = ChemistryLimits(elements=("Si", "Ge", "Sn", "C"))
+    proposals = BuiltinProposer({"substitution": 1.0}).propose(
+        [silicon], 20, limits, np.random.default_rng(1)
+    )
+    for p in proposals:
+        assert p.structure is not None and p.extra["weighting"] == "element"
+        assert p.extra["from"] == "Si" and p.extra["to"] in {"Ge", "Sn", "C"}
+
+
+def test_csp_children_keep_target_composition(mp20: pd.DataFrame) -> None:
+    polymorphs = [
+        candidate(from_cif(mp20.loc["mp-22526", "cif"]), 1),  # LiCoO2 R-3m, 4 atoms
+        candidate(from_cif(mp20.loc["mp-849273", "cif"]), 2),  # LiCoO2 Imma
+    ]
+    limits = ChemistryLimits(
+        elements=("Li", "Co", "O", "Ni"), max_atoms=16, target=Composition("LiCoO2")
+    )
+    proposals = BuiltinProposer().propose(polymorphs, 40, limits, np.random.default_rng(5))
+    operators = Counter(p.operator for p in proposals)
+    assert "substitution" not in operators
+    assert {"crossover", "random", "strain", "swap"} <= set(operators)
+    for p in proposals:
+        assert p.structure is not None
+        assert p.structure.composition.reduced_formula == "LiCoO2"
+        assert len(p.structure) <= 16
+
+
+def test_same_seed_same_children(parents: list[Candidate]) -> None:
+    proposer = BuiltinProposer()
+    first = proposer.propose(parents, 12, LIMITS, np.random.default_rng(42))
+    again = proposer.propose(parents, 12, LIMITS, np.random.default_rng(42))
+    other = proposer.propose(parents, 12, LIMITS, np.random.default_rng(43))
+    assert len({p.operator for p in first}) >= 3
+    assert same_children(first, again)
+    assert not same_children(first, other)
+
+
+def test_random_structures_reproduce_from_seed() -> None:
+    proposer = BuiltinProposer({"random": 1.0})
+    first = proposer.propose([], 4, LIMITS, np.random.default_rng(9))
+    again = proposer.propose([], 4, LIMITS, np.random.default_rng(9))
+    assert same_children(first, again)
+
+
+def test_without_parents_falls_back_to_random() -> None:
+    limits = ChemistryLimits(elements=("Mg", "O"), max_atoms=12)
+    for weights in (None, {"crossover": 1.0}):
+        proposals = BuiltinProposer(weights).propose([], 3, limits, np.random.default_rng(0))
+        for p in proposals:
+            assert p.operator == "random" and p.parents == []
+            assert p.structure is not None and within_limits(p.structure, limits)
+
+
+def test_one_parent_cannot_cross_over(parents: list[Candidate]) -> None:
+    proposals = BuiltinProposer({"crossover": 1.0, "strain": 1.0}).propose(
+        parents[:1], 6, LIMITS, np.random.default_rng(0)
+    )
+    assert {p.operator for p in proposals} == {"strain"}
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"mutate": 1.0}, "unknown builtin operator.*mutate; choose from crossover"),
+        ({"strain": -1.0}, "finite and ≥ 0"),
+        ({"strain": 0.0}, "must not all be zero"),
+    ],
+)
+def test_bad_weights_are_rejected(weights: dict[str, float], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        BuiltinProposer(weights)
