@@ -121,6 +121,7 @@ def _status_dict(run_dir: Path, top: int) -> dict:
         "run_dir": str(run_dir),
         "last_generation": result.last_generation,
         "generations": {str(g): m for g, m in result.generation_metrics().items()},
+        "origins": result.origin_stats(),
         "best": [candidate_metadata(c) for c in result.best(top)],
     }
 
@@ -138,6 +139,16 @@ def _print_status(run_dir: Path, top: int) -> None:
             "—" if best is None else f"{best:.3f}",
         )
     console.print(gens)
+    origins = Table(title="per proposer (rates of proposed)")
+    for column in ("origin", "proposed", "parsed", "valid", "unique", "relaxed", "metastable"):
+        origins.add_column(column, justify="right" if column != "origin" else "left")
+    for origin, row in data["origins"].items():
+        origins.add_row(
+            origin,
+            str(row["proposed"]),
+            *(f"{row[k + '_rate']:.0%}" for k in ("parsed", "valid", "unique", "relaxed", "metastable")),
+        )
+    console.print(origins)
     best = Table(title=f"best {len(data['best'])} relaxed candidates (e_hull in eV/atom)")
     for column in ("id", "formula", "gen", "origin/operator", "e_hull", "E (eV/atom)", "ΔE deform", "conv"):
         best.add_column(column, justify="right" if column not in ("formula", "origin/operator") else "left")

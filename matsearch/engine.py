@@ -20,6 +20,8 @@ import yaml
 from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
+from matsearch.data import HULL_REFERENCES
+from matsearch.errors import MatsearchError, RunInterrupted
 from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer
 from matsearch.proposers.builtin import BuiltinProposer
 from matsearch.proposers.registry import build_proposer, split_children
@@ -105,7 +107,7 @@ class Search:
         if self._hull is None:
             ref = self.spec.reference.hull
             self._hull = (
-                HullReference.from_registry(ref) if ref == "mp20-subset" else HullReference.from_file(Path(ref))
+                HullReference.from_registry(ref) if ref in HULL_REFERENCES else HullReference.from_file(Path(ref))
             )
         return self._hull
 
@@ -129,6 +131,12 @@ class Search:
             for generation in range(self.spec.generations + 1):
                 if not store.is_completed(generation):
                     self._generation(store, generation, proposers, dedup)
+        except MatsearchError as exc:
+            logger.error("run stopped: %s", exc)
+            raise RunInterrupted(
+                f"{exc} (the run is saved; continue it with `matsearch resume {store.run_dir}`)"
+            ) from exc
+        else:
             logger.info("run %s finished after generation %d", self.spec.name, self.spec.generations)
         finally:
             package_logger.removeHandler(handler)

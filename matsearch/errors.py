@@ -19,3 +19,7 @@ class RunStoreError(MatsearchError):
 
 class ModelError(MatsearchError):
     """An MLIP checkpoint or model name cannot be loaded."""
+
+
+class RunInterrupted(MatsearchError):
+    """A run stopped part-way (an LLM server went away, a model file is missing); `resume` continues it."""

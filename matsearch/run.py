@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from matsearch.candidate import Candidate, Status
+from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM
 from matsearch.store import RunStore
 
 
@@ -51,6 +52,25 @@ class Run:
             scored = [c for c in scored if c.e_above_hull <= max_e_above_hull]
         scored.sort(key=lambda c: (c.e_above_hull, c.id))
         return scored if n is None else scored[:n]
+
+    def origin_stats(self) -> dict[str, dict[str, float]]:
+        """Per proposer (origin): counts and rates of parsed, valid, unique, relaxed and metastable
+        (e_above_hull < 0.1 eV/atom) children, so proposers can be compared in one run."""
+        stats: dict[str, dict[str, float]] = {}
+        for c in self.candidates():
+            row = stats.setdefault(
+                c.origin, dict.fromkeys(("proposed", "parsed", "valid", "unique", "relaxed", "metastable"), 0)
+            )
+            row["proposed"] += 1
+            row["parsed"] += c.structure is not None
+            row["valid"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE)
+            row["unique"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED)
+            row["relaxed"] += c.status == Status.SCORED
+            row["metastable"] += c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
+        for row in stats.values():
+            for key in ("parsed", "valid", "unique", "relaxed", "metastable"):
+                row[f"{key}_rate"] = row[key] / row["proposed"]
+        return stats
 
     def generation_metrics(self) -> dict[int, dict]:
         with self._store() as store:

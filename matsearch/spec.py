@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pymatgen.core import Composition, Element
 
+from matsearch.data import HULL_REFERENCES
 from matsearch.errors import SpecError
 
 
@@ -218,15 +219,16 @@ class Reference(_Strict):
 
     hull: str = Field(
         "mp20-subset",
-        description="'mp20-subset' (MP formation energies, local mirror or download) or a CSV/JSON path.",
+        description="A registry name (matsearch.data.HULL_REFERENCES) or a CSV/JSON file of formation energies.",
     )
 
     @field_validator("hull")
     @classmethod
     def _exists(cls, value: str) -> str:
-        if value != "mp20-subset" and not Path(value).expanduser().is_file():
+        if value not in HULL_REFERENCES and not Path(value).expanduser().is_file():
             raise ValueError(
-                f"'{value}' is neither 'mp20-subset' nor an existing CSV/JSON file of formation energies"
+                f"'{value}' is neither a known reference ({', '.join(HULL_REFERENCES)}) "
+                "nor an existing CSV/JSON file of formation energies"
             )
         return value
 

@@ -62,7 +62,7 @@ MALFORMED = [
     ),
     pytest.param(
         {**BASE, "reference": {"hull": "no/such/hull.csv"}},
-        "'reference.hull': 'no/such/hull.csv' is neither 'mp20-subset' nor an existing CSV/JSON file",
+        "'reference.hull': 'no/such/hull.csv' is neither a known reference (mp20-subset, mp-2023-01-10) nor an existing",
         id="missing-reference-data",
     ),
     pytest.param(
