@@ -45,7 +45,9 @@ class Candidate:
     relax_steps: int | None = None
     scores: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    extra: dict[str, Any] = field(default_factory=dict)  # proposer metadata (prompt hash, tokens, ...)
+    extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # proposer metadata (prompt hash, tokens, ...)
 
     @property
     def formula(self) -> str | None:

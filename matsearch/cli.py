@@ -48,7 +48,9 @@ def _progress_bar() -> Iterator[Callable]:
         TimeElapsedColumn(),
     )
     tasks: dict[int, int] = {}
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+    with Progress(
+        *columns, console=console, transient=False, disable=not console.is_terminal
+    ) as bar:
 
         def update(event: EngineProgress) -> None:
             counts = event.counts
@@ -58,10 +60,14 @@ def _progress_bar() -> Iterator[Callable]:
                 f" · metastable {counts.get('metastable', 0)}"
             )
             if event.generation not in tasks:
-                tasks[event.generation] = bar.add_task(text, total=None, generation=event.generation)
+                tasks[event.generation] = bar.add_task(
+                    text, total=None, generation=event.generation
+                )
             done = counts.get("proposed", 0) - counts.get("unique", 0) + counts.get("relaxed", 0)
             done += counts.get("failed", 0)
-            bar.update(tasks[event.generation], description=text, total=event.total or None, completed=done)
+            bar.update(
+                tasks[event.generation], description=text, total=event.total or None, completed=done
+            )
             if not console.is_terminal and event.stage == "done":
                 console.print(f"generation {event.generation}: {text.split(maxsplit=1)[1]}")
 
@@ -71,7 +77,9 @@ def _progress_bar() -> Iterator[Callable]:
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="Run spec (YAML).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved spec and stop.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the resolved spec and stop.")
+    ] = False,
 ) -> None:
     """Start a new search described by SPEC; results go to <output>/<name>/."""
     from matsearch.spec import dump_spec, load_spec
@@ -89,7 +97,9 @@ def run(
 
 
 @app.command()
-def resume(run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. runs/quickstart.")]) -> None:
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. runs/quickstart.")],
+) -> None:
     """Continue an interrupted run from its store; nothing already scored is scored again."""
     from matsearch.engine import Search
 
@@ -129,13 +139,25 @@ def _status_dict(run_dir: Path, top: int) -> dict:
 def _print_status(run_dir: Path, top: int) -> None:
     data = _status_dict(run_dir, top)
     gens = Table(title=f"{run_dir} — generations")
-    for column in ("gen", "proposed", "valid", "unique", "relaxed", "failed", "metastable", "best e_hull"):
+    for column in (
+        "gen",
+        "proposed",
+        "valid",
+        "unique",
+        "relaxed",
+        "failed",
+        "metastable",
+        "best e_hull",
+    ):
         gens.add_column(column, justify="right")
     for gen, m in data["generations"].items():
         best = m.get("best_e_above_hull")
         gens.add_row(
             gen,
-            *(str(m.get(k, 0)) for k in ("proposed", "valid", "unique", "relaxed", "failed", "metastable")),
+            *(
+                str(m.get(k, 0))
+                for k in ("proposed", "valid", "unique", "relaxed", "failed", "metastable")
+            ),
             "—" if best is None else f"{best:.3f}",
         )
     console.print(gens)
@@ -146,12 +168,26 @@ def _print_status(run_dir: Path, top: int) -> None:
         origins.add_row(
             origin,
             str(row["proposed"]),
-            *(f"{row[k + '_rate']:.0%}" for k in ("parsed", "valid", "unique", "relaxed", "metastable")),
+            *(
+                f"{row[k + '_rate']:.0%}"
+                for k in ("parsed", "valid", "unique", "relaxed", "metastable")
+            ),
         )
     console.print(origins)
     best = Table(title=f"best {len(data['best'])} relaxed candidates (e_hull in eV/atom)")
-    for column in ("id", "formula", "gen", "origin/operator", "e_hull", "E (eV/atom)", "ΔE deform", "conv"):
-        best.add_column(column, justify="right" if column not in ("formula", "origin/operator") else "left")
+    for column in (
+        "id",
+        "formula",
+        "gen",
+        "origin/operator",
+        "e_hull",
+        "E (eV/atom)",
+        "ΔE deform",
+        "conv",
+    ):
+        best.add_column(
+            column, justify="right" if column not in ("formula", "origin/operator") else "left"
+        )
     for c in data["best"]:
         deform = c["scores"].get("deformation_energy")
         best.add_row(
@@ -170,7 +206,9 @@ def _print_status(run_dir: Path, top: int) -> None:
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")
+    ] = None,
     fmt: Annotated[
         list[str], typer.Option("--format", "-f", help="cif, poscar, extxyz, csv (repeatable).")
     ] = ["cif", "poscar", "extxyz", "csv"],  # noqa: B006 - typer needs a literal default
@@ -190,7 +228,11 @@ def export(
             raise MatsearchError(f"unknown export format '{bad[0]}'; allowed: {', '.join(allowed)}")
         out_dir = out or run_dir / "export"
         written = export_run(
-            Run(run_dir), out_dir, [ExportFormat(f) for f in fmt], top=top, max_e_above_hull=max_ehull
+            Run(run_dir),
+            out_dir,
+            [ExportFormat(f) for f in fmt],
+            top=top,
+            max_e_above_hull=max_ehull,
         )
     console.print(f"wrote {len(written)} files to {out_dir}")
 

@@ -22,14 +22,14 @@ from pymatgen.core import Structure
 from matsearch.candidate import Candidate, Status
 from matsearch.data import HULL_REFERENCES
 from matsearch.errors import MatsearchError, RunInterrupted
+from matsearch.executors.base import Executor
+from matsearch.executors.registry import build_executor
 from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer
 from matsearch.proposers.builtin import BuiltinProposer
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
-from matsearch.scoring.base import Relaxer
 from matsearch.scoring.hull import HullReference
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_relax_result
-from matsearch.scoring.registry import build_relaxer
 from matsearch.selection import select
 from matsearch.spec import RunSpec, dump_spec, load_spec, parse_spec
 from matsearch.store import LOG_NAME, RunStore
@@ -67,7 +67,9 @@ def chemistry_limits(spec: RunSpec) -> ChemistryLimits:
 class Search:
     """A search described by a RunSpec (object, dict, or YAML path). `Search(spec).run()` runs it."""
 
-    def __init__(self, spec: RunSpec | dict | str | Path, *, on_progress: ProgressCallback | None = None):
+    def __init__(
+        self, spec: RunSpec | dict | str | Path, *, on_progress: ProgressCallback | None = None
+    ):
         if isinstance(spec, (str, Path)):
             spec = load_spec(spec)
         elif isinstance(spec, dict):
@@ -75,11 +77,13 @@ class Search:
         self.spec = spec
         self.limits = chemistry_limits(spec)
         self.on_progress = on_progress
-        self._relaxer: Relaxer | None = None
+        self._executor: Executor | None = None
         self._hull: HullReference | None = None
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | Path, *, on_progress: ProgressCallback | None = None) -> Search:
+    def from_run_dir(
+        cls, run_dir: str | Path, *, on_progress: ProgressCallback | None = None
+    ) -> Search:
         """The search stored in a run folder (its resolved spec.yaml), for `resume`."""
         run_dir = Path(run_dir)
         with RunStore.open(run_dir, lock=False) as store:
@@ -107,15 +111,17 @@ class Search:
         if self._hull is None:
             ref = self.spec.reference.hull
             self._hull = (
-                HullReference.from_registry(ref) if ref in HULL_REFERENCES else HullReference.from_file(Path(ref))
+                HullReference.from_registry(ref)
+                if ref in HULL_REFERENCES
+                else HullReference.from_file(Path(ref))
             )
         return self._hull
 
     @property
-    def relaxer(self) -> Relaxer:
-        if self._relaxer is None:
-            self._relaxer = build_relaxer(self.spec.mlip)
-        return self._relaxer
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = build_executor(self.spec.executor, self.spec.mlip)
+        return self._executor
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -137,8 +143,13 @@ class Search:
                 f"{exc} (the run is saved; continue it with `matsearch resume {store.run_dir}`)"
             ) from exc
         else:
-            logger.info("run %s finished after generation %d", self.spec.name, self.spec.generations)
+            logger.info(
+                "run %s finished after generation %d", self.spec.name, self.spec.generations
+            )
         finally:
+            if self._executor is not None:
+                self._executor.close()
+                self._executor = None
             package_logger.removeHandler(handler)
             handler.close()
             store.close()
@@ -165,25 +176,39 @@ class Search:
         self._relax(store, generation)
         self._report(store, generation, "selecting")
         pool = parents + store.candidates(generation=generation, status=Status.SCORED)
-        survivors = select(pool, self.spec.objectives, self.spec.population_size, self.spec.selection)
+        survivors = select(
+            pool, self.spec.objectives, self.spec.population_size, self.spec.selection
+        )
         metrics = self._metrics(store, generation) | {"wall_time_s": time.perf_counter() - started}
         store.complete_generation(generation, [c.id for c in survivors], metrics)
         self._report(store, generation, "done")
         logger.info("generation %d done: %s", generation, metrics)
 
-    def _propose(self, generation: int, parents: list[Candidate], proposers: list[Proposer]) -> list[Candidate]:
+    def _propose(
+        self, generation: int, parents: list[Candidate], proposers: list[Proposer]
+    ) -> list[Candidate]:
         seed = self.spec.seed
         proposals: list[Proposal] = []
         if generation == 0:
-            seeds = initial_population(self.limits, self.spec.population_size, np.random.default_rng([seed, 0]))
+            seeds = initial_population(
+                self.limits, self.spec.population_size, np.random.default_rng([seed, 0])
+            )
             proposals += [
-                Proposal(structure=s, operator="seed", parents=[], origin="mp20", extra={"material_id": mid})
+                Proposal(
+                    structure=s,
+                    operator="seed",
+                    parents=[],
+                    origin="mp20",
+                    extra={"material_id": mid},
+                )
                 for s, mid in seeds
             ]
             # fill with random symmetric structures when MP-20 has too few in this chemistry
             proposers, counts = [BuiltinProposer()], [self.spec.population_size - len(proposals)]
         else:
-            counts = split_children(self.spec.children_per_generation, [p.fraction for p in self.spec.proposers])
+            counts = split_children(
+                self.spec.children_per_generation, [p.fraction for p in self.spec.proposers]
+            )
         for k, (proposer, n) in enumerate(zip(proposers, counts, strict=True)):
             if n > 0:
                 rng = np.random.default_rng([seed, generation, k])
@@ -222,7 +247,10 @@ class Search:
             if reason is not None:
                 candidate.status, candidate.reason = Status.INVALID, reason
             elif (match := dedup.find(candidate.structure)) is not None:
-                candidate.status, candidate.reason = Status.DUPLICATE, f"duplicate of candidate {match}"
+                candidate.status, candidate.reason = (
+                    Status.DUPLICATE,
+                    f"duplicate of candidate {match}",
+                )
             else:
                 candidate.status = Status.VALID
                 dedup.add(candidate.id, candidate.structure)
@@ -241,15 +269,12 @@ class Search:
         return f"not_in_systems: {'-'.join(sorted(elements))} is in none of {', '.join(systems)}"
 
     def _relax(self, store: RunStore, generation: int) -> None:
-        """Relax and score waiting children in batches; each batch is committed when done."""
+        """Relax and score waiting children; each result is committed the moment it arrives."""
         pending = store.candidates(generation=generation, status=Status.VALID)
-        size = self.spec.mlip.batch_size
-        for start in range(0, len(pending), size):
-            batch = pending[start : start + size]
-            results = self.relaxer.relax([c.structure for c in batch])
-            for candidate, result in zip(batch, results, strict=True):
-                apply_relax_result(candidate, result, self.hull)
-            store.update(batch)
+        for index, result in self.executor.relax([c.structure for c in pending]):
+            candidate = pending[index]
+            apply_relax_result(candidate, result, self.hull)
+            store.update([candidate])
             self._report(store, generation, "relaxing")
 
     # --- reporting --------------------------------------------------------------------------
@@ -261,7 +286,9 @@ class Search:
         counts = _counts(children)
         return counts | {
             "best_e_above_hull": min(ehull) if ehull else None,
-            "metastable_rate": counts["metastable"] / counts["proposed"] if counts["proposed"] else 0.0,
+            "metastable_rate": counts["metastable"] / counts["proposed"]
+            if counts["proposed"]
+            else 0.0,
         }
 
     def _report(self, store: RunStore, generation: int, stage: str) -> None:
@@ -283,7 +310,9 @@ def _counts(children: list[Candidate]) -> dict[str, int]:
         "relaxed": statuses.count(Status.SCORED),
         "failed": statuses.count(Status.FAILED),
         "metastable": sum(
-            c.status == Status.SCORED and c.e_above_hull is not None and c.e_above_hull < METASTABLE_EV_PER_ATOM
+            c.status == Status.SCORED
+            and c.e_above_hull is not None
+            and c.e_above_hull < METASTABLE_EV_PER_ATOM
             for c in children
         ),
     }

@@ -59,14 +59,24 @@ class Run:
         stats: dict[str, dict[str, float]] = {}
         for c in self.candidates():
             row = stats.setdefault(
-                c.origin, dict.fromkeys(("proposed", "parsed", "valid", "unique", "relaxed", "metastable"), 0)
+                c.origin,
+                dict.fromkeys(
+                    ("proposed", "parsed", "valid", "unique", "relaxed", "metastable"), 0
+                ),
             )
             row["proposed"] += 1
             row["parsed"] += c.structure is not None
-            row["valid"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE)
+            row["valid"] += c.status in (
+                Status.VALID,
+                Status.SCORED,
+                Status.FAILED,
+                Status.DUPLICATE,
+            )
             row["unique"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED)
             row["relaxed"] += c.status == Status.SCORED
-            row["metastable"] += c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
+            row["metastable"] += (
+                c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
+            )
         for row in stats.values():
             for key in ("parsed", "valid", "unique", "relaxed", "metastable"):
                 row[f"{key}_rate"] = row[key] / row["proposed"]

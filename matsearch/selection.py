@@ -16,7 +16,9 @@ from matsearch.candidate import Candidate
 from matsearch.spec import Objective
 
 
-def minimisation_matrix(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> np.ndarray:
+def minimisation_matrix(
+    candidates: Sequence[Candidate], objectives: Sequence[Objective]
+) -> np.ndarray:
     """[n_candidates, n_objectives] values to minimise: x for min, −x for max, |x − t| for a target.
 
     A missing or non-finite score becomes worse than every finite value in its column.
@@ -37,7 +39,9 @@ def minimisation_matrix(candidates: Sequence[Candidate], objectives: Sequence[Ob
     return values
 
 
-def constraint_violation(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> np.ndarray:
+def constraint_violation(
+    candidates: Sequence[Candidate], objectives: Sequence[Objective]
+) -> np.ndarray:
     """Summed distance outside each objective's bounds (0 for feasible); missing scores violate by inf."""
     violation = np.zeros(len(candidates))
     for i, candidate in enumerate(candidates):

@@ -43,7 +43,9 @@ class Chemistry(_Strict):
         description="Allowed chemical systems such as 'Li-Fe-O'; a child must lie within one of them.",
     )
     max_atoms: int = Field(20, ge=1, le=200, description="Maximum atoms per cell.")
-    max_elements: int = Field(4, ge=1, le=10, description="Maximum distinct elements per structure.")
+    max_elements: int = Field(
+        4, ge=1, le=10, description="Maximum distinct elements per structure."
+    )
 
     @field_validator("elements")
     @classmethod
@@ -61,7 +63,9 @@ class Chemistry(_Strict):
     @model_validator(mode="after")
     def _not_empty(self) -> Chemistry:
         if not self.elements and not self.systems:
-            raise ValueError("give at least one element in 'elements' or one chemical system in 'systems'")
+            raise ValueError(
+                "give at least one element in 'elements' or one chemical system in 'systems'"
+            )
         return self
 
     @property
@@ -139,7 +143,9 @@ class OpenAIProposerSpec(_LLMProposerSpec):
     """Any OpenAI-compatible chat server: OpenAI, vLLM, SGLang, Ollama, llama.cpp, transformers serve."""
 
     kind: Literal["openai"] = "openai"
-    base_url: str | None = Field(None, description="Server URL; default: $OPENAI_BASE_URL or OpenAI.")
+    base_url: str | None = Field(
+        None, description="Server URL; default: $OPENAI_BASE_URL or OpenAI."
+    )
     api_key: SecretStr | None = Field(None, description="API key; default: $OPENAI_API_KEY.")
     max_concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(120.0, gt=0)
@@ -150,7 +156,9 @@ class HFProposerSpec(_LLMProposerSpec):
     """A transformers model in-process."""
 
     kind: Literal["hf"] = "hf"
-    device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'; default: cuda if available.")
+    device: str | None = Field(
+        None, description="'cpu', 'cuda', 'cuda:1'; default: cuda if available."
+    )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     batch_size: int = Field(4, ge=1)
 
@@ -164,14 +172,30 @@ class MLIPSpec(_Strict):
     """Which MLIP relaxes and scores candidates."""
 
     backend: Literal["matsearch", "chgnet"] = Field(
-        "matsearch", description="'matsearch' (in-house batched model) or 'chgnet' (reference package)."
+        "matsearch",
+        description="'matsearch' (in-house batched model) or 'chgnet' (reference package).",
     )
     model: str = Field("default", description="Model name or path to a fine-tuned model file.")
     device: str | None = Field(None, description="'cpu' or 'cuda'; default: cuda when available.")
     fmax: float = Field(0.05, gt=0, description="Force convergence, eV/Å.")
     steps: int = Field(300, ge=1, description="Maximum optimiser steps per structure.")
-    timeout_s: float = Field(300.0, gt=0, description="Wall-clock limit per relaxation batch, s.")
+    timeout_s: float = Field(
+        300.0, gt=0, description="Wall-clock limit per structure's relaxation, s."
+    )
     batch_size: int = Field(32, ge=1, description="Structures relaxed (and committed) together.")
+
+
+class ExecutorSpec(_Strict):
+    """Where relaxations run. `local`: in this process. `ray`: actors on a Ray cluster."""
+
+    kind: Literal["local", "ray"] = Field("local", description="'local' or 'ray'.")
+    address: str | None = Field(
+        None,
+        description="Ray cluster address ('auto', 'ray://host:10001'); default: start a local Ray.",
+    )
+    workers: int = Field(2, ge=1, description="Ray actors, each holding one model.")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per Ray actor (0 on CPU machines).")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray actor.")
 
 
 OBJECTIVE_NAMES = ("e_above_hull", "deformation_energy", "formation_energy", "energy_per_atom")
@@ -182,7 +206,9 @@ class Objective(_Strict):
 
     name: str = Field(..., description=f"One of {', '.join(OBJECTIVE_NAMES)}.")
     direction: Literal["min", "max"] | None = Field(None)
-    target: float | None = Field(None, description="Target value; the objective becomes |x − target|.")
+    target: float | None = Field(
+        None, description="Target value; the objective becomes |x − target|."
+    )
     weight: float = Field(1.0, ge=0, description="Weight in the weighted-sum selection.")
     bounds: tuple[float | None, float | None] | None = Field(
         None, description="Constraint [lower, upper] (null for open); violators rank last."
@@ -207,7 +233,9 @@ class Objective(_Strict):
 class Validity(_Strict):
     """Validity checks applied to every child before relaxation."""
 
-    charge_neutrality: bool = Field(True, description="Require an oxidation-state assignment summing to 0.")
+    charge_neutrality: bool = Field(
+        True, description="Require an oxidation-state assignment summing to 0."
+    )
     min_distance_factor: float = Field(
         0.5, gt=0, le=1.5, description="Minimum distance as a fraction of the covalent-radius sum."
     )
@@ -219,7 +247,7 @@ class Reference(_Strict):
 
     hull: str = Field(
         "mp20-subset",
-        description="A registry name (matsearch.data.HULL_REFERENCES) or a CSV/JSON file of formation energies.",
+        description="A registry name (data.HULL_REFERENCES) or a CSV/JSON file of formation energies.",
     )
 
     @field_validator("hull")
@@ -236,7 +264,9 @@ class Reference(_Strict):
 class RunSpec(_Strict):
     """A whole search. Load from YAML with `load_spec(path)`."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name (folder name).")
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name (folder name)."
+    )
     seed: int = Field(0, ge=0, description="Random seed; a seeded run is reproducible.")
     chemistry: Chemistry
     task: Task = Field(default_factory=Task)
@@ -247,6 +277,7 @@ class RunSpec(_Strict):
         default_factory=lambda: [BuiltinProposerSpec()], min_length=1, description="Proposer mix."
     )
     mlip: MLIPSpec = Field(default_factory=MLIPSpec)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(name="e_above_hull", direction="min")], min_length=1
     )
@@ -320,7 +351,11 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
-        tagged = [m for m in candidates if m.model_fields.get("kind") and m.model_fields["kind"].default == part]
+        tagged = [
+            m
+            for m in candidates
+            if m.model_fields.get("kind") and m.model_fields["kind"].default == part
+        ]
         if tagged:
             model = tagged[0]
             continue
@@ -348,7 +383,9 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def parse_spec(data: dict[str, Any]) -> RunSpec:
     """Validate a spec dict; raise SpecError with one sentence on the first problem."""
     if not isinstance(data, dict):
-        raise SpecError("the spec must be a YAML mapping of keys such as name, chemistry, generations")
+        raise SpecError(
+            "the spec must be a YAML mapping of keys such as name, chemistry, generations"
+        )
     try:
         return RunSpec.model_validate(data)
     except ValidationError as exc:

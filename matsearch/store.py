@@ -164,7 +164,9 @@ class RunStore:
 
     # --- candidates -------------------------------------------------------------------------
 
-    def add(self, candidates: Iterable[Candidate], *, proposed_generation: int | None = None) -> list[Candidate]:
+    def add(
+        self, candidates: Iterable[Candidate], *, proposed_generation: int | None = None
+    ) -> list[Candidate]:
         """Insert new candidates in one transaction; assigns and returns their ids.
 
         With `proposed_generation`, the same transaction marks that generation's proposals as

@@ -55,7 +55,9 @@ def test_kill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     run_dir = tmp_path / "b" / "resume"
     process = subprocess.Popen(
         [sys.executable, "-m", "matsearch.cli", "run", str(spec_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
     )
     deadline = time.monotonic() + 600
     while not _generation_two_started(run_dir):
@@ -74,6 +76,10 @@ def test_kill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     assert set(before) <= set(after)
     assert resumed.last_generation == reference.last_generation == 3
     for generation in range(4):
-        ours = [(c.id, c.formula, round(c.energy_per_atom, 5)) for c in resumed.population(generation)]
-        theirs = [(c.id, c.formula, round(c.energy_per_atom, 5)) for c in reference.population(generation)]
+        ours = [
+            (c.id, c.formula, round(c.energy_per_atom, 5)) for c in resumed.population(generation)
+        ]
+        theirs = [
+            (c.id, c.formula, round(c.energy_per_atom, 5)) for c in reference.population(generation)
+        ]
         assert ours == theirs, f"generation {generation} differs after resume"

@@ -16,12 +16,20 @@ from matsearch.store import RunStore
 
 
 def _nacl() -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 def _candidate(generation: int = 0) -> Candidate:
-    return Candidate(id=None, generation=generation, origin="builtin", operator="strain", parents=[3, 4],
-                     structure=_nacl())
+    return Candidate(
+        id=None,
+        generation=generation,
+        origin="builtin",
+        operator="strain",
+        parents=[3, 4],
+        structure=_nacl(),
+    )
 
 
 def test_round_trip_and_commit_on_change(tmp_path: Path) -> None:
@@ -58,10 +66,14 @@ def test_second_writer_is_refused_and_kill_releases_the_lock(tmp_path: Path) -> 
     run_dir = tmp_path / "run"
     RunStore.create(run_dir, "name: run\n", {}).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"from matsearch.store import RunStore; s = RunStore.open({str(run_dir)!r}); print('ok', flush=True); "
-         "import time; time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"from matsearch.store import RunStore; s = RunStore.open({str(run_dir)!r}); print('ok', flush=True); "
+            "import time; time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "ok"
     with pytest.raises(RunStoreError, match="is in use by another matsearch process"):

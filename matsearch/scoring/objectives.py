@@ -33,6 +33,8 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
         energy_per_atom=result.energy_per_atom,
     )
     if result.initial_energy_per_atom is not None:
-        candidate.scores["deformation_energy"] = result.initial_energy_per_atom - result.energy_per_atom
+        candidate.scores["deformation_energy"] = (
+            result.initial_energy_per_atom - result.energy_per_atom
+        )
     candidate.extra["hull_reference"] = hull.name
     candidate.status = Status.SCORED
