@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
@@ -139,26 +140,16 @@ def _status_dict(run_dir: Path, top: int) -> dict:
 def _print_status(run_dir: Path, top: int) -> None:
     data = _status_dict(run_dir, top)
     gens = Table(title=f"{run_dir} — generations")
-    for column in (
-        "gen",
-        "proposed",
-        "valid",
-        "unique",
-        "relaxed",
-        "failed",
-        "metastable",
-        "best e_hull",
-    ):
+    counts = ("proposed", "valid", "unique", "relaxed", "failed", "metastable", "n_novel", "n_sun")
+    for column in ("gen", *counts[:-2], "novel", "S.U.N.", "best e_hull", "hypervolume"):
         gens.add_column(column, justify="right")
     for gen, m in data["generations"].items():
-        best = m.get("best_e_above_hull")
+        best, volume = m.get("best_e_above_hull"), m.get("hypervolume")
         gens.add_row(
             gen,
-            *(
-                str(m.get(k, 0))
-                for k in ("proposed", "valid", "unique", "relaxed", "failed", "metastable")
-            ),
+            *(str(m.get(k, 0)) for k in counts),
             "—" if best is None else f"{best:.3f}",
+            "—" if volume is None else f"{volume:.4g}",
         )
     console.print(gens)
     origins = Table(title="per proposer (rates of proposed)")
@@ -206,9 +197,7 @@ def _print_status(run_dir: Path, top: int) -> None:
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = None,
     fmt: Annotated[
         list[str], typer.Option("--format", "-f", help="cif, poscar, extxyz, csv (repeatable).")
     ] = ["cif", "poscar", "extxyz", "csv"],  # noqa: B006 - typer needs a literal default
@@ -216,9 +205,13 @@ def export(
     max_ehull: Annotated[
         float | None, typer.Option("--max-ehull", help="Only candidates with e_hull ≤ X eV/atom.")
     ] = None,
+    vasp: Annotated[
+        str | None, typer.Option("--vasp", help="Also write VASP inputs: MPRelaxSet or MPScanRelaxSet.")
+    ] = None,
 ) -> None:
-    """Write relaxed candidates for DFT: CIF, POSCAR (+ metadata JSON), extxyz, CSV."""
-    from matsearch.export import ExportFormat, export_run
+    """Write relaxed candidates for DFT: CIF, POSCAR (+ metadata JSON), extxyz, CSV, VASP inputs."""
+    from matsearch.dft_export import PotcarSkippedWarning, VaspInputSetName, export_vasp
+    from matsearch.export import ExportFormat, export_candidates
     from matsearch.run import Run
 
     with _user_errors():
@@ -226,15 +219,72 @@ def export(
         bad = [f for f in fmt if f not in allowed]
         if bad:
             raise MatsearchError(f"unknown export format '{bad[0]}'; allowed: {', '.join(allowed)}")
+        if vasp is not None and vasp not in {v.value for v in VaspInputSetName}:
+            choices = ", ".join(v.value for v in VaspInputSetName)
+            raise MatsearchError(f"unknown VASP input set '{vasp}'; allowed: {choices}")
         out_dir = out or run_dir / "export"
-        written = export_run(
-            Run(run_dir),
-            out_dir,
-            [ExportFormat(f) for f in fmt],
-            top=top,
-            max_e_above_hull=max_ehull,
+        chosen = Run(run_dir).best(top, max_e_above_hull=max_ehull)
+        written = export_candidates(chosen, out_dir, [ExportFormat(f) for f in fmt])
+        if vasp is not None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PotcarSkippedWarning)
+                written += export_vasp(chosen, out_dir / "vasp", vasp)
+            for warning in caught:
+                if issubclass(warning.category, PotcarSkippedWarning):
+                    err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+    console.print(f"wrote {len(written)} files for {len(chosen)} candidates to {out_dir}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
+    """Plots and a self-contained HTML page: Pareto front, objectives, e_hull, phase diagram, lineage."""
+    from matsearch.report import make_report
+
+    with _user_errors():
+        path = make_report(run_dir)
+    console.print(f"report written to {path}")
+
+
+mlip_app = typer.Typer(help="The in-house MLIP: fine-tuning.", no_args_is_help=True)
+app.add_typer(mlip_app, name="mlip")
+
+
+@mlip_app.command("finetune")
+def mlip_finetune(
+    data: Annotated[Path, typer.Argument(help="Labelled structures: ASE .db, .extxyz, or pymatgen JSON.")],
+    out: Annotated[Path, typer.Option(help="Model file to write; load it with mlip.model: PATH.")],
+    base: Annotated[str, typer.Option(help="Starting model name or file.")] = "default",
+    epochs: Annotated[int, typer.Option(min=1)] = 50,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    train_layer: Annotated[
+        list[str], typer.Option("--train-layer", help="Backbone parts to train (repeatable).")
+    ] = ["readout"],  # noqa: B006 - typer needs a literal default
+    les: Annotated[bool, typer.Option("--les/--no-les", help="Attach and train the long-range head.")] = True,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    force_weight: Annotated[float, typer.Option(help="Loss weight of forces (eV/Å).")] = 1.0,
+    stress_weight: Annotated[float, typer.Option(help="Loss weight of stress (GPa).")] = 0.1,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if available).")] = None,
+) -> None:
+    """Fine-tune on energies, forces and stresses; refits AtomRef and saves a model file."""
+    from matsearch.mlip.train import finetune_cli
+
+    with _user_errors():
+        summary = finetune_cli(
+            data,
+            out,
+            base=base,
+            epochs=epochs,
+            lr=lr,
+            train_layers=train_layer,
+            les=les,
+            batch_size=batch_size,
+            force_weight=force_weight,
+            stress_weight=stress_weight,
+            seed=seed,
+            device=device,
         )
-    console.print(f"wrote {len(written)} files to {out_dir}")
+    sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

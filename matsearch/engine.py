@@ -29,7 +29,9 @@ from matsearch.proposers.builtin import BuiltinProposer
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
 from matsearch.scoring.hull import HullReference
+from matsearch.scoring.metrics import NoveltyIndex, generation_metrics, hypervolume_reference
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_relax_result
+from matsearch.scoring.properties import PropertyScorer
 from matsearch.selection import select
 from matsearch.spec import RunSpec, dump_spec, load_spec, parse_spec
 from matsearch.store import LOG_NAME, RunStore
@@ -79,6 +81,8 @@ class Search:
         self.on_progress = on_progress
         self._executor: Executor | None = None
         self._hull: HullReference | None = None
+        self._novelty: NoveltyIndex | None = None
+        self.properties = PropertyScorer(spec)  # loads custom fitness functions: fails early
 
     @classmethod
     def from_run_dir(
@@ -179,7 +183,8 @@ class Search:
         survivors = select(
             pool, self.spec.objectives, self.spec.population_size, self.spec.selection
         )
-        metrics = self._metrics(store, generation) | {"wall_time_s": time.perf_counter() - started}
+        metrics = self._metrics(store, generation, survivors)
+        metrics["wall_time_s"] = time.perf_counter() - started
         store.complete_generation(generation, [c.id for c in survivors], metrics)
         self._report(store, generation, "done")
         logger.info("generation %d done: %s", generation, metrics)
@@ -274,22 +279,47 @@ class Search:
         for index, result in self.executor.relax([c.structure for c in pending]):
             candidate = pending[index]
             apply_relax_result(candidate, result, self.hull)
+            if candidate.status == Status.SCORED and self.properties.needed:
+                started = time.perf_counter()
+                self.properties.score(candidate, result)
+                candidate.timings["properties"] = time.perf_counter() - started
             store.update([candidate])
             self._report(store, generation, "relaxing")
 
     # --- reporting --------------------------------------------------------------------------
 
-    def _metrics(self, store: RunStore, generation: int) -> dict:
+    def _metrics(self, store: RunStore, generation: int, survivors: list[Candidate]) -> dict:
+        """Counts, rates, novelty, S.U.N. and hypervolume of one generation (stored, shown by status).
+
+        The hypervolume reference point is fixed at generation 0 and stored with its metrics, so
+        that hypervolumes of later generations, also after a resume, are comparable.
+        """
         children = store.candidates(generation=generation)
-        scored = [c for c in children if c.status == Status.SCORED]
-        ehull = [c.e_above_hull for c in scored if c.e_above_hull is not None]
-        counts = _counts(children)
-        return counts | {
-            "best_e_above_hull": min(ehull) if ehull else None,
-            "metastable_rate": counts["metastable"] / counts["proposed"]
-            if counts["proposed"]
-            else 0.0,
-        }
+        if generation == 0:
+            reference = hypervolume_reference(
+                survivors, self.spec.objectives, fixed=self.spec.metrics.hypervolume_reference
+            ).tolist()
+        else:
+            reference = store.generation_metrics()[0]["hypervolume_reference"]
+        scored = [c.e_above_hull for c in children if c.status == Status.SCORED]
+        return (
+            _counts(children)
+            | generation_metrics(
+                children,
+                survivors,
+                self.spec.objectives,
+                self.novelty,
+                reference,
+                stable_threshold=self.spec.metrics.stable_threshold,
+            )
+            | {"best_e_above_hull": min(scored) if scored else None, "hypervolume_reference": reference}
+        )
+
+    @property
+    def novelty(self) -> NoveltyIndex | None:
+        if self._novelty is None and self.spec.metrics.novelty:
+            self._novelty = NoveltyIndex.from_mp20()
+        return self._novelty
 
     def _report(self, store: RunStore, generation: int, stage: str) -> None:
         if self.on_progress is None:

@@ -12,7 +12,6 @@ from ase.io import write as ase_write
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.candidate import Candidate
-from matsearch.run import Run
 
 
 class ExportFormat(StrEnum):
@@ -88,15 +87,3 @@ def export_candidates(
         pd.DataFrame(rows).to_csv(path, index=False)
         written.append(path)
     return written
-
-
-def export_run(
-    run: Run,
-    out_dir: Path,
-    formats: Sequence[ExportFormat],
-    *,
-    top: int | None = None,
-    max_e_above_hull: float | None = None,
-) -> list[Path]:
-    """Export the run's best scored candidates (lowest e_above_hull first)."""
-    return export_candidates(run.best(top, max_e_above_hull=max_e_above_hull), out_dir, formats)

@@ -198,17 +198,26 @@ class ExecutorSpec(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray actor.")
 
 
-OBJECTIVE_NAMES = ("e_above_hull", "deformation_energy", "formation_energy", "energy_per_atom")
+OBJECTIVE_NAMES = (
+    "e_above_hull",
+    "deformation_energy",
+    "formation_energy",
+    "energy_per_atom",
+    "bulk_modulus",
+    "strain_energy",
+)
+CUSTOM_PREFIX = "custom:"
 
 
 class Objective(_Strict):
     """One objective. `direction` min/max, or `target` for 'as close as possible to'."""
 
-    name: str = Field(..., description=f"One of {', '.join(OBJECTIVE_NAMES)}.")
-    direction: Literal["min", "max"] | None = Field(None)
-    target: float | None = Field(
-        None, description="Target value; the objective becomes |x − target|."
+    name: str = Field(
+        ...,
+        description=f"One of {', '.join(OBJECTIVE_NAMES)}, or 'custom:<name>' for a function in `custom`.",
     )
+    direction: Literal["min", "max"] | None = Field(None)
+    target: float | None = Field(None, description="Target value; the objective becomes |x − target|.")
     weight: float = Field(1.0, ge=0, description="Weight in the weighted-sum selection.")
     bounds: tuple[float | None, float | None] | None = Field(
         None, description="Constraint [lower, upper] (null for open); violators rank last."
@@ -217,8 +226,10 @@ class Objective(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in OBJECTIVE_NAMES:
-            raise ValueError(f"unknown objective '{value}'; allowed: {', '.join(OBJECTIVE_NAMES)}")
+        if value not in OBJECTIVE_NAMES and not value.startswith(CUSTOM_PREFIX):
+            raise ValueError(
+                f"unknown objective '{value}'; allowed: {', '.join(OBJECTIVE_NAMES)}, or custom:<name>"
+            )
         return value
 
     @model_validator(mode="after")
@@ -228,6 +239,53 @@ class Objective(_Strict):
         if self.direction is not None and self.target is not None:
             raise ValueError(f"objective '{self.name}' has both 'direction' and 'target'; give one")
         return self
+
+    @property
+    def custom_function(self) -> str | None:
+        """For 'custom:density' or 'custom:props.gap', the function name ('density', 'props')."""
+        if not self.name.startswith(CUSTOM_PREFIX):
+            return None
+        return self.name.removeprefix(CUSTOM_PREFIX).split(".", 1)[0]
+
+
+class BulkModulusSpec(_Strict):
+    """Equation-of-state fit over fixed-cell relaxations around the relaxed volume."""
+
+    strain: float = Field(0.06, gt=0, lt=0.3, description="Volume range ±strain (0.06 = ±6 %).")
+    n_points: int = Field(7, ge=5, le=21, description="Volumes in the scan.")
+    fmax: float = Field(0.05, gt=0, description="Force convergence of each fixed-cell relaxation, eV/Å.")
+    steps: int = Field(200, ge=1, description="Step cap of each fixed-cell relaxation.")
+    eos: Literal["birch_murnaghan", "murnaghan", "vinet"] = "birch_murnaghan"
+
+
+class StrainEnergySpec(_Strict):
+    """Energy per atom (eV/atom) to impose a strain after internal relaxation."""
+
+    strain: list[float] = Field(
+        default_factory=lambda: [0.02, 0.02, 0.02, 0.0, 0.0, 0.0],
+        min_length=6,
+        max_length=6,
+        description="Voigt strain (xx, yy, zz, yz, xz, xy; engineering shears).",
+    )
+    fmax: float = Field(0.05, gt=0)
+    steps: int = Field(200, ge=1)
+
+
+class Scoring(_Strict):
+    """Settings of the property objectives (computed only when they are objectives)."""
+
+    bulk_modulus: BulkModulusSpec = Field(default_factory=BulkModulusSpec)
+    strain_energy: StrainEnergySpec = Field(default_factory=StrainEnergySpec)
+
+
+class Metrics(_Strict):
+    """Per-generation metrics."""
+
+    stable_threshold: float = Field(0.0, description="e_above_hull (eV/atom) counted as stable for S.U.N.")
+    hypervolume_reference: dict[str, float] = Field(
+        default_factory=dict, description="Fixed hypervolume reference per objective name."
+    )
+    novelty: bool = Field(True, description="Check novelty against MP-20 train+val.")
 
 
 class Validity(_Strict):
@@ -282,6 +340,12 @@ class RunSpec(_Strict):
         default_factory=lambda: [Objective(name="e_above_hull", direction="min")], min_length=1
     )
     selection: Literal["pareto", "weighted"] = Field("pareto", description="Survivor selection.")
+    custom: dict[str, str] = Field(
+        default_factory=dict,
+        description="Custom fitness: name → 'pkg.module:function', 'file.py:function' or a registered name.",
+    )
+    scoring: Scoring = Field(default_factory=Scoring)
+    metrics: Metrics = Field(default_factory=Metrics)
     validity: Validity = Field(default_factory=Validity)
     reference: Reference = Field(default_factory=Reference)
     output: Path = Field(Path("runs"), description="Folder that holds runs/<name>/.")
@@ -307,7 +371,18 @@ class RunSpec(_Strict):
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives are listed twice: {names}")
+        for objective in self.objectives:
+            function = objective.custom_function
+            if function is not None and function not in self.custom:
+                known = ", ".join(self.custom) or "none"
+                raise ValueError(
+                    f"objective '{objective.name}' needs '{function}' in the 'custom' table "
+                    f"(defined: {known})"
+                )
         return self
+
+    def has_objective(self, name: str) -> bool:
+        return any(o.name == name for o in self.objectives)
 
     @property
     def run_dir(self) -> Path:
