@@ -28,6 +28,7 @@ from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer
 from matsearch.proposers.builtin import BuiltinProposer
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
+from matsearch.scoring.csp import csp_match, load_known_structure
 from matsearch.scoring.hull import HullReference
 from matsearch.scoring.metrics import NoveltyIndex, generation_metrics, hypervolume_reference
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_relax_result
@@ -69,9 +70,7 @@ def chemistry_limits(spec: RunSpec) -> ChemistryLimits:
 class Search:
     """A search described by a RunSpec (object, dict, or YAML path). `Search(spec).run()` runs it."""
 
-    def __init__(
-        self, spec: RunSpec | dict | str | Path, *, on_progress: ProgressCallback | None = None
-    ):
+    def __init__(self, spec: RunSpec | dict | str | Path, *, on_progress: ProgressCallback | None = None):
         if isinstance(spec, (str, Path)):
             spec = load_spec(spec)
         elif isinstance(spec, dict):
@@ -83,11 +82,10 @@ class Search:
         self._hull: HullReference | None = None
         self._novelty: NoveltyIndex | None = None
         self.properties = PropertyScorer(spec)  # loads custom fitness functions: fails early
+        self.known_structure = load_known_structure(spec.task.known_structure)
 
     @classmethod
-    def from_run_dir(
-        cls, run_dir: str | Path, *, on_progress: ProgressCallback | None = None
-    ) -> Search:
+    def from_run_dir(cls, run_dir: str | Path, *, on_progress: ProgressCallback | None = None) -> Search:
         """The search stored in a run folder (its resolved spec.yaml), for `resume`."""
         run_dir = Path(run_dir)
         with RunStore.open(run_dir, lock=False) as store:
@@ -147,9 +145,7 @@ class Search:
                 f"{exc} (the run is saved; continue it with `matsearch resume {store.run_dir}`)"
             ) from exc
         else:
-            logger.info(
-                "run %s finished after generation %d", self.spec.name, self.spec.generations
-            )
+            logger.info("run %s finished after generation %d", self.spec.name, self.spec.generations)
         finally:
             if self._executor is not None:
                 self._executor.close()
@@ -180,9 +176,7 @@ class Search:
         self._relax(store, generation)
         self._report(store, generation, "selecting")
         pool = parents + store.candidates(generation=generation, status=Status.SCORED)
-        survivors = select(
-            pool, self.spec.objectives, self.spec.population_size, self.spec.selection
-        )
+        survivors = select(pool, self.spec.objectives, self.spec.population_size, self.spec.selection)
         metrics = self._metrics(store, generation, survivors)
         metrics["wall_time_s"] = time.perf_counter() - started
         store.complete_generation(generation, [c.id for c in survivors], metrics)
@@ -195,9 +189,9 @@ class Search:
         seed = self.spec.seed
         proposals: list[Proposal] = []
         if generation == 0:
-            seeds = initial_population(
-                self.limits, self.spec.population_size, np.random.default_rng([seed, 0])
-            )
+            # CSP starts from random structures of the target: known answers are not handed in
+            n_seeds = 0 if self.spec.task.kind == "csp" else self.spec.population_size
+            seeds = initial_population(self.limits, n_seeds, np.random.default_rng([seed, 0]))
             proposals += [
                 Proposal(
                     structure=s,
@@ -313,7 +307,22 @@ class Search:
                 stable_threshold=self.spec.metrics.stable_threshold,
             )
             | {"best_e_above_hull": min(scored) if scored else None, "hypervolume_reference": reference}
+            | (self._csp_metrics(store) if self.spec.task.kind == "csp" else {})
         )
+
+    def _csp_metrics(self, store: RunStore) -> dict:
+        """Lowest-energy structure so far and, with a known answer, whether and how well it was found."""
+        scored = store.candidates(status=Status.SCORED)
+        if not scored:
+            return {}
+        lowest = min(scored, key=lambda c: (c.energy_per_atom, c.id))
+        metrics = {"csp_lowest_id": lowest.id, "csp_lowest_energy_per_atom": lowest.energy_per_atom}
+        if self.known_structure is not None:
+            match = csp_match(self.known_structure, scored)
+            metrics |= {"csp_lowest_matches_known": match is not None and match[0] == lowest.id}
+            metrics |= {"csp_match_id": None if match is None else match[0]}
+            metrics |= {"csp_match_rmsd": None if match is None else match[1]}
+        return metrics
 
     @property
     def novelty(self) -> NoveltyIndex | None:

@@ -43,9 +43,7 @@ class Chemistry(_Strict):
         description="Allowed chemical systems such as 'Li-Fe-O'; a child must lie within one of them.",
     )
     max_atoms: int = Field(20, ge=1, le=200, description="Maximum atoms per cell.")
-    max_elements: int = Field(
-        4, ge=1, le=10, description="Maximum distinct elements per structure."
-    )
+    max_elements: int = Field(4, ge=1, le=10, description="Maximum distinct elements per structure.")
 
     @field_validator("elements")
     @classmethod
@@ -63,9 +61,7 @@ class Chemistry(_Strict):
     @model_validator(mode="after")
     def _not_empty(self) -> Chemistry:
         if not self.elements and not self.systems:
-            raise ValueError(
-                "give at least one element in 'elements' or one chemical system in 'systems'"
-            )
+            raise ValueError("give at least one element in 'elements' or one chemical system in 'systems'")
         return self
 
     @property
@@ -81,9 +77,10 @@ class Task(_Strict):
     """`generate`: free composition within the chemistry. `csp`: crystal structure prediction."""
 
     kind: Literal["generate", "csp"] = Field("generate", description="Search task.")
-    target: str | None = Field(None, description="CSP target composition, e.g. 'NaCl' (csp only).")
-    formula_units: list[int] = Field(
-        default_factory=lambda: [1, 2, 4], description="CSP formula units per cell to try."
+    target: str | None = Field(
+        None,
+        description="CSP target composition, e.g. 'NaCl' (csp only); cells hold 1 to "
+        "chemistry.max_atoms // atoms-per-formula formula units.",
     )
     known_structure: Path | None = Field(
         None, description="CSP: a CIF/POSCAR of the known answer, to report match and RMSD."
@@ -143,9 +140,7 @@ class OpenAIProposerSpec(_LLMProposerSpec):
     """Any OpenAI-compatible chat server: OpenAI, vLLM, SGLang, Ollama, llama.cpp, transformers serve."""
 
     kind: Literal["openai"] = "openai"
-    base_url: str | None = Field(
-        None, description="Server URL; default: $OPENAI_BASE_URL or OpenAI."
-    )
+    base_url: str | None = Field(None, description="Server URL; default: $OPENAI_BASE_URL or OpenAI.")
     api_key: SecretStr | None = Field(None, description="API key; default: $OPENAI_API_KEY.")
     max_concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(120.0, gt=0)
@@ -156,9 +151,7 @@ class HFProposerSpec(_LLMProposerSpec):
     """A transformers model in-process."""
 
     kind: Literal["hf"] = "hf"
-    device: str | None = Field(
-        None, description="'cpu', 'cuda', 'cuda:1'; default: cuda if available."
-    )
+    device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'; default: cuda if available.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     batch_size: int = Field(4, ge=1)
 
@@ -179,9 +172,7 @@ class MLIPSpec(_Strict):
     device: str | None = Field(None, description="'cpu' or 'cuda'; default: cuda when available.")
     fmax: float = Field(0.05, gt=0, description="Force convergence, eV/Å.")
     steps: int = Field(300, ge=1, description="Maximum optimiser steps per structure.")
-    timeout_s: float = Field(
-        300.0, gt=0, description="Wall-clock limit per structure's relaxation, s."
-    )
+    timeout_s: float = Field(300.0, gt=0, description="Wall-clock limit per structure's relaxation, s.")
     batch_size: int = Field(32, ge=1, description="Structures relaxed (and committed) together.")
 
 
@@ -291,9 +282,7 @@ class Metrics(_Strict):
 class Validity(_Strict):
     """Validity checks applied to every child before relaxation."""
 
-    charge_neutrality: bool = Field(
-        True, description="Require an oxidation-state assignment summing to 0."
-    )
+    charge_neutrality: bool = Field(True, description="Require an oxidation-state assignment summing to 0.")
     min_distance_factor: float = Field(
         0.5, gt=0, le=1.5, description="Minimum distance as a fraction of the covalent-radius sum."
     )
@@ -322,9 +311,7 @@ class Reference(_Strict):
 class RunSpec(_Strict):
     """A whole search. Load from YAML with `load_spec(path)`."""
 
-    name: str = Field(
-        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name (folder name)."
-    )
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name (folder name).")
     seed: int = Field(0, ge=0, description="Random seed; a seeded run is reproducible.")
     chemistry: Chemistry
     task: Task = Field(default_factory=Task)
@@ -361,7 +348,7 @@ class RunSpec(_Strict):
                     f"task.target '{self.task.target}' contains {', '.join(missing)}, "
                     "which chemistry does not allow"
                 )
-            if target.num_atoms * min(self.task.formula_units) > self.chemistry.max_atoms:
+            if target.num_atoms > self.chemistry.max_atoms:
                 raise ValueError(
                     f"task.target '{self.task.target}' needs more atoms than chemistry.max_atoms "
                     f"= {self.chemistry.max_atoms}"
@@ -427,9 +414,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         if isinstance(part, int):
             continue
         tagged = [
-            m
-            for m in candidates
-            if m.model_fields.get("kind") and m.model_fields["kind"].default == part
+            m for m in candidates if m.model_fields.get("kind") and m.model_fields["kind"].default == part
         ]
         if tagged:
             model = tagged[0]
@@ -458,9 +443,7 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def parse_spec(data: dict[str, Any]) -> RunSpec:
     """Validate a spec dict; raise SpecError with one sentence on the first problem."""
     if not isinstance(data, dict):
-        raise SpecError(
-            "the spec must be a YAML mapping of keys such as name, chemistry, generations"
-        )
+        raise SpecError("the spec must be a YAML mapping of keys such as name, chemistry, generations")
     try:
         return RunSpec.model_validate(data)
     except ValidationError as exc:
@@ -478,7 +461,28 @@ def load_spec(path: str | Path) -> RunSpec:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise SpecError(f"spec file '{path}' is not valid YAML{where}") from None
+    if isinstance(data, dict):
+        _resolve_relative_paths(data, path.parent)
     return parse_spec(data)
+
+
+def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:
+    """File paths in a spec file are relative to the spec file's folder."""
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str(folder / value)
+        return value
+
+    task = data.get("task")
+    if isinstance(task, dict) and "known_structure" in task:
+        task["known_structure"] = resolve(task["known_structure"])
+    reference = data.get("reference")
+    if isinstance(reference, dict) and reference.get("hull") not in (None, *HULL_REFERENCES):
+        reference["hull"] = resolve(reference["hull"])
+    for proposer in data.get("proposers") or []:
+        if isinstance(proposer, dict) and "templates" in proposer:
+            proposer["templates"] = resolve(proposer["templates"])
 
 
 def dump_spec(spec: RunSpec) -> str:
