@@ -1,0 +1,290 @@
+"""Batched crystal graphs: periodic neighbour lists (atom graph), short bonds (bond graph), angles.
+
+Everything is vectorised in torch over all structures of a batch (no Python loop over atoms or
+structures) and runs on whatever device the positions live on. Indices only: the graph is built
+without gradients, and the model recomputes bond vectors from positions so that forces and stress
+flow through them.
+
+Conventions: a bond ``u`` joins atom ``i = bond_atoms[0, u]`` to the periodic image of atom
+``j = bond_atoms[1, u]`` displaced by ``bond_images[u] @ cell[bond_system[u]]``; its vector is
+``r_j + image @ cell - r_i`` (Å). Each unordered pair of (atom, image) appears once: either
+``i < j``, or ``i == j`` with a lexicographically positive image. The two directed edges of bond
+``u`` are ``i -> j`` (direction +1) and ``j -> i`` (direction -1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Most candidate (atom, atom, image) pairs tested at once; bounds the peak memory of the search.
+MAX_CANDIDATES_PER_CHUNK = 1 << 21
+
+
+@dataclass
+class CrystalGraph:
+    """Atom graph (bonds shorter than the atom cutoff) and bond graph (angles between short bonds).
+
+    Attributes:
+        bond_atoms: [2, U] int64 global atom indices (i, j) of each undirected bond.
+        bond_images: [U, 3] lattice translation (integer valued, positions' dtype) of atom j.
+        bond_system: [U] int64 system index of each bond.
+        edge_center: [2U] int64 centre atom of each directed edge (i of bond u, then j of bond u).
+        edge_neighbor: [2U] int64 neighbour atom of each directed edge.
+        short_bonds: [S] int64 indices of bonds shorter than the bond-graph cutoff.
+        angle_center: [A] int64 atom at the vertex of each angle.
+        angle_bonds: [2, A] int64 positions in ``short_bonds`` of the two bonds of each angle.
+        angle_sign: [A] float product of the bonds' directions seen from the vertex (+1 or -1).
+    """
+
+    bond_atoms: torch.Tensor
+    bond_images: torch.Tensor
+    bond_system: torch.Tensor
+    edge_center: torch.Tensor
+    edge_neighbor: torch.Tensor
+    short_bonds: torch.Tensor
+    angle_center: torch.Tensor
+    angle_bonds: torch.Tensor
+    angle_sign: torch.Tensor
+
+    @property
+    def n_bonds(self) -> int:
+        """Number of undirected bonds U."""
+        return self.bond_atoms.shape[1]
+
+    @property
+    def n_angles(self) -> int:
+        """Number of angles A (ordered pairs of distinct short directed edges at one atom)."""
+        return self.angle_center.shape[0]
+
+
+def _bin_grid(
+    cell: torch.Tensor, pbc: torch.Tensor, counts: torch.Tensor, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bins per lattice direction [B, 3] and how many bins away a neighbour can be [B, 3].
+
+    A bin spans 1/m of the cell along each lattice direction; neighbours within ``cutoff`` of an
+    atom lie at most ceil(cutoff * |b_k| * m_k) bins away (b_k: reciprocal vector, i.e. column k
+    of the inverse cell, without 2 pi). Bins are at least ``cutoff`` wide where the cell allows,
+    and there are at most about as many bins as atoms. Non-periodic directions get one bin.
+    """
+    reciprocal = torch.linalg.norm(torch.linalg.inv(cell), dim=1)  # [B, 3] 1/Å
+    bins = torch.floor(1.0 / (cutoff * reciprocal)).clamp(min=1)
+    bins = torch.where(pbc, bins, torch.ones_like(bins))
+    excess = (bins.prod(dim=1) / counts.to(bins.dtype)).clamp(min=1.0)
+    bins = torch.floor(bins / excess.unsqueeze(1) ** (1.0 / 3.0)).clamp(min=1)
+    reach = torch.ceil(cutoff * reciprocal * bins)
+    reach = torch.where(pbc, reach, torch.zeros_like(reach))
+    return bins.long(), reach.long()
+
+
+def _decode(index: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """Mixed-radix digits [n, 3] of ``index`` [n] with per-row radices ``widths`` [n, 3]."""
+    return torch.stack(
+        [
+            index // (widths[:, 1] * widths[:, 2]),
+            (index // widths[:, 2]) % widths[:, 1],
+            index % widths[:, 2],
+        ],
+        dim=1,
+    )
+
+
+def _lexicographically_positive(vectors: torch.Tensor) -> torch.Tensor:
+    """True where the first non-zero component of an integer vector is positive."""
+    first_nonzero = torch.where(
+        vectors[:, 0] != 0,
+        vectors[:, 0],
+        torch.where(vectors[:, 1] != 0, vectors[:, 1], vectors[:, 2]),
+    )
+    return first_nonzero > 0
+
+
+def neighbor_pairs(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    batch: torch.Tensor,
+    pbc: torch.Tensor,
+    cutoff: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All undirected pairs of atoms (with periodic images) closer than ``cutoff`` Å.
+
+    Cell list: atoms are sorted into bins of the (wrapped) unit cell; only atoms in bins within
+    reach of each other are compared, each unordered pair once (half of the bin offsets).
+
+    Args:
+        positions: [N, 3] Cartesian positions (Å); atoms may lie outside the cell.
+        cell: [B, 3, 3] lattice vectors as rows (Å).
+        batch: [N] int64 system index, non-decreasing.
+        pbc: [B, 3] bool periodicity.
+        cutoff: neighbour cutoff (Å), inclusive.
+
+    Returns:
+        (i [U], j [U], images [U, 3] int64, lengths [U] Å) following the module's conventions.
+    """
+    device = positions.device
+    n_systems = cell.shape[0]
+    counts = torch.bincount(batch, minlength=n_systems)
+
+    # Wrap fractional coordinates into [0, 1) along periodic directions; remember the shift so
+    # that images can be expressed relative to the caller's (unwrapped) positions.
+    frac = torch.einsum("nk,nkl->nl", positions, torch.linalg.inv(cell)[batch])
+    wrap = torch.where(pbc[batch], torch.floor(frac), torch.zeros_like(frac))
+    wrapped = positions - torch.einsum("nk,nkl->nl", wrap, cell[batch])
+    wrap = wrap.long()
+
+    # Sort atoms by bin; bins of all systems are numbered consecutively.
+    bins, reach = _bin_grid(cell, pbc, counts, cutoff)
+    atom_bins = bins[batch]
+    atom_bin = torch.where(
+        pbc[batch], torch.floor((frac - wrap) * atom_bins).long(), torch.zeros_like(wrap)
+    )
+    atom_bin = torch.minimum(atom_bin.clamp(min=0), atom_bins - 1)
+    n_bins = bins.prod(dim=1)
+    first_bin = torch.cumsum(n_bins, 0) - n_bins
+    atom_key = (
+        first_bin[batch]
+        + (atom_bin[:, 0] * atom_bins[:, 1] + atom_bin[:, 1]) * atom_bins[:, 2]
+        + atom_bin[:, 2]
+    )
+    order = torch.argsort(atom_key, stable=True)
+    bin_count = torch.bincount(atom_key, minlength=int(n_bins.sum()))
+    bin_start = torch.cumsum(bin_count, 0) - bin_count
+
+    # (home bin, offset) tuples: offsets d in [-reach, reach]^3 with d = 0 or lexicographically
+    # positive, so that every unordered pair of bins is visited once.
+    widths = 2 * reach + 1
+    n_offsets = widths.prod(dim=1)
+    per_system = n_bins * n_offsets
+    tuple_system = torch.repeat_interleave(torch.arange(n_systems, device=device), per_system)
+    local = (
+        torch.arange(tuple_system.shape[0], device=device)
+        - (torch.cumsum(per_system, 0) - per_system)[tuple_system]
+    )
+    sys_offsets = n_offsets[tuple_system]
+    home = local // sys_offsets
+    offset = _decode(local % sys_offsets, widths[tuple_system]) - reach[tuple_system]
+    keep = (offset == 0).all(dim=1) | _lexicographically_positive(offset)
+    tuple_system, home, offset = tuple_system[keep], home[keep], offset[keep]
+    tuple_bins = bins[tuple_system]
+    target = _decode(home, tuple_bins) + offset
+    image = torch.div(target, tuple_bins, rounding_mode="floor")
+    target = target - image * tuple_bins
+    target_id = (target[:, 0] * tuple_bins[:, 1] + target[:, 1]) * tuple_bins[:, 2] + target[:, 2]
+    home_key = first_bin[tuple_system] + home
+    target_key = first_bin[tuple_system] + target_id
+    pairs = bin_count[home_key] * bin_count[target_key]
+    nonempty = pairs > 0
+    tuple_system, home_key, target_key, image, offset, pairs = (
+        tuple_system[nonempty],
+        home_key[nonempty],
+        target_key[nonempty],
+        image[nonempty],
+        offset[nonempty],
+        pairs[nonempty],
+    )
+    same_bin = (offset == 0).all(dim=1)
+    shifts = torch.einsum("tk,tkl->tl", image.to(cell.dtype), cell[tuple_system])
+    ends = torch.cumsum(pairs, 0)
+    n_candidates = int(ends[-1]) if ends.numel() else 0
+
+    found_i, found_j, found_images, found_d2 = [], [], [], []
+    cutoff_sq = cutoff * cutoff
+    for start in range(0, n_candidates, MAX_CANDIDATES_PER_CHUNK):
+        stop = min(start + MAX_CANDIDATES_PER_CHUNK, n_candidates)
+        g = torch.arange(start, stop, device=device)
+        t = torch.searchsorted(ends, g, right=True)
+        q = g - (ends[t] - pairs[t])
+        n_target = bin_count[target_key[t]]
+        a_local, b_local = q // n_target, q % n_target
+        a = order[bin_start[home_key[t]] + a_local]
+        b = order[bin_start[target_key[t]] + b_local]
+        vec = wrapped[b] - wrapped[a] + shifts[t]
+        d2 = (vec * vec).sum(dim=1)
+        # Within one bin at offset 0 each unordered pair appears twice; a == b is the atom itself.
+        keep = (d2 <= cutoff_sq) & (~same_bin[t] | (a_local > b_local))
+        t, a, b = t[keep], a[keep], b[keep]
+        # Orient each bond canonically: i < j, or i == j with a lexicographically positive image.
+        flip = a > b
+        sign = 1 - 2 * flip.long()
+        found_i.append(torch.where(flip, b, a))
+        found_j.append(torch.where(flip, a, b))
+        found_images.append(image[t] * sign.unsqueeze(1))
+        found_d2.append(d2[keep])
+
+    if not found_i:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=device), positions[:0, 0]
+    i = torch.cat(found_i)
+    j = torch.cat(found_j)
+    images = torch.cat(found_images) + wrap[i] - wrap[j]
+    return i, j, images, torch.cat(found_d2).sqrt()
+
+
+def angle_triplets(
+    i: torch.Tensor, j: torch.Tensor, n_atoms: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Angles between every ordered pair of distinct short directed edges sharing a centre atom.
+
+    Args:
+        i, j: [S] atom indices of the short bonds (directed edges i -> j and j -> i).
+        n_atoms: total number of atoms N.
+
+    Returns:
+        (centre [A], first bond [A], second bond [A], sign [A] int64) with bond indices in [0, S).
+    """
+    device = i.device
+    n_short = i.shape[0]
+    centers = torch.cat([i, j])
+    bond = torch.arange(n_short, device=device).repeat(2)
+    direction = torch.cat(
+        [torch.ones(n_short, dtype=torch.long, device=device), -torch.ones_like(i)]
+    )
+    order = torch.argsort(centers, stable=True)
+    centers, bond, direction = centers[order], bond[order], direction[order]
+
+    per_atom = torch.bincount(centers, minlength=n_atoms)
+    atom_start = torch.cumsum(per_atom, 0) - per_atom
+    partners = per_atom[centers]
+    first = torch.repeat_interleave(torch.arange(centers.shape[0], device=device), partners)
+    partner_start = torch.cumsum(partners, 0) - partners
+    second = (
+        atom_start[centers[first]]
+        + torch.arange(first.shape[0], device=device)
+        - partner_start[first]
+    )
+    distinct = first != second
+    first, second = first[distinct], second[distinct]
+    return centers[first], bond[first], bond[second], direction[first] * direction[second]
+
+
+def build_graph(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    batch: torch.Tensor,
+    pbc: torch.Tensor,
+    atom_cutoff: float = 6.0,
+    bond_cutoff: float = 3.0,
+) -> CrystalGraph:
+    """Build the batched atom graph (``atom_cutoff`` Å) and bond graph (``bond_cutoff`` Å).
+
+    Shapes as in :func:`neighbor_pairs`; gradients are not tracked.
+    """
+    with torch.no_grad():
+        positions = positions.detach()
+        cell = cell.detach()
+        i, j, images, lengths = neighbor_pairs(positions, cell, batch, pbc, atom_cutoff)
+        short = torch.nonzero(lengths < bond_cutoff).squeeze(1)
+        center, first, second, sign = angle_triplets(i[short], j[short], positions.shape[0])
+        return CrystalGraph(
+            bond_atoms=torch.stack([i, j]),
+            bond_images=images.to(positions.dtype),
+            bond_system=batch[i],
+            edge_center=torch.cat([i, j]),
+            edge_neighbor=torch.cat([j, i]),
+            short_bonds=short,
+            angle_center=center,
+            angle_bonds=torch.stack([first, second]),
+            angle_sign=sign.to(positions.dtype),
+        )

@@ -1,0 +1,629 @@
+"""Batched structure relaxation: FIRE with a Frechet cell filter over many structures at once.
+
+The optimiser follows ASE's definitions so that it can be cross-checked against
+``ase.optimize.FIRE`` on ``ase.filters.FrechetCellFilter``:
+
+- FIRE with ASE's default parameters; each system has its own velocity, time step and mixing
+  factor over all its degrees of freedom, and the norm of one system's step is capped at
+  ``max_step``.
+- Frechet cell filter: the atom degrees of freedom are the positions mapped back to the starting
+  cell, u = r F^-T; the cell degrees of freedom are ``exp_cell_factor * logm(F)``, where F is the
+  deformation gradient from the starting cell (cell = start_cell F^T) and ``exp_cell_factor`` is
+  the number of atoms; zero external pressure.
+- A system is converged when every row of its generalised force (one row per atom plus the three
+  cell rows) has a norm below ``fmax``.
+
+Converged, failed and timed-out systems leave the batch; waiting structures take their place
+while the atom budget allows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import torch
+from pymatgen.core import Lattice, Structure
+
+from matsearch.mlip.autobatch import AtomBudgetQueue
+from matsearch.mlip.state import BatchedState
+from matsearch.scoring.base import RelaxResult
+
+logger = logging.getLogger(__name__)
+
+EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa
+
+
+class BatchedModel(Protocol):
+    """What the relaxer needs from an MLIP: batched energies (eV), forces (eV/Å), stress (eV/Å³)."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+    def compute(self, state: BatchedState) -> dict[str, torch.Tensor]:
+        """Return ``energy`` [B] eV, ``forces`` [N, 3] eV/Å, ``stress`` [B, 3, 3] eV/Å³
+        (ASE sign: (1/V) dE/dstrain) and optionally ``magmoms`` [N] μB."""
+        ...
+
+
+@dataclass(frozen=True)
+class FireParams:
+    """FIRE parameters, ASE's names and defaults (time in ASE's FIRE units, steps in Å)."""
+
+    dt: float = 0.1
+    dt_max: float = 1.0
+    max_step: float = 0.2  # cap on the norm of one system's step over all its degrees of freedom
+    n_min: int = 5
+    f_inc: float = 1.1
+    f_dec: float = 0.5
+    alpha_start: float = 0.1
+    f_alpha: float = 0.99
+
+
+@dataclass
+class FireState:
+    """Optimiser state of B systems with N atoms in total, float64 on the model's device."""
+
+    ref_positions: torch.Tensor  # [N, 3] Å, positions mapped back to the starting cell
+    velocities: torch.Tensor  # [N, 3]
+    atomic_numbers: torch.Tensor  # [N]
+    batch: torch.Tensor  # [N] system index
+    start_cell: torch.Tensor  # [B, 3, 3] Å, lattice vectors as rows
+    cell_dof: torch.Tensor  # [B, 3, 3] exp_cell_factor * logm(F)
+    cell_velocities: torch.Tensor  # [B, 3, 3]
+    cell_factor: torch.Tensor  # [B] exp_cell_factor (number of atoms)
+    pbc: torch.Tensor  # [B, 3]
+    dt: torch.Tensor  # [B]
+    alpha: torch.Tensor  # [B]
+    n_downhill: torch.Tensor  # [B] consecutive steps with P = F·v > 0 (ASE's Nsteps)
+    n_steps: torch.Tensor  # [B] optimiser steps taken
+
+    @property
+    def n_systems(self) -> int:
+        return self.start_cell.shape[0]
+
+    def deformation(self) -> torch.Tensor:
+        """[B, 3, 3] deformation gradient F = expm(cell_dof / exp_cell_factor)."""
+        return torch.linalg.matrix_exp(self.cell_dof / self.cell_factor[:, None, None])
+
+    def cell(self) -> torch.Tensor:
+        """[B, 3, 3] current lattice vectors (rows) in Å."""
+        return self.start_cell @ self.deformation().transpose(1, 2)
+
+    def positions(self) -> torch.Tensor:
+        """[N, 3] current Cartesian positions in Å."""
+        f_t = self.deformation().transpose(1, 2)[self.batch]
+        return (self.ref_positions.unsqueeze(1) @ f_t).squeeze(1)
+
+    def to_batched_state(self, dtype: torch.dtype) -> BatchedState:
+        """Current structures as the model's input state."""
+        return BatchedState(
+            positions=self.positions().to(dtype),
+            cell=self.cell().to(dtype),
+            atomic_numbers=self.atomic_numbers,
+            batch=self.batch,
+            pbc=self.pbc,
+        )
+
+    def select(self, keep: torch.Tensor) -> FireState:
+        """Keep the systems where the [B] bool mask `keep` is true, renumbering `batch`."""
+        atom_keep = keep[self.batch]
+        values = {
+            field.name: getattr(self, field.name)[atom_keep if field.name in _PER_ATOM else keep]
+            for field in fields(self)
+        }
+        values["batch"] = (torch.cumsum(keep.long(), 0) - 1)[values["batch"]]
+        return FireState(**values)
+
+    def concat(self, other: FireState) -> FireState:
+        """Append the systems of `other` after those of this state."""
+        values = {
+            field.name: torch.cat([getattr(self, field.name), getattr(other, field.name)])
+            for field in fields(self)
+        }
+        values["batch"] = torch.cat([self.batch, other.batch + self.n_systems])
+        return FireState(**values)
+
+
+_PER_ATOM = frozenset({"ref_positions", "velocities", "atomic_numbers", "batch"})
+
+
+def fire_init(
+    structures: Sequence[Structure], device: torch.device | str, params: FireParams
+) -> FireState:
+    """Start FIRE from the given structures: zero velocities, F = identity, dt = params.dt."""
+    state = BatchedState.from_structures(list(structures), device=device, dtype=torch.float64)
+    n_systems = state.n_systems
+    counts = state.n_atoms_per_system.to(torch.float64)
+
+    def per_system(value: float) -> torch.Tensor:
+        return torch.full((n_systems,), value, dtype=torch.float64, device=state.device)
+
+    return FireState(
+        ref_positions=state.positions,
+        velocities=torch.zeros_like(state.positions),
+        atomic_numbers=state.atomic_numbers,
+        batch=state.batch,
+        start_cell=state.cell,
+        cell_dof=torch.zeros_like(state.cell),
+        cell_velocities=torch.zeros_like(state.cell),
+        cell_factor=counts,
+        pbc=state.pbc,
+        dt=per_system(params.dt),
+        alpha=per_system(params.alpha_start),
+        n_downhill=torch.zeros(n_systems, dtype=torch.long, device=state.device),
+        n_steps=torch.zeros(n_systems, dtype=torch.long, device=state.device),
+    )
+
+
+def _expm_frechet_adjoint(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """[B, 3, 3] matrix M with M_mn = <L(A, E_mn), G>, L the Frechet derivative of expm at A.
+
+    By the adjoint identity this is L(Aᵀ, G), read off the upper-right block of
+    expm([[Aᵀ, G], [0, Aᵀ]]).
+    """
+    a_t = a.transpose(1, 2)
+    block = torch.zeros(a.shape[0], 6, 6, dtype=a.dtype, device=a.device)
+    block[:, :3, :3] = a_t
+    block[:, 3:, 3:] = a_t
+    block[:, :3, 3:] = g
+    return torch.linalg.matrix_exp(block)[:, :3, 3:]
+
+
+def generalized_forces(
+    fire: FireState, forces: torch.Tensor, stress: torch.Tensor, cell_filter: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forces on the filter's degrees of freedom: atoms [N, 3] (eV/Å) and cell [B, 3, 3] (eV).
+
+    `forces` [N, 3] eV/Å and `stress` [B, 3, 3] eV/Å³ (ASE sign) at the current structures.
+    Without the cell filter the cell forces are zero, so the cell never moves.
+    """
+    deform = fire.deformation()
+    atom_forces = (forces.unsqueeze(1) @ deform[fire.batch]).squeeze(1)
+    if not cell_filter:
+        return atom_forces, torch.zeros_like(fire.cell_dof)
+    volume = torch.linalg.det(fire.cell()).abs()
+    virial = -volume[:, None, None] * stress
+    cell_gradient = virial @ torch.linalg.inv(deform.transpose(1, 2))
+    factor = fire.cell_factor[:, None, None]
+    cell_forces = _expm_frechet_adjoint(fire.cell_dof / factor, cell_gradient) / factor
+    return atom_forces, cell_forces
+
+
+def max_generalized_force(
+    fire: FireState, atom_forces: torch.Tensor, cell_forces: torch.Tensor
+) -> torch.Tensor:
+    """[B] largest row norm of each system's generalised force (atoms and cell rows)."""
+    atom_max = torch.zeros(fire.n_systems, dtype=atom_forces.dtype, device=atom_forces.device)
+    atom_max = atom_max.scatter_reduce(
+        0, fire.batch, atom_forces.norm(dim=1), reduce="amax", include_self=True
+    )
+    return torch.maximum(atom_max, cell_forces.norm(dim=2).amax(dim=1))
+
+
+def _per_system_dot(
+    fire: FireState, a: torch.Tensor, b: torch.Tensor, cell_a: torch.Tensor, cell_b: torch.Tensor
+) -> torch.Tensor:
+    """[B] sum over each system's atom and cell degrees of freedom of a·b."""
+    total = (cell_a * cell_b).sum(dim=(1, 2))
+    return total.index_add(0, fire.batch, (a * b).sum(dim=1))
+
+
+def fire_step(
+    fire: FireState, atom_forces: torch.Tensor, cell_forces: torch.Tensor, params: FireParams
+) -> FireState:
+    """One FIRE step of every system (ASE's update rule), in place; returns `fire`."""
+    first = fire.n_steps == 0
+    vf = _per_system_dot(fire, atom_forces, fire.velocities, cell_forces, fire.cell_velocities)
+    ff = _per_system_dot(fire, atom_forces, atom_forces, cell_forces, cell_forces)
+    vv = _per_system_dot(
+        fire, fire.velocities, fire.velocities, fire.cell_velocities, fire.cell_velocities
+    )
+    downhill = ~first & (vf > 0.0)
+    uphill = ~first & ~downhill
+
+    # Downhill: mix the velocity towards the force direction; speed up after n_min such steps.
+    mix = torch.where(downhill, fire.alpha, torch.zeros_like(fire.alpha))
+    scale = mix * torch.sqrt(vv) / torch.sqrt(ff).clamp_min(torch.finfo(ff.dtype).tiny)
+    keep = torch.where(uphill, torch.zeros_like(mix), 1.0 - mix)
+    grow = downhill & (fire.n_downhill > params.n_min)
+    dt = torch.where(grow, (fire.dt * params.f_inc).clamp_max(params.dt_max), fire.dt)
+    alpha = torch.where(grow, fire.alpha * params.f_alpha, fire.alpha)
+    n_downhill = torch.where(downhill, fire.n_downhill + 1, fire.n_downhill)
+    # Uphill: stop, restart mixing, shrink the time step.
+    alpha = torch.where(uphill, torch.full_like(alpha, params.alpha_start), alpha)
+    dt = torch.where(uphill, dt * params.f_dec, dt)
+    n_downhill = torch.where(uphill, torch.zeros_like(n_downhill), n_downhill)
+
+    velocities = keep[fire.batch, None] * fire.velocities + scale[fire.batch, None] * atom_forces
+    cell_velocities = (
+        keep[:, None, None] * fire.cell_velocities + scale[:, None, None] * cell_forces
+    )
+    velocities = velocities + dt[fire.batch, None] * atom_forces
+    cell_velocities = cell_velocities + dt[:, None, None] * cell_forces
+
+    step = dt[fire.batch, None] * velocities
+    cell_step = dt[:, None, None] * cell_velocities
+    norm = torch.sqrt(_per_system_dot(fire, step, step, cell_step, cell_step))
+    shrink = torch.where(norm > params.max_step, params.max_step / norm, torch.ones_like(norm))
+
+    fire.ref_positions = fire.ref_positions + shrink[fire.batch, None] * step
+    fire.cell_dof = fire.cell_dof + shrink[:, None, None] * cell_step
+    fire.velocities, fire.cell_velocities = velocities, cell_velocities
+    fire.dt, fire.alpha, fire.n_downhill = dt, alpha, n_downhill
+    fire.n_steps = fire.n_steps + 1
+    return fire
+
+
+def min_pair_distances(
+    positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor
+) -> torch.Tensor:
+    """[B] shortest distance in Å between two atoms (or an atom and its own image) per system.
+
+    Periodic images within one cell of the nearest fractional image are searched, so the result
+    is never shorter than the true shortest distance (very skewed cells may hide a closer pair).
+    """
+    n_systems = cell.shape[0]
+    counts = torch.bincount(batch, minlength=n_systems)
+    n_max = int(counts.max())
+    starts = torch.cumsum(counts, 0) - counts
+    local = torch.arange(len(batch), device=batch.device) - starts[batch]
+    frac = torch.linalg.solve(cell[batch].transpose(1, 2), positions.unsqueeze(-1)).squeeze(-1)
+    padded = torch.zeros(n_systems, n_max, 3, dtype=positions.dtype, device=positions.device)
+    padded[batch, local] = frac
+    present = torch.zeros(n_systems, n_max, dtype=torch.bool, device=positions.device)
+    present[batch, local] = True
+    diff = padded[:, :, None, :] - padded[:, None, :, :]
+    diff = diff - torch.round(diff)
+    valid = present[:, :, None] & present[:, None, :]
+    self_pair = torch.eye(n_max, dtype=torch.bool, device=positions.device)
+    best = torch.full((n_systems,), math.inf, dtype=positions.dtype, device=positions.device)
+    for shift in itertools.product((-1.0, 0.0, 1.0), repeat=3):
+        offset = torch.tensor(shift, dtype=positions.dtype, device=positions.device)
+        dist = torch.einsum("bijk,bkl->bijl", diff + offset, cell).norm(dim=-1)
+        mask = valid & ~self_pair if shift == (0.0, 0.0, 0.0) else valid
+        dist = torch.where(mask, dist, torch.full_like(dist, math.inf))
+        best = torch.minimum(best, dist.amin(dim=(1, 2)))
+    return best
+
+
+@dataclass
+class _Running:
+    """Bookkeeping of one structure in the running batch."""
+
+    index: int  # position in the caller's list
+    start_time: float  # time.perf_counter() when it joined the batch
+    start_volume: float  # Å³
+    initial_energy_per_atom: float | None = None
+
+
+def _input_problem(structure: Structure) -> str | None:
+    """One sentence saying why `structure` cannot be relaxed at all, or None."""
+    if len(structure) == 0:
+        return "the structure has no atoms"
+    if not structure.is_ordered:
+        return "the structure has partial occupancies; only ordered structures can be relaxed"
+    if not (math.isfinite(structure.volume) and structure.volume > 1e-6):
+        return f"the cell volume {structure.volume:g} Å³ is not a positive finite number"
+    if not all(math.isfinite(x) for site in structure for x in site.coords):
+        return "the structure has NaN or infinite coordinates"
+    return None
+
+
+def _structure_at(original: Structure, cell: torch.Tensor, positions: torch.Tensor) -> Structure:
+    """`original`'s species on a new cell (rows, Å) and Cartesian positions (Å)."""
+    return Structure(
+        Lattice(cell.cpu().numpy()),
+        original.species,
+        positions.cpu().numpy(),
+        coords_are_cartesian=True,
+    )
+
+
+def relax(
+    structures: Sequence[Structure],
+    model: BatchedModel | None = None,
+    fmax: float = 0.05,
+    steps: int = 500,
+    max_batch_atoms: int = 1024,
+    cell_filter: bool = True,
+    timeout_s: float | None = None,
+    *,
+    params: FireParams | None = None,
+    max_volume_ratio: float = 5.0,
+    min_distance: float = 0.5,
+) -> list[RelaxResult]:
+    """Relax positions (and, with `cell_filter`, the cell) of many structures in batches.
+
+    Args:
+        structures: ordered pymatgen structures.
+        model: batched MLIP; None loads ``matsearch.mlip.load_model()``.
+        fmax: convergence threshold in eV/Å on every atom and cell row of the filter's force.
+        steps: at most this many FIRE steps per structure.
+        max_batch_atoms: atom budget of one model call; a larger structure runs alone.
+        cell_filter: relax the cell with the Frechet cell filter (zero pressure).
+        timeout_s: wall-clock seconds each structure may spend in the batch, None for no limit.
+        params: FIRE parameters (ASE's defaults).
+        max_volume_ratio: a structure whose volume grows or shrinks by more than this factor fails.
+        min_distance: a structure with two atoms closer than this (Å) fails.
+
+    Returns:
+        One RelaxResult per input, same order. A structure that cannot be relaxed (NaN from the
+        model, exploding or collapsing cell, overlapping atoms, timeout, model error) gets
+        ``error`` set while the others carry on; this function does not raise for one bad input.
+    """
+    if fmax <= 0:
+        raise ValueError(f"fmax must be positive (eV/Å), got {fmax}")
+    if steps < 0:
+        raise ValueError(f"steps must be zero or more, got {steps}")
+    if timeout_s is not None and timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive seconds or None, got {timeout_s}")
+    if max_volume_ratio <= 1:
+        raise ValueError(f"max_volume_ratio must be above 1, got {max_volume_ratio}")
+    params = params or FireParams()
+    if model is None:
+        from matsearch.mlip.weights import load_model
+
+        model = load_model()
+    return _BatchRelaxation(
+        structures,
+        model,
+        fmax,
+        steps,
+        max_batch_atoms,
+        cell_filter,
+        timeout_s,
+        params,
+        max_volume_ratio,
+        min_distance,
+    ).run()
+
+
+class _BatchRelaxation:
+    """The relaxation loop of `relax`: admit, check, evaluate, finish, step."""
+
+    def __init__(
+        self,
+        structures: Sequence[Structure],
+        model: BatchedModel,
+        fmax: float,
+        steps: int,
+        max_batch_atoms: int,
+        cell_filter: bool,
+        timeout_s: float | None,
+        params: FireParams,
+        max_volume_ratio: float,
+        min_distance: float,
+    ) -> None:
+        self.structures = list(structures)
+        self.model = model
+        self.fmax = fmax
+        self.steps = steps
+        self.cell_filter = cell_filter
+        self.timeout_s = timeout_s
+        self.params = params
+        self.max_volume_ratio = max_volume_ratio
+        self.min_distance = min_distance
+        self.sizes = [len(s) for s in self.structures]
+        self.queue = AtomBudgetQueue(self.sizes, max_batch_atoms)
+        self.results: list[RelaxResult | None] = [None] * len(self.structures)
+        self.fire: FireState | None = None
+        self.running: list[_Running] = []
+
+    def run(self) -> list[RelaxResult]:
+        start = time.perf_counter()
+        for index, structure in enumerate(self.structures):
+            problem = _input_problem(structure)
+            if problem is None:
+                self.queue.put(index)
+            else:
+                self.results[index] = RelaxResult(None, None, None, error=problem)
+        while len(self.queue) or self.running:
+            self._admit()
+            self._iterate()
+        results = [r for r in self.results if r is not None]
+        assert len(results) == len(self.structures)
+        logger.info(
+            "relaxed %d structures in %.1f s: %d converged, %d failed",
+            len(results),
+            time.perf_counter() - start,
+            sum(r.converged for r in results),
+            sum(r.error is not None for r in results),
+        )
+        return results
+
+    def _admit(self) -> None:
+        indices = self.queue.take(sum(self.sizes[r.index] for r in self.running))
+        if not indices:
+            return
+        new = fire_init([self.structures[i] for i in indices], self.model.device, self.params)
+        self.fire = new if self.fire is None else self.fire.concat(new)
+        now = time.perf_counter()
+        self.running += [_Running(i, now, self.structures[i].volume) for i in indices]
+
+    def _iterate(self) -> None:
+        """Check, evaluate and step the running batch once."""
+        fire = self.fire
+        assert fire is not None
+        positions, cell = fire.positions(), fire.cell()
+        n_steps = fire.n_steps.tolist()
+        errors = self._geometry_errors(positions, cell, fire.batch, n_steps)
+        if any(errors):
+            self._finish_failed(errors)
+            return
+        state = BatchedState(
+            positions=positions.to(self.model.dtype),
+            cell=cell.to(self.model.dtype),
+            atomic_numbers=fire.atomic_numbers,
+            batch=fire.batch,
+            pbc=fire.pbc,
+        )
+        try:
+            out = self.model.compute(state)
+        except Exception as exc:  # noqa: BLE001 - find the structure that broke the model
+            self._finish_failed(self._isolate_model_errors(state, exc, n_steps))
+            return
+        energy = out["energy"].detach().double()
+        forces = out["forces"].detach().double()
+        stress = out["stress"].detach().double()
+        finite = torch.isfinite(energy) & torch.isfinite(stress).all(dim=(1, 2))
+        bad_atoms = (~torch.isfinite(forces).all(dim=1)).long()
+        bad_forces = torch.zeros_like(fire.n_steps).index_add(0, fire.batch, bad_atoms) > 0
+        finite = finite & ~bad_forces
+        atom_forces, cell_forces = generalized_forces(fire, forces, stress, self.cell_filter)
+        converged = (max_generalized_force(fire, atom_forces, cell_forces) < self.fmax).tolist()
+        energy_per_atom = (energy / fire.cell_factor).tolist()
+        finite_list = finite.tolist()
+        now = time.perf_counter()
+        done = []
+        for b, run in enumerate(self.running):
+            if run.initial_energy_per_atom is None and finite_list[b]:
+                run.initial_energy_per_atom = energy_per_atom[b]
+            if not finite_list[b]:
+                error = (
+                    "the model returned NaN or infinite energy, forces or stress at step "
+                    f"{n_steps[b]}"
+                )
+            elif converged[b] or n_steps[b] >= self.steps:
+                error = None
+            elif self.timeout_s is not None and now - run.start_time > self.timeout_s:
+                error = (
+                    f"relaxation exceeded {self.timeout_s:g} s wall-clock timeout "
+                    f"after {n_steps[b]} steps"
+                )
+            else:
+                done.append(False)
+                continue
+            done.append(True)
+            self._finish(b, run, error, converged[b], cell, positions, out, now)
+        keep = ~torch.tensor(done, dtype=torch.bool, device=fire.batch.device)
+        self._keep(keep)
+        if self.fire is not None:
+            fire_step(self.fire, atom_forces[keep[fire.batch]], cell_forces[keep], self.params)
+
+    def _geometry_errors(
+        self, positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, n_steps: list[int]
+    ) -> list[str | None]:
+        """Per running system: why its geometry is broken (overlap, volume blow-up), or None."""
+        shortest = min_pair_distances(positions, cell, batch).tolist()
+        volumes = torch.linalg.det(cell).abs().tolist()
+        errors: list[str | None] = []
+        for b, run in enumerate(self.running):
+            ratio = volumes[b] / run.start_volume
+            if shortest[b] < self.min_distance:
+                errors.append(
+                    f"two atoms are {shortest[b]:.2f} Å apart at step {n_steps[b]}, closer than "
+                    f"the {self.min_distance:g} Å minimum"
+                )
+            elif not (1.0 / self.max_volume_ratio <= ratio <= self.max_volume_ratio):
+                errors.append(
+                    f"the cell volume went from {run.start_volume:.1f} to {volumes[b]:.1f} Å³ by "
+                    f"step {n_steps[b]}, beyond the allowed factor {self.max_volume_ratio:g}"
+                )
+            else:
+                errors.append(None)
+        return errors
+
+    def _isolate_model_errors(
+        self, state: BatchedState, exc: Exception, n_steps: list[int]
+    ) -> list[str | None]:
+        """After the model raised on the batch, evaluate each system alone to find the culprits.
+
+        Re-raises `exc` when every system passes alone (a batch-wide problem such as memory).
+        """
+        if state.n_systems > 1:
+            errors: list[str | None] = []
+            counts = state.n_atoms_per_system.tolist()
+            start = 0
+            for b, count in enumerate(counts):
+                atoms = slice(start, start + count)
+                single = BatchedState(
+                    positions=state.positions[atoms],
+                    cell=state.cell[b : b + 1],
+                    atomic_numbers=state.atomic_numbers[atoms],
+                    batch=torch.zeros_like(state.batch[atoms]),
+                    pbc=state.pbc[b : b + 1],
+                )
+                start += count
+                try:
+                    self.model.compute(single)
+                except Exception as single_exc:  # noqa: BLE001 - recorded as this structure's error
+                    errors.append(f"the model failed at step {n_steps[b]}: {single_exc}")
+                else:
+                    errors.append(None)
+            if any(errors):
+                return errors
+        elif state.n_systems == 1:
+            return [f"the model failed at step {n_steps[0]}: {exc}"]
+        raise exc
+
+    def _finish_failed(self, errors: list[str | None]) -> None:
+        """Record failures for the systems with an error and drop them from the batch."""
+        assert self.fire is not None
+        now = time.perf_counter()
+        n_steps = self.fire.n_steps.tolist()
+        for b, (run, error) in enumerate(zip(self.running, errors, strict=True)):
+            if error is not None:
+                self.results[run.index] = RelaxResult(
+                    structure=None,
+                    energy_per_atom=None,
+                    initial_energy_per_atom=run.initial_energy_per_atom,
+                    steps=n_steps[b],
+                    wall_time_s=now - run.start_time,
+                    error=error,
+                )
+        assert self.fire is not None
+        keep = torch.tensor([e is None for e in errors], device=self.fire.batch.device)
+        self._keep(keep)
+
+    def _finish(
+        self,
+        b: int,
+        run: _Running,
+        error: str | None,
+        converged: bool,
+        cell: torch.Tensor,
+        positions: torch.Tensor,
+        out: dict[str, torch.Tensor],
+        now: float,
+    ) -> None:
+        """Record the result of running system `b`, evaluated by the model as `out`."""
+        fire = self.fire
+        assert fire is not None
+        steps = int(fire.n_steps[b])
+        if error is not None:
+            self.results[run.index] = RelaxResult(
+                structure=None,
+                energy_per_atom=None,
+                initial_energy_per_atom=run.initial_energy_per_atom,
+                steps=steps,
+                wall_time_s=now - run.start_time,
+                error=error,
+            )
+            return
+        atoms = fire.batch == b
+        magmoms = out.get("magmoms")
+        self.results[run.index] = RelaxResult(
+            structure=_structure_at(self.structures[run.index], cell[b], positions[atoms]),
+            energy_per_atom=float(out["energy"][b]) / self.sizes[run.index],
+            initial_energy_per_atom=run.initial_energy_per_atom,
+            converged=converged,
+            steps=steps,
+            wall_time_s=now - run.start_time,
+            forces_max=float(out["forces"].detach()[atoms].norm(dim=1).max()),
+            stress_gpa=(out["stress"][b].detach().double() * EV_PER_A3_IN_GPA).tolist(),
+            magmoms=None if magmoms is None else magmoms.detach()[atoms].double().tolist(),
+        )
+
+    def _keep(self, keep: torch.Tensor) -> None:
+        """Drop the running systems where the [B] bool mask `keep` is false."""
+        if self.fire is None:
+            return
+        kept = keep.tolist()
+        self.running = [run for run, k in zip(self.running, kept, strict=True) if k]
+        self.fire = self.fire.select(keep) if self.running else None

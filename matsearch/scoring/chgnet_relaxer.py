@@ -1,0 +1,177 @@
+"""Reference Relaxer: the `chgnet` package's StructOptimizer, one structure at a time.
+
+This is how MatLLMSearch relaxes: ASE FIRE on a FrechetCellFilter with CHGNet forces and stress,
+per structure. A wall-clock deadline is checked before every FIRE step, so a slow relaxation is
+really stopped (at the next step) rather than reported late.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from ase import units
+from ase.optimize import FIRE
+from pymatgen.core import Structure
+
+from matsearch.scoring.base import RelaxResult
+
+if TYPE_CHECKING:
+    from chgnet.model import CHGNet, StructOptimizer
+
+logger = logging.getLogger(__name__)
+
+
+class RelaxationTimeout(Exception):
+    """Raised inside the optimiser when a structure's wall-clock deadline has passed."""
+
+
+class DeadlineFIRE(FIRE):
+    """ASE FIRE that raises RelaxationTimeout before any step taken after `deadline`.
+
+    `deadline` is a time.perf_counter() value; `run_log` receives this optimiser so the caller
+    can read the step count after StructOptimizer.relax returns or raises.
+    """
+
+    def __init__(self, atoms: Any, deadline: float, run_log: list[FIRE], **kwargs: Any) -> None:
+        super().__init__(atoms, **kwargs)
+        self.deadline = deadline
+        run_log.append(self)
+
+    def step(self, f: Any = None) -> None:
+        if time.perf_counter() > self.deadline:
+            raise RelaxationTimeout
+        super().step(f)
+
+
+class CHGNetRelaxer:
+    """Relax structures one by one with CHGNet's StructOptimizer (FIRE + FrechetCellFilter).
+
+    Args:
+        fmax: convergence threshold, eV/Å (atoms and Frechet cell rows).
+        steps: FIRE step cap per structure.
+        timeout_s: wall-clock seconds per structure; None for no limit.
+        device: "cpu", "cuda", ... ; None lets chgnet choose.
+    """
+
+    name = "chgnet"
+
+    def __init__(
+        self,
+        fmax: float = 0.05,
+        steps: int = 500,
+        timeout_s: float | None = 120.0,
+        device: str | None = None,
+    ) -> None:
+        if fmax <= 0:
+            raise ValueError(f"fmax must be positive (eV/Å), got {fmax}")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive seconds or None, got {timeout_s}")
+        self.fmax = fmax
+        self.steps = steps
+        self.timeout_s = timeout_s
+        self.device = device
+        self._optimizer: StructOptimizer | None = None
+
+    @property
+    def optimizer(self) -> StructOptimizer:
+        """CHGNet's StructOptimizer with the pretrained model, loaded on first access."""
+        if self._optimizer is None:
+            from chgnet.model import CHGNet, StructOptimizer
+
+            chatter = io.StringIO()
+            with contextlib.redirect_stdout(chatter):
+                model = CHGNet.load(use_device=self.device)
+                self._optimizer = StructOptimizer(
+                    model=model, optimizer_class=DeadlineFIRE, use_device=self.device
+                )
+            logger.debug("chgnet: %s", chatter.getvalue().strip())
+        return self._optimizer
+
+    @property
+    def model(self) -> CHGNet:
+        """The CHGNet model behind the optimiser."""
+        return self.optimizer.calculator.model
+
+    def relax(self, structures: list[Structure]) -> list[RelaxResult]:
+        """Relax positions and cell of each structure; one result per input, same order."""
+        return [self._relax_one(structure) for structure in structures]
+
+    def _relax_one(self, structure: Structure) -> RelaxResult:
+        start = time.perf_counter()
+        deadline = math.inf if self.timeout_s is None else start + self.timeout_s
+        run_log: list[FIRE] = []
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                out = self.optimizer.relax(
+                    structure.copy(),
+                    fmax=self.fmax,
+                    steps=self.steps,
+                    relax_cell=True,
+                    ase_filter="FrechetCellFilter",
+                    verbose=False,
+                    assign_magmoms=False,
+                    deadline=deadline,
+                    run_log=run_log,
+                )
+        except RelaxationTimeout:
+            return RelaxResult(
+                structure=None,
+                energy_per_atom=None,
+                initial_energy_per_atom=None,
+                steps=run_log[-1].nsteps,
+                wall_time_s=time.perf_counter() - start,
+                error=(
+                    f"relaxation exceeded {self.timeout_s:g} s wall-clock timeout "
+                    f"after {run_log[-1].nsteps} steps"
+                ),
+            )
+        except Exception as exc:  # noqa: BLE001 - a bad structure must not stop the others
+            return RelaxResult(
+                structure=None,
+                energy_per_atom=None,
+                initial_energy_per_atom=None,
+                steps=run_log[-1].nsteps if run_log else 0,
+                wall_time_s=time.perf_counter() - start,
+                error=f"CHGNet relaxation failed: {exc}",
+            )
+        optimizer = run_log[-1]
+        atoms = optimizer.atoms.atoms  # the optimiser moves a FrechetCellFilter around these Atoms
+        final = out["final_structure"]
+        energies = out["trajectory"].energies
+        n_atoms = len(final)
+        return RelaxResult(
+            structure=final,
+            energy_per_atom=float(energies[-1]) / n_atoms,
+            initial_energy_per_atom=float(energies[0]) / n_atoms,
+            converged=bool(optimizer.converged()),
+            steps=optimizer.nsteps,
+            wall_time_s=time.perf_counter() - start,
+            forces_max=float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
+            stress_gpa=(atoms.get_stress(voigt=False) / units.GPa).tolist(),
+            magmoms=[float(m) for m in atoms.get_magnetic_moments()],
+        )
+
+    def single_point(self, structures: list[Structure]) -> list[float]:
+        """Energy per atom (eV/atom) of each structure as given; NaN where CHGNet fails."""
+        if not structures:
+            return []
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                predictions = self.model.predict_structure(list(structures), task="e")
+                return [float(p["e"]) for p in predictions]
+            except Exception:  # noqa: BLE001 - retry one by one to isolate the bad structure
+                pass
+            energies = []
+            for structure in structures:
+                try:
+                    energies.append(float(self.model.predict_structure(structure, task="e")["e"]))
+                except Exception as exc:  # noqa: BLE001 - a bad structure must not stop others
+                    logger.warning("CHGNet single point failed for %s: %s", structure.formula, exc)
+                    energies.append(math.nan)
+        return energies

@@ -1,0 +1,168 @@
+"""Charge-equilibration head: constrained minimum, batching, forces, zero start."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from matsearch.mlip.ewald import ewald_energy
+from matsearch.mlip.les import long_range_head_from_config
+from matsearch.mlip.qeq import ChargeEquilibrationHead
+
+FEATURES = 6
+
+
+def batch_of_three(seed: int = 0):
+    """A cubic cell, a triclinic cell and an isolated cluster (float64; cluster cell is zero)."""
+    rng = np.random.default_rng(seed)
+    sizes = [4, 6, 5]
+    cells = np.stack(
+        [
+            np.diag([4.0, 4.0, 4.0]),
+            np.array([[5.0, 0.0, 0.0], [1.2, 4.6, 0.0], [-0.7, 0.9, 5.3]]),
+            np.zeros((3, 3)),
+        ]
+    )
+    positions = [rng.uniform(0, 1, size=(n, 3)) @ c for n, c in zip(sizes[:2], cells[:2], strict=True)]
+    positions.append(rng.uniform(0, 5, size=(sizes[2], 3)))
+    return (
+        torch.tensor(np.concatenate(positions)),
+        torch.tensor(cells),
+        torch.tensor(np.repeat(np.arange(3), sizes)),
+        torch.tensor([True, True, False]),
+    )
+
+
+def periodic_features(positions, cell, batch, pbc):
+    """Smooth features: sin and cos of 2π × fractional (Cartesian if isolated) coordinates."""
+    eye = torch.eye(3, dtype=cell.dtype).expand_as(cell)
+    inverse = torch.linalg.inv(torch.where(pbc[:, None, None], cell, eye))
+    frac = torch.einsum("nd,nde->ne", positions, inverse[batch])
+    return torch.cat([torch.sin(2 * np.pi * frac), torch.cos(2 * np.pi * frac)], dim=1)
+
+
+def trained_like_qeq(seed: int = 0, **kwargs) -> ChargeEquilibrationHead:
+    head = ChargeEquilibrationHead(FEATURES, **kwargs).double()
+    assert head.prepare_for_training(std=1.0, generator=torch.Generator().manual_seed(seed))
+    return head
+
+
+def atomic_numbers_for(batch: torch.Tensor) -> torch.Tensor:
+    """Na, Cl, O, Mg repeating."""
+    return torch.tensor([(11, 17, 8, 12)[i % 4] for i in range(len(batch))])
+
+
+def reference_minimum(chi, hardness, positions, cell, pbc, total, sigma, dl):
+    """Solve one structure's QEq with numpy, taking A as the Hessian of the Ewald energy in q."""
+    n = len(chi)
+
+    def coulomb(q):
+        return ewald_energy(q, positions, cell, torch.zeros(n, dtype=torch.long), pbc, sigma, dl, False)[0]
+
+    a = torch.autograd.functional.hessian(coulomb, torch.zeros(n, dtype=torch.float64)).numpy()
+    kkt = np.zeros((n + 1, n + 1))
+    kkt[:n, :n] = a + np.diag(hardness)
+    kkt[:n, n] = kkt[n, :n] = 1.0
+    solution = np.linalg.solve(kkt, np.concatenate([-chi, [total]]))
+    q = solution[:n]
+    return q, chi @ q + 0.5 * q @ (a + np.diag(hardness)) @ q
+
+
+def test_charges_minimise_the_qeq_energy_at_fixed_total_charge():
+    positions, cell, batch, pbc = batch_of_three(0)
+    numbers = atomic_numbers_for(batch)
+    head = trained_like_qeq(0, sigma=0.9, dl=1.5)
+    features = periodic_features(positions, cell, batch, pbc)
+    total = torch.tensor([0.0, 1.0, -0.5], dtype=torch.float64)
+    energy, charges = head(features, positions, cell, batch, pbc, atomic_numbers=numbers, total_charge=total)
+    chi = head.electronegativity_net(features).detach()
+    hardness = head.hardness(numbers).detach()
+    for b in range(3):
+        atoms = batch == b
+        q_ref, e_ref = reference_minimum(
+            chi[atoms].numpy(),
+            hardness[atoms].numpy(),
+            positions[atoms],
+            cell[b : b + 1],
+            pbc[b : b + 1],
+            float(total[b]),
+            0.9,
+            1.5,
+        )
+        np.testing.assert_allclose(charges[atoms].detach().numpy(), q_ref, rtol=1e-8, atol=1e-10)
+        assert energy[b].item() == pytest.approx(e_ref, rel=1e-8)
+        assert charges[atoms].sum().item() == pytest.approx(float(total[b]), abs=1e-10)
+    assert charges.abs().max().item() > 1e-2
+
+
+def test_untrained_head_gives_zero_charges_and_energy_for_neutral_structures():
+    positions, cell, batch, pbc = batch_of_three(1)
+    head = ChargeEquilibrationHead(FEATURES).double()
+    features = periodic_features(positions, cell, batch, pbc)
+    energy, charges = head(features, positions, cell, batch, pbc, atomic_numbers=atomic_numbers_for(batch))
+    assert energy.abs().max().item() == 0.0
+    assert charges.abs().max().item() == 0.0
+
+
+def test_batched_qeq_equals_one_by_one_and_config_round_trips():
+    positions, cell, batch, pbc = batch_of_three(2)
+    numbers = atomic_numbers_for(batch)
+    head = trained_like_qeq(2)
+    features = periodic_features(positions, cell, batch, pbc)
+    energy, charges = head(features, positions, cell, batch, pbc, atomic_numbers=numbers)
+    for b in range(3):
+        atoms = batch == b
+        single = head(
+            features[atoms],
+            positions[atoms],
+            cell[b : b + 1],
+            torch.zeros(int(atoms.sum()), dtype=torch.long),
+            pbc[b : b + 1],
+            atomic_numbers=numbers[atoms],
+        )
+        assert energy[b].item() == pytest.approx(single[0].item(), rel=1e-10)
+        torch.testing.assert_close(charges[atoms], single[1])
+    rebuilt = long_range_head_from_config(head.config).double()
+    rebuilt.load_state_dict(head.state_dict())
+    torch.testing.assert_close(
+        rebuilt(features, positions, cell, batch, pbc, atomic_numbers=numbers), (energy, charges)
+    )
+
+
+def test_forces_through_the_charge_solve_match_finite_differences():
+    positions, cell, batch, pbc = batch_of_three(3)
+    numbers = atomic_numbers_for(batch)
+    head = trained_like_qeq(3)
+
+    def energy_of(r):
+        features = periodic_features(r, cell, batch, pbc)
+        return head(features, r, cell, batch, pbc, atomic_numbers=numbers)[0].sum()
+
+    positions.requires_grad_(True)
+    (grad,) = torch.autograd.grad(energy_of(positions), positions)
+    h = 1e-5
+    with torch.no_grad():
+        for atom, axis in [(0, 1), (6, 0), (13, 2)]:
+            step = torch.zeros_like(positions)
+            step[atom, axis] = h
+            fd = (energy_of(positions + step) - energy_of(positions - step)) / (2 * h)
+            assert grad[atom, axis].item() == pytest.approx(fd.item(), rel=1e-6, abs=1e-8)
+
+
+def test_hardness_is_positive_and_atomic_numbers_are_required():
+    head = ChargeEquilibrationHead(FEATURES, initial_hardness=3.0)
+    with torch.no_grad():
+        head.raw_hardness[7] = -50.0
+    hardness = head.hardness(torch.tensor([1, 8, 94]))
+    assert hardness[0].item() == pytest.approx(3.0)
+    assert 0 < hardness[1].item() < 1e-20
+    positions, cell, batch, pbc = batch_of_three()
+    with pytest.raises(ValueError, match="needs atomic_numbers"):
+        head(
+            periodic_features(positions, cell, batch, pbc).float(),
+            positions.float(),
+            cell.float(),
+            batch,
+            pbc,
+        )
