@@ -24,10 +24,7 @@ def polynomial_envelope(x: torch.Tensor, exponent: int) -> torch.Tensor:
     p = float(exponent)
     x_p = x**exponent
     value = (
-        1.0
-        - 0.5 * (p + 1.0) * (p + 2.0) * x_p
-        + p * (p + 2.0) * x_p * x
-        - 0.5 * p * (p + 1.0) * x_p * x * x
+        1.0 - 0.5 * (p + 1.0) * (p + 2.0) * x_p + p * (p + 2.0) * x_p * x - 0.5 * p * (p + 1.0) * x_p * x * x
     )
     return torch.where(x < 1.0, value, torch.zeros_like(x))
 
@@ -68,9 +65,7 @@ class FourierAngle(nn.Module):
     def forward(self, angles: torch.Tensor) -> torch.Tensor:
         phase = angles.unsqueeze(-1) * self.frequencies
         constant = torch.full_like(angles, 1.0 / math.sqrt(2.0)).unsqueeze(-1)
-        return torch.cat([constant, torch.sin(phase), torch.cos(phase)], dim=-1) / math.sqrt(
-            math.pi
-        )
+        return torch.cat([constant, torch.sin(phase), torch.cos(phase)], dim=-1) / math.sqrt(math.pi)
 
 
 def bond_angles(cosines: torch.Tensor) -> torch.Tensor:

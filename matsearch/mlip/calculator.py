@@ -25,9 +25,7 @@ def state_from_atoms(atoms: Atoms, device: torch.device, dtype: torch.dtype) -> 
     """A one-system BatchedState from ASE atoms (cell rows in Å)."""
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     if abs(np.linalg.det(cell)) < 1e-9:
-        raise ValueError(
-            f"the MLIP needs atoms with a 3D cell; got a cell of zero volume {cell.tolist()}"
-        )
+        raise ValueError(f"the MLIP needs atoms with a 3D cell; got a cell of zero volume {cell.tolist()}")
     n_atoms = len(atoms)
     return BatchedState(
         positions=torch.as_tensor(atoms.positions, dtype=dtype, device=device),

@@ -137,9 +137,7 @@ def neighbor_pairs(
     # Sort atoms by bin; bins of all systems are numbered consecutively.
     bins, reach = _bin_grid(cell, pbc, counts, cutoff)
     atom_bins = bins[batch]
-    atom_bin = torch.where(
-        pbc[batch], torch.floor((frac - wrap) * atom_bins).long(), torch.zeros_like(wrap)
-    )
+    atom_bin = torch.where(pbc[batch], torch.floor((frac - wrap) * atom_bins).long(), torch.zeros_like(wrap))
     atom_bin = torch.minimum(atom_bin.clamp(min=0), atom_bins - 1)
     n_bins = bins.prod(dim=1)
     first_bin = torch.cumsum(n_bins, 0) - n_bins
@@ -238,9 +236,7 @@ def angle_triplets(
     n_short = i.shape[0]
     centers = torch.cat([i, j])
     bond = torch.arange(n_short, device=device).repeat(2)
-    direction = torch.cat(
-        [torch.ones(n_short, dtype=torch.long, device=device), -torch.ones_like(i)]
-    )
+    direction = torch.cat([torch.ones(n_short, dtype=torch.long, device=device), -torch.ones_like(i)])
     order = torch.argsort(centers, stable=True)
     centers, bond, direction = centers[order], bond[order], direction[order]
 
@@ -249,11 +245,7 @@ def angle_triplets(
     partners = per_atom[centers]
     first = torch.repeat_interleave(torch.arange(centers.shape[0], device=device), partners)
     partner_start = torch.cumsum(partners, 0) - partners
-    second = (
-        atom_start[centers[first]]
-        + torch.arange(first.shape[0], device=device)
-        - partner_start[first]
-    )
+    second = atom_start[centers[first]] + torch.arange(first.shape[0], device=device) - partner_start[first]
     distinct = first != second
     first, second = first[distinct], second[distinct]
     return centers[first], bond[first], bond[second], direction[first] * direction[second]

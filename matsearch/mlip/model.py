@@ -51,8 +51,7 @@ class ModelConfig:
             raise ValueError(f"n_conv must be at least 2, got {self.n_conv}")
         if not 0 < self.bond_cutoff <= self.atom_cutoff:
             raise ValueError(
-                f"bond_cutoff must be in (0, atom_cutoff={self.atom_cutoff}] Å, "
-                f"got {self.bond_cutoff}"
+                f"bond_cutoff must be in (0, atom_cutoff={self.atom_cutoff}] Å, got {self.bond_cutoff}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,12 +88,8 @@ class MLIPModel(nn.Module):
         a, b, g = config.atom_dim, config.bond_dim, config.angle_dim
         self.register_buffer("atom_ref", torch.zeros(config.max_atomic_number))
         self.atom_embedding = nn.Embedding(config.max_atomic_number, a)
-        self.radial_atom = RadialBessel(
-            config.num_radial, config.atom_cutoff, config.envelope_exponent
-        )
-        self.radial_bond = RadialBessel(
-            config.num_radial, config.bond_cutoff, config.envelope_exponent
-        )
+        self.radial_atom = RadialBessel(config.num_radial, config.atom_cutoff, config.envelope_exponent)
+        self.radial_bond = RadialBessel(config.num_radial, config.bond_cutoff, config.envelope_exponent)
         self.angle_basis = FourierAngle((config.num_angular - 1) // 2)
         self.bond_embedding = nn.Linear(config.num_radial, b, bias=False)
         self.bond_weights_atom = nn.Linear(config.num_radial, a, bias=False)
@@ -130,8 +125,7 @@ class MLIPModel(nn.Module):
         if low < 1 or high > self.config.max_atomic_number:
             bad = low if low < 1 else high
             raise ValueError(
-                f"atomic number {bad} is not supported; the model covers 1 to "
-                f"{self.config.max_atomic_number}"
+                f"atomic number {bad} is not supported; the model covers 1 to {self.config.max_atomic_number}"
             )
 
     def _energy(
@@ -189,9 +183,7 @@ class MLIPModel(nn.Module):
         site_energies = self.readout(atom_feas).squeeze(1) + self.atom_ref[state.atomic_numbers - 1]
         energy = positions.new_zeros(state.n_systems).index_add(0, state.batch, site_energies)
         if self.long_range is not None:
-            long_range_energy, charges = self.long_range(
-                atom_feas, positions, cell, state.batch, state.pbc
-            )
+            long_range_energy, charges = self.long_range(atom_feas, positions, cell, state.batch, state.pbc)
             energy = energy + long_range_energy
         else:
             charges = torch.zeros_like(site_energies)
@@ -264,9 +256,7 @@ class MLIPModel(nn.Module):
             out = {key: value.detach() for key, value in out.items()}
         return out
 
-    def predict(
-        self, structures: Sequence[Structure], batch_size: int = 64
-    ) -> list[dict[str, Any]]:
+    def predict(self, structures: Sequence[Structure], batch_size: int = 64) -> list[dict[str, Any]]:
         """Single-point predictions, one dict per structure, computed ``batch_size`` at a time.
 
         Keys: ``energy`` (float, eV per cell), ``forces`` ([n, 3] eV/Å), ``stress`` ([3, 3] GPa,

@@ -48,8 +48,7 @@ class BatchedState:
             raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
         if self.positions.dtype != self.cell.dtype:
             raise ValueError(
-                f"positions ({self.positions.dtype}) and cell ({self.cell.dtype}) must share "
-                "a dtype"
+                f"positions ({self.positions.dtype}) and cell ({self.cell.dtype}) must share a dtype"
             )
 
     @property
@@ -87,9 +86,7 @@ class BatchedState:
             pbc=self.pbc.clone(),
         )
 
-    def to(
-        self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
-    ) -> BatchedState:
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> BatchedState:
         """Copy to another device and/or floating dtype (integer tensors keep int64)."""
         return BatchedState(
             positions=self.positions.to(device=device, dtype=dtype),

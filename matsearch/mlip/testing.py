@@ -94,14 +94,10 @@ def check_lattice_translation_invariance(
     """Moving atoms by whole lattice vectors changes neither energy (eV) nor forces (eV/Å)."""
     rng = np.random.default_rng(0)
     shifted_frac = structure.frac_coords + rng.integers(-2, 3, size=(len(structure), 3))
-    shifted = Structure(
-        structure.lattice, structure.species, shifted_frac, coords_are_cartesian=False
-    )
+    shifted = Structure(structure.lattice, structure.species, shifted_frac, coords_are_cartesian=False)
     out = model.compute(_state(model, [structure, shifted]))
     n = len(structure)
-    worst = _worst(
-        "lattice translation energy", out["energy"][1:], out["energy"][:1], atol_energy, "eV"
-    )
+    worst = _worst("lattice translation energy", out["energy"][1:], out["energy"][:1], atol_energy, "eV")
     _worst("lattice translation forces", out["forces"][n:], out["forces"][:n], atol_forces, "eV/Å")
     return worst
 
@@ -137,16 +133,12 @@ def check_forces_finite_difference(
                 coords = structure.cart_coords.copy()
                 coords[atom, axis] += sign * step
                 displaced.append(
-                    Structure(
-                        structure.lattice, structure.species, coords, coords_are_cartesian=True
-                    )
+                    Structure(structure.lattice, structure.species, coords, coords_are_cartesian=True)
                 )
     energies = model.compute(_state(model, displaced))["energy"].double().reshape(n, 3, 2)
     numeric = -(energies[..., 0] - energies[..., 1]) / (2 * step)
     analytic = model.compute(_state(model, [structure]))["forces"]
-    return _worst(
-        "forces vs finite differences", analytic, numeric.to(analytic.device), atol, "eV/Å"
-    )
+    return _worst("forces vs finite differences", analytic, numeric.to(analytic.device), atol, "eV/Å")
 
 
 def check_stress_finite_difference(
@@ -171,9 +163,7 @@ def check_stress_finite_difference(
     energies = model.compute(_state(model, deformed))["energy"].double().reshape(3, 3, 2)
     numeric = (energies[..., 0] - energies[..., 1]) / (2 * step) / structure.volume
     analytic = model.compute(_state(model, [structure]))["stress"][0]
-    return _worst(
-        "stress vs finite differences", analytic, numeric.to(analytic.device), atol, "eV/Å³"
-    )
+    return _worst("stress vs finite differences", analytic, numeric.to(analytic.device), atol, "eV/Å³")
 
 
 def validate_model(model: BatchedPotential, structures: Sequence[Structure]) -> None:

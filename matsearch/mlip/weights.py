@@ -108,13 +108,9 @@ def chgnet_checkpoint_path(name: str) -> Path:
 def _config_from_chgnet(args: dict[str, Any]) -> ModelConfig:
     for key, wanted in _REQUIRED_CHGNET_ARGS.items():
         if key in args and args[key] != wanted:
-            raise ModelError(
-                f"CHGNet checkpoint has {key}={args[key]!r}; only {key}={wanted!r} is supported"
-            )
+            raise ModelError(f"CHGNet checkpoint has {key}={args[key]!r}; only {key}={wanted!r} is supported")
     if args.get("mlp_out_bias", False):
-        raise ModelError(
-            "CHGNet checkpoints with mlp_out_bias=True (version 0.2.0) are not supported"
-        )
+        raise ModelError("CHGNet checkpoints with mlp_out_bias=True (version 0.2.0) are not supported")
     hidden = {args.get("atom_conv_hidden_dim", 64), args.get("bond_conv_hidden_dim", 64)}
     if len(hidden) != 1 or not all(isinstance(h, int) for h in hidden):
         raise ModelError(f"CHGNet checkpoint has unsupported convolution hidden sizes {hidden}")
@@ -146,9 +142,7 @@ class _Reader:
         self.used.add(key)
         return self.state_dict[key]
 
-    def stacked_columns(
-        self, prefix: str, layer: int, *column_ranges: tuple[int, int]
-    ) -> torch.Tensor:
+    def stacked_columns(self, prefix: str, layer: int, *column_ranges: tuple[int, int]) -> torch.Tensor:
         """cat over column ranges of [core W[:, range], gate W[:, range]] of a GatedMLP layer."""
         core = self(f"{prefix}.mlp_core.layers.{layer}.weight")
         gate = self(f"{prefix}.mlp_gate.layers.{layer}.weight")
@@ -219,22 +213,16 @@ def convert_chgnet_state_dict(
     a, b = config.atom_dim, config.bond_dim
     for k in range(config.n_conv):
         prefix = f"atom_conv_layers.{k}.twoBody_atom"
-        out[f"atom_convs.{k}.atom_proj.weight"] = read.stacked_columns(
-            prefix, 0, (0, a), (a + b, 2 * a + b)
-        )
+        out[f"atom_convs.{k}.atom_proj.weight"] = read.stacked_columns(prefix, 0, (0, a), (a + b, 2 * a + b))
         out[f"atom_convs.{k}.bond_proj.weight"] = read.stacked_columns(prefix, 0, (a, a + b))
         out[f"atom_convs.{k}.bond_proj.bias"] = read.stacked_bias(prefix, 0)
         _gated_tail(out, f"atom_convs.{k}.gated", read, prefix, 3)
-        _copy_linear(
-            out, f"atom_convs.{k}.out", read, f"atom_conv_layers.{k}.mlp_out.layers.1", bias=False
-        )
+        _copy_linear(out, f"atom_convs.{k}.out", read, f"atom_conv_layers.{k}.mlp_out.layers.1", bias=False)
     for k in range(config.n_conv - 1):
         prefix = f"bond_conv_layers.{k}.twoBody_bond"
         _angle_gather(out, f"bond_convs.{k}.gather", read, prefix, 0, config)
         _gated_tail(out, f"bond_convs.{k}.gated", read, prefix, 3)
-        _copy_linear(
-            out, f"bond_convs.{k}.out", read, f"bond_conv_layers.{k}.mlp_out.layers.1", bias=False
-        )
+        _copy_linear(out, f"bond_convs.{k}.out", read, f"bond_conv_layers.{k}.mlp_out.layers.1", bias=False)
         prefix = f"angle_layers.{k}.twoBody_bond"
         _angle_gather(out, f"angle_updates.{k}.gather", read, prefix, 1, config)
         _gated_tail(out, f"angle_updates.{k}.gated", read, prefix, None)
@@ -248,9 +236,7 @@ def convert_chgnet_state_dict(
 
     unused = sorted(set(state_dict) - read.used)
     if unused:
-        raise ModelError(
-            f"CHGNet checkpoint has weights this architecture does not use: {unused[:5]}"
-        )
+        raise ModelError(f"CHGNet checkpoint has weights this architecture does not use: {unused[:5]}")
     return out
 
 
@@ -274,9 +260,7 @@ def save_model_file(model: MLIPModel, path: str | Path) -> Path:
     long_range = None
     if head is not None:
         if not hasattr(head, "config"):
-            raise ModelError(
-                f"the long-range head {type(head).__name__} has no `config`; it cannot be saved"
-            )
+            raise ModelError(f"the long-range head {type(head).__name__} has no `config`; it cannot be saved")
         long_range = {"config": dict(head.config), "state_dict": head.state_dict()}
     backbone = {k: v for k, v in model.state_dict().items() if not k.startswith("long_range.")}
     torch.save(
