@@ -183,7 +183,9 @@ class MLIPModel(nn.Module):
         site_energies = self.readout(atom_feas).squeeze(1) + self.atom_ref[state.atomic_numbers - 1]
         energy = positions.new_zeros(state.n_systems).index_add(0, state.batch, site_energies)
         if self.long_range is not None:
-            long_range_energy, charges = self.long_range(atom_feas, positions, cell, state.batch, state.pbc)
+            long_range_energy, charges = self.long_range(
+                atom_feas, positions, cell, state.batch, state.pbc, atomic_numbers=state.atomic_numbers
+            )
             energy = energy + long_range_energy
         else:
             charges = torch.zeros_like(site_energies)

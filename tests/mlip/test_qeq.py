@@ -166,3 +166,30 @@ def test_hardness_is_positive_and_atomic_numbers_are_required():
             batch,
             pbc,
         )
+
+
+def test_qeq_head_inside_the_model_gives_neutral_charges_that_move_the_energy():
+    from pymatgen.core import Lattice, Structure
+
+    from matsearch.mlip import BatchedState, load_model
+
+    model = load_model("default", dtype=torch.float64)
+    structures = [
+        Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure(
+            Lattice.cubic(5.6), ["Na", "Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0], [0, 0.5, 0]]
+        ),
+    ]
+    state = BatchedState.from_structures(structures, device="cpu", dtype=torch.float64)
+    backbone = model.compute(state)["energy"]
+    head = ChargeEquilibrationHead(feature_dim=64).double()
+    with torch.no_grad():
+        torch.nn.init.normal_(
+            head.electronegativity_net.output.weight, std=0.5, generator=torch.Generator().manual_seed(0)
+        )
+    model.long_range = head
+    out = model.compute(state)
+    sums = torch.zeros(2, dtype=torch.float64).index_add(0, state.batch, out["charges"])
+    assert torch.allclose(sums, torch.zeros(2, dtype=torch.float64), atol=1e-10)
+    assert out["charges"].abs().max() > 1e-3
+    assert not torch.allclose(out["energy"], backbone)
