@@ -175,7 +175,7 @@ class Search:
         self._check(store, generation, dedup)
         self._relax(store, generation)
         self._report(store, generation, "selecting")
-        pool = parents + store.candidates(generation=generation, status=Status.SCORED)
+        pool = _distinct_relaxed(parents + store.candidates(generation=generation, status=Status.SCORED))
         survivors = select(pool, self.spec.objectives, self.spec.population_size, self.spec.selection)
         metrics = self._metrics(store, generation, survivors)
         metrics["wall_time_s"] = time.perf_counter() - started
@@ -335,6 +335,18 @@ class Search:
             return
         children = store.candidates(generation=generation)
         self.on_progress(Progress(generation, stage, len(children), _counts(children)))
+
+
+def _distinct_relaxed(pool: list[Candidate]) -> list[Candidate]:
+    """The pool without candidates that relaxed into a structure an earlier (lower id) one has,
+    so that survivors stay diverse; in id order, hence the same after a resume."""
+    index = DuplicateIndex()
+    distinct = []
+    for candidate in sorted(pool, key=lambda c: c.id):
+        if index.find(candidate.relaxed) is None:
+            index.add(candidate.id, candidate.relaxed)
+            distinct.append(candidate)
+    return distinct
 
 
 def _counts(children: list[Candidate]) -> dict[str, int]:
