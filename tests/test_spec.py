@@ -78,7 +78,7 @@ MALFORMED = [
     ),
     pytest.param(
         {**BASE, "reference": {"hull": "no/such/hull.csv"}},
-        "'reference.hull': 'no/such/hull.csv' is neither a known reference (mp20-subset, mp-2023-01-10)",
+        "hull.csv' is neither a known reference (mp20-subset, mp-2023-01-10) nor an existing CSV/JSON file",
         id="missing-reference-data",
     ),
     pytest.param(
