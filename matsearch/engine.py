@@ -81,6 +81,7 @@ class Search:
         self._executor: Executor | None = None
         self._hull: HullReference | None = None
         self._novelty: NoveltyIndex | None = None
+        self._last_report = 0.0  # time.monotonic() of the last progress callback
         self.properties = PropertyScorer(spec)  # loads custom fitness functions: fails early
         self.known_structure = load_known_structure(spec.task.known_structure)
 
@@ -278,7 +279,7 @@ class Search:
                 self.properties.score(candidate, result)
                 candidate.timings["properties"] = time.perf_counter() - started
             store.update([candidate])
-            self._report(store, generation, "relaxing")
+            self._report(store, generation, "relaxing", throttle_s=1.0)
 
     # --- reporting --------------------------------------------------------------------------
 
@@ -330,9 +331,15 @@ class Search:
             self._novelty = NoveltyIndex.from_mp20()
         return self._novelty
 
-    def _report(self, store: RunStore, generation: int, stage: str) -> None:
+    def _report(self, store: RunStore, generation: int, stage: str, throttle_s: float = 0.0) -> None:
+        """Send counts to the progress callback; with `throttle_s`, at most once per that many
+        seconds (reading the generation back costs O(children))."""
         if self.on_progress is None:
             return
+        now = time.monotonic()
+        if throttle_s and now - self._last_report < throttle_s:
+            return
+        self._last_report = now
         children = store.candidates(generation=generation)
         self.on_progress(Progress(generation, stage, len(children), _counts(children)))
 

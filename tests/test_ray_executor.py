@@ -1,0 +1,241 @@
+"""RayExecutor on a 2-CPU local Ray: same numbers as LocalExecutor, nothing lost when a worker
+process is killed mid-batch, and a seeded search ends with the same population as a local one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Structure
+
+from matsearch.engine import Search
+from matsearch.executors.local import LocalExecutor
+from matsearch.scoring.base import RelaxResult
+from matsearch.scoring.registry import build_relaxer
+from matsearch.spec import ExecutorSpec, MLIPSpec
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+psutil = pytest.importorskip("psutil")
+
+from ray.cluster_utils import Cluster  # noqa: E402 - needs ray
+
+from matsearch.executors.ray_executor import RayExecutor  # noqa: E402 - needs ray
+
+MLIP = MLIPSpec(steps=60, batch_size=2, timeout_s=600.0)
+RUNNING_TITLE = "ray::RelaxWorker.relax"  # Ray's process title while an actor runs relax()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Cluster]:
+    """One Ray cluster of one 2-CPU head node on this machine, shared by the tests of this module;
+    executors join it. A test may add a second node and kill it.
+
+    The driver's torch uses one thread meanwhile: the workers own the CPUs, and oversubscribed
+    torch threads made the local reference relaxations about 18 times slower.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ray_session(ray_cluster: Cluster) -> None:
+    """The module's Ray is up (for tests that do not touch its nodes)."""
+
+
+@pytest.fixture(scope="module")
+def structures(data_dir: Path) -> list[Structure]:
+    """Eight MP-20 test crystals of at most 8 atoms, rattled by 0.05 Å (seeded)."""
+    from matsearch.data import load_mp20
+
+    frame = load_mp20("test").sort_values("material_id")
+    rng = np.random.default_rng(3)
+    picked = []
+    for cif in frame["cif"]:
+        structure = Structure.from_str(cif, fmt="cif")
+        if len(structure) <= 8:
+            noise = rng.normal(0.0, 0.05, (len(structure), 3))
+            picked.append(
+                Structure(
+                    structure.lattice,
+                    structure.species,
+                    structure.cart_coords + noise,
+                    coords_are_cartesian=True,
+                )
+            )
+        if len(picked) == 8:
+            return picked
+    raise AssertionError("MP-20 test split has fewer than 8 crystals of at most 8 atoms")
+
+
+@pytest.fixture(scope="module")
+def local_results(ray_session: None, structures: list[Structure]) -> dict[int, RelaxResult]:
+    executor = LocalExecutor(build_relaxer(MLIP), chunk_size=MLIP.batch_size)
+    return dict(executor.relax(structures))
+
+
+def _assert_same_results(got: dict[int, RelaxResult], reference: dict[int, RelaxResult]) -> None:
+    assert sorted(got) == sorted(reference)
+    for i, ours in got.items():
+        theirs = reference[i]
+        assert ours.error is None and theirs.error is None
+        assert ours.steps == theirs.steps, f"structure {i}"
+        assert ours.energy_per_atom == pytest.approx(theirs.energy_per_atom, abs=1e-6)
+        np.testing.assert_allclose(ours.structure.lattice.matrix, theirs.structure.lattice.matrix, atol=1e-5)
+
+
+def _kill_running_workers(stop: threading.Event, killed: list[int], limit: int) -> None:
+    """SIGKILL up to `limit` of this process's Ray workers while they are inside relax()."""
+    me = psutil.Process()
+    while not stop.is_set() and len(killed) < limit:
+        for process in me.children(recursive=True):
+            try:
+                title = " ".join(process.cmdline())
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if title.startswith(RUNNING_TITLE) and process.pid not in killed:
+                os.kill(process.pid, signal.SIGKILL)
+                killed.append(process.pid)
+                break
+        time.sleep(0.05)
+
+
+def test_every_index_once_with_local_energies(
+    ray_session: None, structures: list[Structure], local_results: dict[int, RelaxResult]
+) -> None:
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP)
+    try:
+        workers = executor.workers(timeout_s=300)
+        indices, got = [], {}
+        for i, result in executor.relax(structures):
+            indices.append(i)
+            got[i] = result
+    finally:
+        executor.close()
+    assert len({w.pid for w in workers}) == 2
+    assert sorted(indices) == list(range(len(structures)))  # each index exactly once
+    assert executor.stats.batches_submitted == 4  # 8 structures in batches of 2
+    _assert_same_results(got, local_results)
+
+
+def test_worker_killed_mid_batch_loses_nothing(
+    ray_session: None, structures: list[Structure], local_results: dict[int, RelaxResult]
+) -> None:
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP)
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_running_workers, args=(stop, killed, 1))
+    try:
+        executor.workers(timeout_s=300)
+        killer.start()
+        indices, got = [], {}
+        for i, result in executor.relax(structures):
+            indices.append(i)
+            got[i] = result
+    finally:
+        stop.set()
+        killer.join()
+        executor.close()
+    assert len(killed) == 1
+    assert executor.stats.workers_replaced == 1
+    assert executor.stats.batches_retried == 1
+    assert sorted(indices) == list(range(len(structures)))
+    _assert_same_results(got, local_results)
+
+
+def test_relax_again_after_the_caller_stopped_early(
+    ray_session: None, structures: list[Structure], local_results: dict[int, RelaxResult]
+) -> None:
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP)
+    try:
+        abandoned = executor.relax(structures)
+        next(abandoned)
+        abandoned.close()  # e.g. the engine's store write raised
+        got = dict(executor.relax(structures))
+    finally:
+        executor.close()
+    _assert_same_results(got, local_results)
+
+
+def test_batch_that_keeps_killing_workers_gets_errors(ray_session: None, structures: list[Structure]) -> None:
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=1), MLIP, max_attempts=2)
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_running_workers, args=(stop, killed, 2))
+    try:
+        executor.workers(timeout_s=300)
+        killer.start()
+        got = dict(executor.relax(structures[:2]))
+    finally:
+        stop.set()
+        killer.join()
+        executor.close()
+    assert len(killed) == 2
+    assert sorted(got) == [0, 1]
+    for result in got.values():
+        assert result.structure is None
+        assert result.error == "gave up after 2 attempts: its Ray worker was lost (ActorDiedError)"
+    assert executor.stats.batches_failed == 1
+
+
+def test_workers_of_a_lost_node_restart_before_they_get_a_batch(
+    ray_cluster: Cluster, structures: list[Structure], local_results: dict[int, RelaxResult]
+) -> None:
+    node = ray_cluster.add_node(num_cpus=2)
+    # one attempt per batch: a batch sent to a dead worker would come back as errors
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=4), MLIP, max_attempts=1)
+    try:
+        workers = executor.workers(timeout_s=300)
+        first = dict(executor.relax(structures))
+        ray_cluster.remove_node(node, allow_graceful=False)
+        deadline = time.monotonic() + 120
+        while any(n["Alive"] for n in ray.nodes() if n["NodeID"] == node.node_id):
+            assert time.monotonic() < deadline, "Ray never noticed the removed node"
+            time.sleep(0.5)
+        second = dict(executor.relax(structures))
+    finally:
+        executor.close()
+    assert sum(w.node_id == node.node_id for w in workers) == 2
+    _assert_same_results(first, local_results)
+    _assert_same_results(second, local_results)
+    assert executor.stats.workers_replaced == 2
+    assert executor.stats.batches_retried == executor.stats.batches_failed == 0
+
+
+SEARCH = {
+    "name": "ray-vs-local",
+    "seed": 5,
+    "chemistry": {"elements": ["Na", "K", "Cl"], "max_atoms": 8, "max_elements": 2},
+    "population_size": 4,
+    "children_per_generation": 4,
+    "generations": 2,
+    "mlip": {"steps": 60, "batch_size": 2},
+}
+
+
+def _populations(run) -> list[list[tuple[int, str, float]]]:
+    return [
+        [(c.id, c.formula, round(c.energy_per_atom, 5)) for c in run.population(g)]
+        for g in range(run.last_generation + 1)
+    ]
+
+
+def test_seeded_search_same_population_on_ray_and_local(ray_session: None, tmp_path: Path) -> None:
+    local = Search({**SEARCH, "output": str(tmp_path / "local")}).run()
+    on_ray = Search(
+        {**SEARCH, "output": str(tmp_path / "ray"), "executor": {"kind": "ray", "workers": 2}}
+    ).run()
+    assert on_ray.last_generation == local.last_generation == 2
+    assert _populations(on_ray) == _populations(local)
+    assert ray.is_initialized()  # the executor left the module's Ray session running
