@@ -133,9 +133,7 @@ class FireState:
 _PER_ATOM = frozenset({"ref_positions", "velocities", "atomic_numbers", "batch"})
 
 
-def fire_init(
-    structures: Sequence[Structure], device: torch.device | str, params: FireParams
-) -> FireState:
+def fire_init(structures: Sequence[Structure], device: torch.device | str, params: FireParams) -> FireState:
     """Start FIRE from the given structures: zero velocities, F = identity, dt = params.dt."""
     state = BatchedState.from_structures(list(structures), device=device, dtype=torch.float64)
     n_systems = state.n_systems
@@ -221,9 +219,7 @@ def fire_step(
     first = fire.n_steps == 0
     vf = _per_system_dot(fire, atom_forces, fire.velocities, cell_forces, fire.cell_velocities)
     ff = _per_system_dot(fire, atom_forces, atom_forces, cell_forces, cell_forces)
-    vv = _per_system_dot(
-        fire, fire.velocities, fire.velocities, fire.cell_velocities, fire.cell_velocities
-    )
+    vv = _per_system_dot(fire, fire.velocities, fire.velocities, fire.cell_velocities, fire.cell_velocities)
     downhill = ~first & (vf > 0.0)
     uphill = ~first & ~downhill
 
@@ -241,9 +237,7 @@ def fire_step(
     n_downhill = torch.where(uphill, torch.zeros_like(n_downhill), n_downhill)
 
     velocities = keep[fire.batch, None] * fire.velocities + scale[fire.batch, None] * atom_forces
-    cell_velocities = (
-        keep[:, None, None] * fire.cell_velocities + scale[:, None, None] * cell_forces
-    )
+    cell_velocities = keep[:, None, None] * fire.cell_velocities + scale[:, None, None] * cell_forces
     velocities = velocities + dt[fire.batch, None] * atom_forces
     cell_velocities = cell_velocities + dt[:, None, None] * cell_forces
 
@@ -260,9 +254,7 @@ def fire_step(
     return fire
 
 
-def min_pair_distances(
-    positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor
-) -> torch.Tensor:
+def min_pair_distances(positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
     """[B] shortest distance in Å between two atoms (or an atom and its own image) per system.
 
     Periodic images within one cell of the nearest fractional image are searched, so the result
@@ -485,16 +477,12 @@ class _BatchRelaxation:
             if run.initial_energy_per_atom is None and finite_list[b]:
                 run.initial_energy_per_atom = energy_per_atom[b]
             if not finite_list[b]:
-                error = (
-                    "the model returned NaN or infinite energy, forces or stress at step "
-                    f"{n_steps[b]}"
-                )
+                error = f"the model returned NaN or infinite energy, forces or stress at step {n_steps[b]}"
             elif converged[b] or n_steps[b] >= self.steps:
                 error = None
             elif self.timeout_s is not None and now - run.start_time > self.timeout_s:
                 error = (
-                    f"relaxation exceeded {self.timeout_s:g} s wall-clock timeout "
-                    f"after {n_steps[b]} steps"
+                    f"relaxation exceeded {self.timeout_s:g} s wall-clock timeout after {n_steps[b]} steps"
                 )
             else:
                 done.append(False)

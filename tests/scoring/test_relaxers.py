@@ -19,9 +19,7 @@ from matsearch.scoring.mlip_relaxer import MLIPRelaxer
 @pytest.fixture(scope="module")
 def rattled(data_dir: Path) -> list[Structure]:
     """Two small MP-20 test structures (3-4 atoms), positions rattled by 0.05 Å (seed 0)."""
-    frame = pd.read_csv(
-        data_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
-    )
+    frame = pd.read_csv(data_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""])
     frame = frame[frame["split"] == "test"]
     rng = np.random.default_rng(0)
     structures = []
@@ -117,9 +115,7 @@ def test_mlip_relaxer_reports_overlapping_atoms(relaxed: Structure, ours: MLIPRe
         coords_are_cartesian=True,
     )
     results = ours.relax([overlapping, relaxed])
-    assert results[0].error == (
-        "two atoms are 0.20 Å apart at step 0, closer than the 0.5 Å minimum"
-    )
+    assert results[0].error == ("two atoms are 0.20 Å apart at step 0, closer than the 0.5 Å minimum")
     assert results[1].converged
 
 
