@@ -22,11 +22,14 @@ import re
 import tempfile
 import urllib.request
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from pymatgen.core import Structure
 
 from matsearch.errors import DataError
 
@@ -221,9 +224,7 @@ _DATASETS: tuple[Dataset, ...] = (
     Dataset(
         name="orb-10-mptraj-systems",
         relpath="mlip/orb_10_mptraj_systems.db",
-        urls=(
-            f"{_ORB_RAW}/8a6c704117a91c75b7aa3c4370196d3ad653cff1/tests/fixtures/10_mptraj_systems.db",
-        ),
+        urls=(f"{_ORB_RAW}/8a6c704117a91c75b7aa3c4370196d3ad653cff1/tests/fixtures/10_mptraj_systems.db",),
         checksum="sha256:26a9b36e6ceab4ff501cdbcc603a781ec3d5ceb6d0ad1a75d0fd56396e5f55e6",
         description="ASE database of 10 MPtrj frames with energy (eV), forces (eV/Å), stress",
         licence="Apache-2.0 (orb-models)",
@@ -437,9 +438,7 @@ def _assemble_cdvae(dataset: Dataset, target: Path, where: str) -> None:
                 {
                     "material_id": raw["material_id"],
                     "split": split,
-                    "reduced_formula": [
-                        Composition(f).reduced_formula for f in raw["pretty_formula"]
-                    ],
+                    "reduced_formula": [Composition(f).reduced_formula for f in raw["pretty_formula"]],
                     "pretty_formula": raw["pretty_formula"],
                     "spacegroup.number": raw["spacegroup.number"],
                     "formation_energy_per_atom": raw["formation_energy_per_atom"],
@@ -475,9 +474,7 @@ def load_mp20(split: str | None = None) -> pd.DataFrame:
     Formation energies and e_above_hull are eV/atom, band gaps eV.
     """
     if split is not None and split not in MP20_SPLITS:
-        raise DataError(
-            f"Unknown MP-20 split '{split}'; allowed: {', '.join(MP20_SPLITS)} or None."
-        )
+        raise DataError(f"Unknown MP-20 split '{split}'; allowed: {', '.join(MP20_SPLITS)} or None.")
     frame = _read_csv(str(dataset_path("mp20")))
     if split is not None:
         frame = frame[frame["split"] == split]
@@ -521,9 +518,7 @@ def load_hull_entries(path: str | Path) -> pd.DataFrame:
         elif name.endswith((".csv", ".csv.gz")):
             frame = pd.read_csv(path, **_CSV_KW)
         else:
-            raise DataError(
-                f"Hull entries file {path} must end in .csv, .csv.gz, .json or .json.gz."
-            )
+            raise DataError(f"Hull entries file {path} must end in .csv, .csv.gz, .json or .json.gz.")
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"Hull entries file {path} cannot be read ({exc}).") from exc
     return check_hull_table(frame, path)
@@ -563,6 +558,29 @@ def load_elemental_references(dataset: str = ELEMENTAL_REFERENCES) -> dict[str, 
     entry's composition; it is divided by the number of atoms.
     """
     return dict(_elemental_references(str(dataset_path(dataset))))
+
+
+ELEMENTAL_STRUCTURES = "matcalc-mp-pbe-element-refs"
+
+
+def load_elemental_reference_structures(
+    elements: Iterable[str], dataset: str = ELEMENTAL_STRUCTURES
+) -> dict[str, list[Structure]]:
+    """Known polymorphs of each element (MP PBE reference structures), for MLIP-computed μ_i."""
+    raw = _elemental_structure_dicts(str(dataset_path(dataset)))
+    missing = sorted(set(elements) - set(raw))
+    if missing:
+        raise DataError(
+            f"Dataset '{dataset}' has no reference structures for {', '.join(missing)}; "
+            "use reference.elemental: dft for these elements."
+        )
+    return {el: [Structure.from_dict(d) for d in raw[el]["structure"]] for el in elements}
+
+
+@functools.lru_cache(maxsize=2)
+def _elemental_structure_dicts(path: str) -> dict[str, Any]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 @functools.lru_cache(maxsize=4)

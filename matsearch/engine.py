@@ -29,6 +29,7 @@ from matsearch.proposers.builtin import BuiltinProposer
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
 from matsearch.scoring.csp import csp_match, load_known_structure
+from matsearch.scoring.elemental import mlip_elemental_references
 from matsearch.scoring.hull import HullReference
 from matsearch.scoring.metrics import NoveltyIndex, generation_metrics, hypervolume_reference
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_relax_result
@@ -111,13 +112,18 @@ class Search:
 
     @property
     def hull(self) -> HullReference:
+        """The hull reference, with μ_i computed by the run's MLIP when the spec asks for it."""
         if self._hull is None:
             ref = self.spec.reference.hull
-            self._hull = (
+            hull = (
                 HullReference.from_registry(ref)
                 if ref in HULL_REFERENCES
                 else HullReference.from_file(Path(ref))
             )
+            if self.spec.reference.elemental == "mlip":
+                refs = mlip_elemental_references(self.limits.elements, self.executor)
+                hull = hull.with_elemental_references(refs, f"{self.spec.mlip.backend} MLIP, relaxed")
+            self._hull = hull
         return self._hull
 
     @property

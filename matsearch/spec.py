@@ -297,6 +297,11 @@ class Reference(_Strict):
         description="A registry name (data.HULL_REFERENCES) or a CSV/JSON file of formation energies.",
     )
 
+    elemental: Literal["dft", "mlip"] = Field(
+        "dft",
+        description="Elemental references μ_i: 'dft' (MP 2023-02-07) or 'mlip' (relaxed with the MLIP).",
+    )
+
     @field_validator("hull")
     @classmethod
     def _exists(cls, value: str) -> str:

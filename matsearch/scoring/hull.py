@@ -8,6 +8,7 @@ candidate's chemical system and all its subsystems. All energies are eV/atom.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections import defaultdict
@@ -99,6 +100,14 @@ class HullReference:
             source=f"user file {path}",
         )
 
+    def with_elemental_references(self, refs: Mapping[str, float], refs_name: str) -> HullReference:
+        """The same hull with μ_i (eV/atom) replaced for the given elements, e.g. computed with the
+        run's own MLIP so that its systematic error cancels in formation energies."""
+        replaced = copy.copy(self)
+        replaced._refs = {**self._refs, **refs}
+        replaced.refs_name = refs_name
+        return replaced
+
     def describe(self) -> str:
         """One line naming the reference, its size and the elemental references used."""
         return (
@@ -108,9 +117,7 @@ class HullReference:
             "e_above_hull = E_MLIP/atom − Σ x_i μ_i − hull formation energy (eV/atom)"
         )
 
-    def formation_energy_per_atom(
-        self, composition: Composition | str, energy_per_atom: float
-    ) -> float:
+    def formation_energy_per_atom(self, composition: Composition | str, energy_per_atom: float) -> float:
         """Formation energy (eV/atom) of `composition` whose MLIP energy is `energy_per_atom`."""
         comp = _composition(composition)
         return energy_per_atom - sum(
@@ -140,9 +147,7 @@ class HullReference:
         """Energy above the hull (eV/atom) of `composition` at `energy_per_atom` (eV/atom, MLIP)."""
         return self.evaluate(composition, energy_per_atom).e_above_hull
 
-    def decomposition(
-        self, composition: Composition | str, energy_per_atom: float
-    ) -> dict[str, float]:
+    def decomposition(self, composition: Composition | str, energy_per_atom: float) -> dict[str, float]:
         """Hull phases (reduced formula -> atom fraction) that `composition` decomposes into."""
         return self.evaluate(composition, energy_per_atom).decomposition
 
@@ -188,9 +193,7 @@ def _composition(composition: Composition | str) -> Composition:
         raise ValueError(f"'{composition}' is not a chemical formula ({exc})") from exc
     unknown = [str(el) for el in comp.elements if not Element.is_valid_symbol(el.symbol)]
     if unknown:
-        raise ValueError(
-            f"'{composition}' is not a chemical formula (unknown element {', '.join(unknown)})"
-        )
+        raise ValueError(f"'{composition}' is not a chemical formula (unknown element {', '.join(unknown)})")
     if comp.num_atoms <= 0:
         raise ValueError(f"composition '{composition}' has no atoms")
     return comp.element_composition
