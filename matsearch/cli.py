@@ -49,9 +49,7 @@ def _progress_bar() -> Iterator[Callable]:
         TimeElapsedColumn(),
     )
     tasks: dict[int, int] = {}
-    with Progress(
-        *columns, console=console, transient=False, disable=not console.is_terminal
-    ) as bar:
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
 
         def update(event: EngineProgress) -> None:
             counts = event.counts
@@ -61,14 +59,10 @@ def _progress_bar() -> Iterator[Callable]:
                 f" · metastable {counts.get('metastable', 0)}"
             )
             if event.generation not in tasks:
-                tasks[event.generation] = bar.add_task(
-                    text, total=None, generation=event.generation
-                )
+                tasks[event.generation] = bar.add_task(text, total=None, generation=event.generation)
             done = counts.get("proposed", 0) - counts.get("unique", 0) + counts.get("relaxed", 0)
             done += counts.get("failed", 0)
-            bar.update(
-                tasks[event.generation], description=text, total=event.total or None, completed=done
-            )
+            bar.update(tasks[event.generation], description=text, total=event.total or None, completed=done)
             if not console.is_terminal and event.stage == "done":
                 console.print(f"generation {event.generation}: {text.split(maxsplit=1)[1]}")
 
@@ -78,9 +72,7 @@ def _progress_bar() -> Iterator[Callable]:
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="Run spec (YAML).")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the resolved spec and stop.")
-    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved spec and stop.")] = False,
 ) -> None:
     """Start a new search described by SPEC; results go to <output>/<name>/."""
     from matsearch.spec import dump_spec, load_spec
@@ -159,10 +151,7 @@ def _print_status(run_dir: Path, top: int) -> None:
         origins.add_row(
             origin,
             str(row["proposed"]),
-            *(
-                f"{row[k + '_rate']:.0%}"
-                for k in ("parsed", "valid", "unique", "relaxed", "metastable")
-            ),
+            *(f"{row[k + '_rate']:.0%}" for k in ("parsed", "valid", "unique", "relaxed", "metastable")),
         )
     console.print(origins)
     best = Table(title=f"best {len(data['best'])} relaxed candidates (e_hull in eV/atom)")
@@ -176,9 +165,7 @@ def _print_status(run_dir: Path, top: int) -> None:
         "ΔE deform",
         "conv",
     ):
-        best.add_column(
-            column, justify="right" if column not in ("formula", "origin/operator") else "left"
-        )
+        best.add_column(column, justify="right" if column not in ("formula", "origin/operator") else "left")
     for c in data["best"]:
         deform = c["scores"].get("deformation_energy")
         best.add_row(
@@ -243,6 +230,36 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> No
     with _user_errors():
         path = make_report(run_dir)
     console.print(f"report written to {path}")
+
+
+data_app = typer.Typer(
+    help="Reference datasets: local mirror, cache and official sources.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Every registered dataset, where it is found (MATSEARCH_DATA_DIR or cache) and its source."""
+    from matsearch.data import list_datasets, locate
+
+    table = Table(title="datasets (MATSEARCH_DATA_DIR mirror first, then ~/.cache/matsearch)")
+    for column in ("name", "found at", "source"):
+        table.add_column(column)
+    for dataset in list_datasets():
+        path = locate(dataset)
+        table.add_row(dataset.name, str(path) if path else "[yellow]missing[/]", dataset.urls[0])
+    console.print(table)
+
+
+@data_app.command("fetch")
+def data_fetch(names: Annotated[list[str], typer.Argument(help="Dataset names (see `data list`).")]) -> None:
+    """Download datasets into the cache (checksums verified), for later offline runs."""
+    from matsearch.data import get_dataset, resolve
+
+    with _user_errors():
+        for name in names:
+            console.print(f"{name}: {resolve(get_dataset(name))}")
 
 
 mlip_app = typer.Typer(help="The in-house MLIP: fine-tuning.", no_args_is_help=True)

@@ -300,6 +300,15 @@ def downloads_allowed() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("1", "true", "yes")
 
 
+def locate(dataset: Dataset) -> Path | None:
+    """Where `dataset` already is (mirror, then cache), without downloading; None when absent."""
+    mirror = data_dir()
+    for folder in (mirror, cache_dir()):
+        if folder is not None and (folder / dataset.relpath).is_file():
+            return folder / dataset.relpath
+    return None
+
+
 def resolve(dataset: Dataset) -> Path:
     """Local path of `dataset`, downloading it into the cache when the mirror and cache lack it."""
     mirror = data_dir()

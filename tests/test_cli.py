@@ -1,0 +1,74 @@
+"""The command line on a real (small) run: status, export, report, data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from matsearch import Search
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "matsearch.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = {
+        "name": "cli",
+        "seed": 2,
+        "output": str(tmp_path_factory.mktemp("runs")),
+        "chemistry": {"elements": ["Na", "Cl"], "max_atoms": 8},
+        "population_size": 3,
+        "generations": 0,
+        "mlip": {"steps": 50},
+    }
+    return Search(spec).run().run_dir
+
+
+def test_status_json_lists_every_relaxed_candidate_with_e_hull(run_dir: Path) -> None:
+    done = _cli("status", str(run_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["last_generation"] == 0
+    relaxed = status["generations"]["0"]["relaxed"]
+    assert relaxed >= 1 and len(status["best"]) == relaxed
+    assert all(isinstance(c["e_above_hull_ev_per_atom"], float) for c in status["best"])
+    assert status["origins"]["mp20"]["proposed"] >= 1
+
+
+def test_export_writes_files_and_rejects_unknown_formats(run_dir: Path, tmp_path: Path) -> None:
+    done = _cli("export", str(run_dir), "--top", "1", "-f", "cif", "-f", "csv", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert len(list(tmp_path.glob("*.cif"))) == 1
+    assert (tmp_path / "candidates.csv").read_text().startswith("id,formula,generation")
+    bad = _cli("export", str(run_dir), "-f", "xyzzy")
+    assert bad.returncode == 2
+    assert "unknown export format 'xyzzy'; allowed: cif, poscar, extxyz, csv" in bad.stderr
+    bad_set = _cli("export", str(run_dir), "--vasp", "MyOwnSet")
+    assert bad_set.returncode == 2 and "allowed: MPRelaxSet, MPScanRelaxSet" in bad_set.stderr
+
+
+def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    done = _cli("status", str(tmp_path))
+    assert done.returncode == 2
+    assert "is not a matsearch run folder" in done.stderr
+
+
+def test_data_list_shows_the_mirror_and_fetch_names_unknown_datasets(data_dir: Path) -> None:
+    listing = _cli("data", "list")
+    assert listing.returncode == 0
+    assert str(data_dir / "mp20" / "mp20_structures.csv.gz") in listing.stdout
+    unknown = _cli("data", "fetch", "no-such-dataset")
+    assert unknown.returncode == 2 and "Unknown dataset 'no-such-dataset'" in unknown.stderr
