@@ -16,7 +16,7 @@ A float becomes the score ``custom:<name>``; a dict ``{"a": 1.0}`` becomes ``cus
 If a function raises, the candidate simply gets no score for it (ranked last on that objective)
 and the reason is stored with the candidate; the run carries on.
 
-Functions decorated with ``@register_fitness("name")`` can also be named without a path once
+Functions decorated with ``@matsearch.fitness("name")`` can also be named without a path once
 their module has been imported (for example by the Python API before ``Search(...).run()``).
 """
 
@@ -27,12 +27,12 @@ from typing import Any
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from matsearch.scoring.custom import register_fitness
+import matsearch
 
 SUBSTRATE_A_ANGSTROM = 4.05  # e.g. an fcc Al substrate for epitaxial growth
 
 
-@register_fitness("density")
+@matsearch.fitness("density")
 def density(structure: Structure, results: dict[str, Any]) -> float:
     """Mass density in g/cm³ (maximise for dense, hard phases)."""
     return float(structure.density)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["Candidate", "Run", "RunSpec", "Search", "Status", "load_spec"]
+__all__ = ["Candidate", "Run", "RunSpec", "Search", "Status", "fitness", "load_spec"]
 
 if TYPE_CHECKING:
     from matsearch.candidate import Candidate, Status
     from matsearch.engine import Search
     from matsearch.run import Run
+    from matsearch.scoring.custom import register_fitness as fitness
     from matsearch.spec import RunSpec, load_spec
 
 
@@ -28,6 +29,10 @@ def __getattr__(name: str):
         from matsearch import spec
 
         return getattr(spec, name)
+    if name == "fitness":
+        from matsearch.scoring.custom import register_fitness
+
+        return register_fitness
     if name in ("Candidate", "Status"):
         from matsearch import candidate
 
