@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from head_inputs import batch_of_three, periodic_features
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import load_model
@@ -22,37 +23,6 @@ from matsearch.mlip.testing import validate_model
 from matsearch.mlip.train import attach_les_head
 
 FEATURES = 6
-
-
-def batch_of_three(seed: int = 0):
-    """Two periodic cells (cubic, triclinic) and one isolated cluster; float64 tensors."""
-    rng = np.random.default_rng(seed)
-    sizes = [4, 6, 5]
-    cells = np.stack(
-        [
-            np.diag([4.0, 4.0, 4.0]),
-            np.array([[5.0, 0.0, 0.0], [1.2, 4.6, 0.0], [-0.7, 0.9, 5.3]]),
-            np.zeros((3, 3)),
-        ]
-    )
-    positions = []
-    for n, cell in zip(sizes, cells, strict=True):
-        frac = rng.uniform(0, 1, size=(n, 3))
-        positions.append(frac @ cell if cell.any() else rng.uniform(0, 5, size=(n, 3)))
-    return (
-        torch.tensor(np.concatenate(positions)),
-        torch.tensor(cells),
-        torch.tensor(np.repeat(np.arange(3), sizes)),
-        torch.tensor([True, True, False]),
-    )
-
-
-def periodic_features(positions, cell, batch, pbc):
-    """Smooth, lattice-periodic features: sin and cos of 2π × fractional coordinates."""
-    eye = torch.eye(3, dtype=cell.dtype).expand_as(cell)
-    inverse = torch.linalg.inv(torch.where(pbc[:, None, None], cell, eye))
-    frac = torch.einsum("nd,nde->ne", positions, inverse[batch])
-    return torch.cat([torch.sin(2 * math.pi * frac), torch.cos(2 * math.pi * frac)], dim=1)
 
 
 def trained_like_head(seed: int = 0, **kwargs) -> LatentEwaldHead:
