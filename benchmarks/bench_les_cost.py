@@ -12,59 +12,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 from datetime import date
 from pathlib import Path
 
-import torch
-from bench_mlip_single_point import SUPERCELLS, _status_mib, rattled_nacl_supercell, reset_peak_rss, timed
+from bench_mlip_single_point import run_supercells
 
 RESULTS = Path(__file__).resolve().parent / "results" / "les_cost.json"
-
-
-def series(with_les: bool, threads: int, queue: mp.Queue) -> None:
-    from matsearch.mlip import load_model
-    from matsearch.mlip.train import attach_les_head
-
-    torch.set_num_threads(threads)
-    model = load_model("default", device="cpu")
-    if with_les:
-        attach_les_head(model).prepare_for_training(std=0.05, generator=torch.Generator().manual_seed(0))
-    model.predict([rattled_nacl_supercell((1, 1, 1))])  # warm-up
-    rows = []
-    for repeats in SUPERCELLS:
-        structure = rattled_nacl_supercell(repeats)
-        before = reset_peak_rss()
-        seconds = timed(lambda s=structure: model.predict([s]))[0]
-        peak = _status_mib("VmHWM")
-        seconds = min(seconds, timed(lambda s=structure: model.predict([s]))[0])
-        rows.append(
-            {
-                "n_atoms": len(structure),
-                "ms_per_atom": 1000 * seconds / len(structure),
-                "extra_peak_mib": peak - before,
-            }
-        )
-    queue.put(rows)
-
-
-def run(with_les: bool, threads: int) -> list[dict]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=series, args=(with_les, threads, queue))
-    child.start()
-    rows = queue.get()
-    child.join()
-    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    backbone, with_les = run(False, args.threads), run(True, args.threads)
+    backbone, with_les = run_supercells("ours", args.threads), run_supercells("ours_les", args.threads)
     result = {
         "date": date.today().isoformat(),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": args.threads},

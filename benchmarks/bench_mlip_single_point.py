@@ -108,13 +108,19 @@ def reset_peak_rss() -> float:
 
 
 def supercell_child(which: str, threads: int, queue: mp.Queue) -> None:
-    """Run the supercell series for one implementation in a fresh process (clean peak memory)."""
+    """Run the supercell series for one implementation ("ours", "ours_les" or "chgnet") in a
+    fresh process (clean peak memory)."""
     torch.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = load_ours() if which == "ours" else load_chgnet()
+        model = load_chgnet() if which == "chgnet" else load_ours()
+        if which == "ours_les":  # a Latent Ewald head with non-zero charges, so the k-space sum runs
+            from matsearch.mlip.train import attach_les_head
+
+            head = attach_les_head(model)
+            head.prepare_for_training(std=0.05, generator=torch.Generator().manual_seed(0))
         warm = rattled_nacl_supercell((1, 1, 1))
-        run = (lambda s: model.predict([s])) if which == "ours" else model.predict_structure
+        run = model.predict_structure if which == "chgnet" else (lambda s: model.predict([s]))
         run(warm)
         rows = []
         for repeats in SUPERCELLS:
