@@ -20,6 +20,21 @@ class Status(StrEnum):
     SCORED = "scored"  # relaxed and all objectives computed
 
 
+class Novelty(StrEnum):
+    """Whether a relaxed candidate is a known material (see structures/known.py) or new."""
+
+    KNOWN = "known"  # reproduces a material of the known-materials index; `known_id` names it
+    NEW_STRUCTURE = "new_structure"  # a composition the index knows, in a structure it does not
+    NEW_COMPOSITION = "new_composition"  # a reduced composition absent from the index
+
+
+class Flag(StrEnum):
+    """Why a relaxed candidate is not counted as a discovery (unless the spec admits it)."""
+
+    ELEMENTAL = "elemental"  # one element only
+    MOLECULAR = "molecular"  # 0-dimensional: isolated molecules or clusters
+
+
 @dataclass
 class Candidate:
     """A crystal candidate.
@@ -27,6 +42,9 @@ class Candidate:
     Energies are eV/atom, e_above_hull eV/atom, bulk modulus GPa, wall times seconds.
     `structure` is the proposed (unrelaxed) structure; `relaxed` is set once relaxed.
     `scores` holds every objective value by objective name (same units as the objective).
+    Once relaxed: `novelty` and `known_id` say whether it is a known material, `flags` why it is
+    not a discovery, and a candidate that relaxed into an earlier one's structure has status
+    DUPLICATE with `duplicate_of` naming that candidate.
     """
 
     id: int | None
@@ -43,11 +61,13 @@ class Candidate:
     e_above_hull: float | None = None  # eV/atom
     converged: bool | None = None
     relax_steps: int | None = None
+    novelty: Novelty | None = None
+    known_id: str | None = None  # id of the known material the relaxed structure reproduces
+    flags: list[Flag] = field(default_factory=list)
+    duplicate_of: int | None = None  # earlier candidate with the same relaxed structure
     scores: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    extra: dict[str, Any] = field(
-        default_factory=dict
-    )  # proposer metadata (prompt hash, tokens, ...)
+    extra: dict[str, Any] = field(default_factory=dict)  # proposer metadata (prompt hash, tokens, ...)
 
     @property
     def formula(self) -> str | None:

@@ -164,6 +164,7 @@ def _print_status(run_dir: Path, top: int) -> None:
         "E (eV/atom)",
         "ΔE deform",
         "conv",
+        "known as",
     ):
         best.add_column(column, justify="right" if column not in ("formula", "origin/operator") else "left")
     for c in data["best"]:
@@ -177,8 +178,15 @@ def _print_status(run_dir: Path, top: int) -> None:
             f"{c['energy_per_atom_ev']:.3f}",
             "—" if deform is None else f"{deform:.3f}",
             "yes" if c["converged"] else "no",
+            _known_label(c),
         )
     console.print(best)
+
+
+def _known_label(c: dict) -> str:
+    """'mp-22862', 'new structure' or 'new composition', plus artefact flags."""
+    label = c["known_id"] or (c["novelty"] or "—").replace("_", " ")
+    return f"{label} ({', '.join(c['flags'])})" if c["flags"] else label
 
 
 @app.command()
@@ -195,8 +203,13 @@ def export(
     vasp: Annotated[
         str | None, typer.Option("--vasp", help="Also write VASP inputs: MPRelaxSet or MPScanRelaxSet.")
     ] = None,
+    include_known: Annotated[
+        bool,
+        typer.Option("--include-known", help="Also known materials and artefacts (elemental, molecular)."),
+    ] = False,
 ) -> None:
-    """Write relaxed candidates for DFT: CIF, POSCAR (+ metadata JSON), extxyz, CSV, VASP inputs."""
+    """Write relaxed candidates for DFT: CIF, POSCAR (+ metadata JSON), extxyz, CSV, VASP inputs.
+    By default only new materials (not known, not elemental or molecular) are written."""
     from matsearch.dft_export import PotcarSkippedWarning, VaspInputSetName, export_vasp
     from matsearch.export import ExportFormat, export_candidates
     from matsearch.run import Run
@@ -210,7 +223,7 @@ def export(
             choices = ", ".join(v.value for v in VaspInputSetName)
             raise MatsearchError(f"unknown VASP input set '{vasp}'; allowed: {choices}")
         out_dir = out or run_dir / "export"
-        chosen = Run(run_dir).best(top, max_e_above_hull=max_ehull)
+        chosen = Run(run_dir).best(top, max_e_above_hull=max_ehull, new_only=not include_known)
         written = export_candidates(chosen, out_dir, [ExportFormat(f) for f in fmt])
         if vasp is not None:
             with warnings.catch_warnings(record=True) as caught:
@@ -239,17 +252,33 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("list")
-def data_list() -> None:
-    """Every registered dataset, where it is found (MATSEARCH_DATA_DIR or cache) and its source."""
-    from matsearch.data import list_datasets, locate
+def data_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every registered dataset: shipped, mirrored (MATSEARCH_DATA_DIR), cached, downloadable or
+    unavailable, where it is, and its full official source addresses."""
+    from matsearch.data import availability, list_datasets, locate
 
-    table = Table(title="datasets (MATSEARCH_DATA_DIR mirror first, then ~/.cache/matsearch)")
-    for column in ("name", "found at", "source"):
-        table.add_column(column)
-    for dataset in list_datasets():
-        path = locate(dataset)
-        table.add_row(dataset.name, str(path) if path else "[yellow]missing[/]", dataset.urls[0])
-    console.print(table)
+    rows = [
+        {
+            "name": d.name,
+            "availability": availability(d).value,
+            "path": None if (path := locate(d)) is None else str(path),
+            "sources": list(d.urls),
+            "licence": d.licence,
+            "description": d.description,
+        }
+        for d in list_datasets()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        console.print(
+            f"[bold]{row['name']}[/]  [cyan]{row['availability']}[/]  {row['path'] or ''}", soft_wrap=True
+        )
+        for url in row["sources"]:
+            console.print(f"    source: {url}", soft_wrap=True, highlight=False)
 
 
 @data_app.command("fetch")

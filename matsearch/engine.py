@@ -17,27 +17,29 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
 from matsearch.data import HULL_REFERENCES
 from matsearch.errors import MatsearchError, RunInterrupted
 from matsearch.executors.base import Executor
 from matsearch.executors.registry import build_executor
-from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer
+from matsearch.proposers.base import Proposal, Proposer
 from matsearch.proposers.builtin import BuiltinProposer
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
 from matsearch.scoring.csp import csp_match, load_known_structure
+from matsearch.scoring.discovery import DiscoveryMarker, is_artefact
 from matsearch.scoring.elemental import mlip_elemental_references
 from matsearch.scoring.hull import HullReference
-from matsearch.scoring.metrics import NoveltyIndex, generation_metrics, hypervolume_reference
+from matsearch.scoring.metrics import generation_metrics, hypervolume_reference
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_relax_result
 from matsearch.scoring.properties import PropertyScorer
 from matsearch.selection import select
 from matsearch.spec import RunSpec, dump_spec, load_spec, parse_spec
 from matsearch.store import LOG_NAME, RunStore
-from matsearch.structures.dedup import DuplicateIndex
+from matsearch.structures.dedup import DuplicateIndex, MatchTolerances
+from matsearch.structures.known import KnownMaterials
+from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.seeds import initial_population
 from matsearch.structures.validity import check_validity
 from matsearch.versions import provenance
@@ -59,12 +61,14 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def chemistry_limits(spec: RunSpec) -> ChemistryLimits:
-    """The spec's chemistry as the plain limits proposers and validity checks use."""
+    """The spec's chemistry as the plain limits seeds, proposers and validity checks use."""
+    loose = frozenset(spec.chemistry.elements)
     return ChemistryLimits(
         elements=spec.chemistry.allowed_elements,
         max_atoms=spec.chemistry.max_atoms,
         max_elements=spec.chemistry.max_elements,
         target=spec.task.target_composition,
+        systems=tuple(frozenset(system.split("-")) | loose for system in spec.chemistry.systems),
     )
 
 
@@ -81,7 +85,7 @@ class Search:
         self.on_progress = on_progress
         self._executor: Executor | None = None
         self._hull: HullReference | None = None
-        self._novelty: NoveltyIndex | None = None
+        self._known: KnownMaterials | None = None
         self._last_report = 0.0  # time.monotonic() of the last progress callback
         self.properties = PropertyScorer(spec)  # loads custom fitness functions: fails early
         self.known_structure = load_known_structure(spec.task.known_structure)
@@ -100,7 +104,10 @@ class Search:
     def run(self) -> Run:
         """Start a new run in `spec.output/spec.name` and carry it to the last generation."""
         hull = self.hull  # fail on missing reference data before creating the run folder
-        meta = provenance(self.spec) | {"hull_reference": hull.describe()}
+        meta = provenance(self.spec) | {
+            "hull_reference": hull.describe(),
+            "known_materials": self.known.provenance(),
+        }
         store = RunStore.create(self.spec.run_dir, dump_spec(self.spec), meta)
         return self._drive(store)
 
@@ -127,6 +134,15 @@ class Search:
         return self._hull
 
     @property
+    def known(self) -> KnownMaterials:
+        """The known-materials index (seeds, known-vs-new), matching with the spec's tolerances."""
+        if self._known is None:
+            m = self.spec.matching
+            tolerances = MatchTolerances(m.ltol, m.stol, m.angle_tol)
+            self._known = KnownMaterials.load(self.spec.reference.known, tolerances)
+        return self._known
+
+    @property
     def executor(self) -> Executor:
         if self._executor is None:
             self._executor = build_executor(self.spec.executor, self.spec.mlip)
@@ -143,9 +159,11 @@ class Search:
         try:
             proposers = [build_proposer(p, store.run_dir) for p in self.spec.proposers]
             dedup = self._rebuild_dedup(store)
+            marker = DiscoveryMarker(self.known, self.known.tolerances)
+            marker.remember(store.candidates(status=Status.SCORED))
             for generation in range(self.spec.generations + 1):
                 if not store.is_completed(generation):
-                    self._generation(store, generation, proposers, dedup)
+                    self._generation(store, generation, proposers, dedup, marker)
         except MatsearchError as exc:
             logger.error("run stopped: %s", exc)
             raise RunInterrupted(
@@ -170,7 +188,12 @@ class Search:
         return index
 
     def _generation(
-        self, store: RunStore, generation: int, proposers: list[Proposer], dedup: DuplicateIndex
+        self,
+        store: RunStore,
+        generation: int,
+        proposers: list[Proposer],
+        dedup: DuplicateIndex,
+        marker: DiscoveryMarker,
     ) -> None:
         started = time.perf_counter()
         parents = store.get(store.population(generation - 1)) if generation > 0 else []
@@ -181,9 +204,16 @@ class Search:
             logger.info("generation %d: %d children proposed", generation, len(children))
         self._check(store, generation, dedup)
         self._relax(store, generation)
+        self._mark(store, generation, marker)
         self._report(store, generation, "selecting")
-        pool = _distinct_relaxed(parents + store.candidates(generation=generation, status=Status.SCORED))
-        survivors = select(pool, self.spec.objectives, self.spec.population_size, self.spec.selection)
+        pool = parents + store.candidates(generation=generation, status=Status.SCORED)
+        survivors = select(
+            pool,
+            self.spec.objectives,
+            self.spec.population_size,
+            self.spec.selection,
+            demote=lambda c: is_artefact(c, self.spec.discovery.admit),
+        )
         metrics = self._metrics(store, generation, survivors)
         metrics["wall_time_s"] = time.perf_counter() - started
         store.complete_generation(generation, [c.id for c in survivors], metrics)
@@ -198,18 +228,18 @@ class Search:
         if generation == 0:
             # CSP starts from random structures of the target: known answers are not handed in
             n_seeds = 0 if self.spec.task.kind == "csp" else self.spec.population_size
-            seeds = initial_population(self.limits, n_seeds, np.random.default_rng([seed, 0]))
+            seeds = initial_population(self.limits, n_seeds, self.known)
             proposals += [
                 Proposal(
                     structure=s,
                     operator="seed",
                     parents=[],
-                    origin="mp20",
+                    origin="known",
                     extra={"material_id": mid},
                 )
                 for s, mid in seeds
             ]
-            # fill with random symmetric structures when MP-20 has too few in this chemistry
+            # fill with random symmetric structures when too few known materials fit
             proposers, counts = [BuiltinProposer()], [self.spec.population_size - len(proposals)]
         else:
             counts = split_children(
@@ -248,8 +278,8 @@ class Search:
                 self.limits,
                 check_charge_neutrality=validity.charge_neutrality,
                 min_distance_factor=validity.min_distance_factor,
-                volume_per_atom_range=validity.volume_per_atom,
-            ) or self._outside_systems(candidate.structure)
+                volume_ratio=validity.volume_ratio,
+            ) or self.limits.outside_systems(el.symbol for el in candidate.structure.composition.elements)
             if reason is not None:
                 candidate.status, candidate.reason = Status.INVALID, reason
             elif (match := dedup.find(candidate.structure)) is not None:
@@ -264,16 +294,6 @@ class Search:
             store.update([candidate])
         self._report(store, generation, "relaxing")
 
-    def _outside_systems(self, structure: Structure) -> str | None:
-        systems = self.spec.chemistry.systems
-        if not systems:
-            return None
-        elements = {str(e) for e in structure.composition.elements}
-        extra = set(self.spec.chemistry.elements)
-        if any(elements <= set(system.split("-")) | extra for system in systems):
-            return None
-        return f"not_in_systems: {'-'.join(sorted(elements))} is in none of {', '.join(systems)}"
-
     def _relax(self, store: RunStore, generation: int) -> None:
         """Relax and score waiting children; each result is committed the moment it arrives."""
         pending = store.candidates(generation=generation, status=Status.VALID)
@@ -287,21 +307,31 @@ class Search:
             store.update([candidate])
             self._report(store, generation, "relaxing", throttle_s=1.0)
 
+    def _mark(self, store: RunStore, generation: int, marker: DiscoveryMarker) -> None:
+        """Known vs new, duplicates after relaxation and artefact flags, in id order, each committed."""
+        for candidate in store.candidates(generation=generation, status=Status.SCORED):
+            if candidate.novelty is None:
+                started = time.perf_counter()
+                marker.mark(candidate)
+                candidate.timings["mark"] = time.perf_counter() - started
+                store.update([candidate])
+
     # --- reporting --------------------------------------------------------------------------
 
     def _metrics(self, store: RunStore, generation: int, survivors: list[Candidate]) -> dict:
         """Counts, rates, novelty, S.U.N. and hypervolume of one generation (stored, shown by status).
 
-        The hypervolume reference point is fixed at generation 0 and stored with its metrics, so
-        that hypervolumes of later generations, also after a resume, are comparable.
+        The hypervolume reference point is fixed by the first generation that has survivors and
+        stored with every generation's metrics, so that hypervolumes of later generations, also
+        after a resume, are comparable.
         """
         children = store.candidates(generation=generation)
-        if generation == 0:
+        earlier = [m.get("hypervolume_reference") for m in store.generation_metrics().values()]
+        reference = next((r for r in earlier if r is not None), None)
+        if reference is None and survivors:
             reference = hypervolume_reference(
                 survivors, self.spec.objectives, fixed=self.spec.metrics.hypervolume_reference
             ).tolist()
-        else:
-            reference = store.generation_metrics()[0]["hypervolume_reference"]
         scored = [c.e_above_hull for c in children if c.status == Status.SCORED]
         return (
             _counts(children)
@@ -309,9 +339,9 @@ class Search:
                 children,
                 survivors,
                 self.spec.objectives,
-                self.novelty,
                 reference,
                 stable_threshold=self.spec.metrics.stable_threshold,
+                admit=self.spec.discovery.admit,
             )
             | {"best_e_above_hull": min(scored) if scored else None, "hypervolume_reference": reference}
             | (self._csp_metrics(store) if self.spec.task.kind == "csp" else {})
@@ -331,12 +361,6 @@ class Search:
             metrics |= {"csp_match_rmsd": None if match is None else match[1]}
         return metrics
 
-    @property
-    def novelty(self) -> NoveltyIndex | None:
-        if self._novelty is None and self.spec.metrics.novelty:
-            self._novelty = NoveltyIndex.from_mp20()
-        return self._novelty
-
     def _report(self, store: RunStore, generation: int, stage: str, throttle_s: float = 0.0) -> None:
         """Send counts to the progress callback; with `throttle_s`, at most once per that many
         seconds (reading the generation back costs O(children))."""
@@ -348,18 +372,6 @@ class Search:
         self._last_report = now
         children = store.candidates(generation=generation)
         self.on_progress(Progress(generation, stage, len(children), _counts(children)))
-
-
-def _distinct_relaxed(pool: list[Candidate]) -> list[Candidate]:
-    """The pool without candidates that relaxed into a structure an earlier (lower id) one has,
-    so that survivors stay diverse; in id order, hence the same after a resume."""
-    index = DuplicateIndex()
-    distinct = []
-    for candidate in sorted(pool, key=lambda c: c.id):
-        if index.find(candidate.relaxed) is None:
-            index.add(candidate.id, candidate.relaxed)
-            distinct.append(candidate)
-    return distinct
 
 
 def _counts(children: list[Candidate]) -> dict[str, int]:

@@ -27,7 +27,8 @@ def candidate_stem(candidate: Candidate) -> str:
 
 
 def candidate_metadata(candidate: Candidate) -> dict:
-    """What a DFT user needs to trace a file back to the run: lineage, energies (eV/atom), scores."""
+    """What a DFT user needs to trace a file back to the run: lineage, energies (eV/atom), whether
+    it is a known material (its id) or new, artefact flags, scores."""
     return {
         "id": candidate.id,
         "formula": candidate.formula,
@@ -38,6 +39,9 @@ def candidate_metadata(candidate: Candidate) -> dict:
         "energy_per_atom_ev": candidate.energy_per_atom,
         "e_above_hull_ev_per_atom": candidate.e_above_hull,
         "converged": candidate.converged,
+        "novelty": None if candidate.novelty is None else candidate.novelty.value,
+        "known_id": candidate.known_id,
+        "flags": [flag.value for flag in candidate.flags],
         "scores": candidate.scores,
     }
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from matsearch.candidate import Candidate, Status
+from matsearch.scoring.discovery import is_artefact, is_new
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM
 from matsearch.store import RunStore
 
@@ -44,14 +46,28 @@ class Run:
             return [] if generation is None else store.get(store.population(generation))
 
     def best(
-        self, n: int | None = None, *, max_e_above_hull: float | None = None
+        self, n: int | None = None, *, max_e_above_hull: float | None = None, new_only: bool = False
     ) -> list[Candidate]:
-        """Scored candidates from the whole history, lowest e_above_hull (eV/atom) first."""
+        """Scored candidates from the whole history, lowest e_above_hull (eV/atom) first. Each is
+        unique after relaxation and says whether it is known (`known_id`) or new (`novelty`).
+
+        new_only: only new materials that are not artefacts (elemental or molecular, unless the
+        run's `discovery.admit` admits them).
+        """
         scored = [c for c in self.candidates(Status.SCORED) if c.e_above_hull is not None]
         if max_e_above_hull is not None:
             scored = [c for c in scored if c.e_above_hull <= max_e_above_hull]
+        if new_only:
+            admit = self.admitted_flags()
+            scored = [c for c in scored if is_new(c) and not is_artefact(c, admit)]
         scored.sort(key=lambda c: (c.e_above_hull, c.id))
         return scored if n is None else scored[:n]
+
+    def admitted_flags(self) -> list[str]:
+        """Artefact flags the run counts as discoveries (its spec's `discovery.admit`)."""
+        with self._store() as store:
+            spec = yaml.safe_load(store.spec_yaml()) or {}
+        return list((spec.get("discovery") or {}).get("admit") or [])
 
     def origin_stats(self) -> dict[str, dict[str, float]]:
         """Per proposer (origin): counts and rates of parsed, valid, unique, relaxed and metastable
@@ -85,6 +101,11 @@ class Run:
     def generation_metrics(self) -> dict[int, dict]:
         with self._store() as store:
             return store.generation_metrics()
+
+    def meta(self) -> dict:
+        """Provenance stored when the run started: versions, hull reference, known-materials index."""
+        with self._store() as store:
+            return store.meta()
 
     def __repr__(self) -> str:
         return f"Run({str(self.run_dir)!r})"

@@ -6,7 +6,7 @@ seeded run always keeps the same survivors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
@@ -16,9 +16,7 @@ from matsearch.candidate import Candidate
 from matsearch.spec import Objective
 
 
-def minimisation_matrix(
-    candidates: Sequence[Candidate], objectives: Sequence[Objective]
-) -> np.ndarray:
+def minimisation_matrix(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> np.ndarray:
     """[n_candidates, n_objectives] values to minimise: x for min, −x for max, |x − t| for a target.
 
     A missing or non-finite score becomes worse than every finite value in its column.
@@ -39,9 +37,7 @@ def minimisation_matrix(
     return values
 
 
-def constraint_violation(
-    candidates: Sequence[Candidate], objectives: Sequence[Objective]
-) -> np.ndarray:
+def constraint_violation(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> np.ndarray:
     """Summed distance outside each objective's bounds (0 for feasible); missing scores violate by inf."""
     violation = np.zeros(len(candidates))
     for i, candidate in enumerate(candidates):
@@ -85,18 +81,22 @@ def select(
     objectives: Sequence[Objective],
     n: int,
     method: str = "pareto",
+    *,
+    demote: Callable[[Candidate], bool] | None = None,
 ) -> list[Candidate]:
-    """The best `n` candidates, best first. Feasible before infeasible (less violation first)."""
+    """The best `n` candidates, best first. Candidates for which `demote` is true (artefacts) come
+    after all others; then feasible before infeasible (less violation first)."""
     if not candidates:
         return []
     values = minimisation_matrix(candidates, objectives)
     violation = constraint_violation(candidates, objectives)
+    demoted = np.array([bool(demote and demote(c)) for c in candidates])
     ids = np.array([c.id if c.id is not None else -1 for c in candidates])
     if method == "pareto":
         ranks, crowding = pareto_ranks(values)
-        order = np.lexsort((ids, -crowding, ranks, violation))
+        order = np.lexsort((ids, -crowding, ranks, violation, demoted))
     elif method == "weighted":
-        order = np.lexsort((ids, weighted_sum(values, objectives), violation))
+        order = np.lexsort((ids, weighted_sum(values, objectives), violation, demoted))
     else:
         raise ValueError(f"unknown selection method '{method}'; allowed: pareto, weighted")
     return [candidates[i] for i in order[:n]]

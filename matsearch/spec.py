@@ -276,17 +276,49 @@ class Metrics(_Strict):
     hypervolume_reference: dict[str, float] = Field(
         default_factory=dict, description="Fixed hypervolume reference per objective name."
     )
-    novelty: bool = Field(True, description="Check novelty against MP-20 train+val.")
+
+
+class Matching(_Strict):
+    """StructureMatcher tolerances for dedup, duplicates after relaxation and known-vs-new
+    (defaults: pymatgen's own)."""
+
+    ltol: float = Field(0.2, gt=0, lt=1, description="Fractional lattice-length tolerance.")
+    stol: float = Field(0.3, gt=0, lt=1, description="Site tolerance, fraction of (V/n)^(1/3).")
+    angle_tol: float = Field(5.0, gt=0, lt=30, description="Lattice-angle tolerance, degrees.")
+
+
+class Discovery(_Strict):
+    """What counts as a discovery: new (not a known material), unique after relaxation, stable
+    and not an artefact. Elemental and molecular (0-dimensional) candidates are artefacts: never
+    counted in S.U.N., not exported by default, and ranked after every other candidate in
+    selection, unless admitted here."""
+
+    admit: list[Literal["elemental", "molecular"]] = Field(
+        default_factory=list, description="Artefact flags to count as discoveries anyway."
+    )
 
 
 class Validity(_Strict):
     """Validity checks applied to every child before relaxation."""
 
-    charge_neutrality: bool = Field(True, description="Require an oxidation-state assignment summing to 0.")
+    charge_neutrality: bool = Field(
+        True,
+        description="Ionic compositions (O or a halogen) need an oxidation-state assignment summing to 0.",
+    )
     min_distance_factor: float = Field(
         0.5, gt=0, le=1.5, description="Minimum distance as a fraction of the covalent-radius sum."
     )
-    volume_per_atom: tuple[float, float] = Field((5.0, 80.0), description="Allowed range, Å³/atom.")
+    volume_ratio: tuple[float, float] = Field(
+        (0.25, 3.0),
+        description="Allowed cell volume / Σ of the elements' own ground-state volumes per atom.",
+    )
+
+    @field_validator("volume_ratio")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] < value[1]:
+            raise ValueError(f"needs 0 < lower < upper, got [{value[0]:g}, {value[1]:g}]")
+        return value
 
 
 class Reference(_Strict):
@@ -300,6 +332,11 @@ class Reference(_Strict):
     elemental: Literal["dft", "mlip"] = Field(
         "dft",
         description="Elemental references μ_i: 'dft' (MP 2023-02-07) or 'mlip' (relaxed with the MLIP).",
+    )
+    known: Literal["mp20", "mp20-full"] = Field(
+        "mp20",
+        description="Known-materials index for seeds and known-vs-new: 'mp20' (shipped, 33,548 MP-20 "
+        "crystals) or 'mp20-full' (the complete CDVAE split, 45,231; mirror, cache or download).",
     )
 
     @field_validator("hull")
@@ -338,6 +375,8 @@ class RunSpec(_Strict):
     )
     scoring: Scoring = Field(default_factory=Scoring)
     metrics: Metrics = Field(default_factory=Metrics)
+    matching: Matching = Field(default_factory=Matching)
+    discovery: Discovery = Field(default_factory=Discovery)
     validity: Validity = Field(default_factory=Validity)
     reference: Reference = Field(default_factory=Reference)
     output: Path = Field(Path("runs"), description="Folder that holds runs/<name>/.")

@@ -19,11 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from matsearch.candidate import Candidate, Status
+from matsearch.candidate import Candidate, Flag, Novelty, Status
 from matsearch.errors import RunStoreError
 from matsearch.structures.codec import structure_from_json, structure_to_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "run.sqlite"
 SPEC_NAME = "spec.yaml"
 LOG_NAME = "run.log"
@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS candidates (
     e_above_hull_ev_per_atom REAL,
     converged INTEGER,
     relax_steps INTEGER,
+    novelty TEXT,
+    known_id TEXT,
+    flags TEXT NOT NULL,
+    duplicate_of INTEGER,
     scores TEXT NOT NULL,
     timings TEXT NOT NULL,
     extra TEXT NOT NULL,
@@ -71,7 +75,7 @@ CREATE TABLE IF NOT EXISTS generations (
 _COLUMNS = (
     "id, generation, origin, operator, parents, status, reason, formula, n_atoms, structure, relaxed, "
     "energy_per_atom_ev, initial_energy_per_atom_ev, e_above_hull_ev_per_atom, converged, "
-    "relax_steps, scores, timings, extra"
+    "relax_steps, novelty, known_id, flags, duplicate_of, scores, timings, extra"
 )
 
 
@@ -297,6 +301,10 @@ class RunStore:
                 "e_above_hull_ev_per_atom": c.e_above_hull,
                 "converged": c.converged,
                 "relax_steps": c.relax_steps,
+                "novelty": None if c.novelty is None else c.novelty.value,
+                "known_id": c.known_id,
+                "flags": ",".join(c.flags),
+                "duplicate_of": c.duplicate_of,
             }
             record.update({f"score_{k}": v for k, v in c.scores.items()})
             record.update({f"time_{k}_s": v for k, v in c.timings.items()})
@@ -322,6 +330,10 @@ def _to_row(c: Candidate) -> tuple:
         c.e_above_hull,
         None if c.converged is None else int(c.converged),
         c.relax_steps,
+        None if c.novelty is None else c.novelty.value,
+        c.known_id,
+        json.dumps([f.value for f in c.flags]),
+        c.duplicate_of,
         json.dumps(c.scores),
         json.dumps(c.timings),
         json.dumps(c.extra),
@@ -330,7 +342,8 @@ def _to_row(c: Candidate) -> tuple:
 
 def _from_row(row: tuple) -> Candidate:
     (cid, gen, origin, operator, parents, status, reason, _formula, _n, structure, relaxed,
-     energy, initial, ehull, converged, steps, scores, timings, extra) = row  # fmt: skip
+     energy, initial, ehull, converged, steps, novelty, known_id, flags, duplicate_of, scores, timings,
+     extra) = row  # fmt: skip
     return Candidate(
         id=cid,
         generation=gen,
@@ -346,6 +359,10 @@ def _from_row(row: tuple) -> Candidate:
         e_above_hull=ehull,
         converged=None if converged is None else bool(converged),
         relax_steps=steps,
+        novelty=None if novelty is None else Novelty(novelty),
+        known_id=known_id,
+        flags=[Flag(f) for f in json.loads(flags)],
+        duplicate_of=duplicate_of,
         scores=json.loads(scores),
         timings=json.loads(timings),
         extra=json.loads(extra),

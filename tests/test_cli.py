@@ -45,7 +45,7 @@ def test_status_json_lists_every_relaxed_candidate_with_e_hull(run_dir: Path) ->
     relaxed = status["generations"]["0"]["relaxed"]
     assert relaxed >= 1 and len(status["best"]) == relaxed
     assert all(isinstance(c["e_above_hull_ev_per_atom"], float) for c in status["best"])
-    assert status["origins"]["mp20"]["proposed"] >= 1
+    assert status["origins"]["known"]["proposed"] >= 1
 
 
 def test_export_writes_files_and_rejects_unknown_formats(run_dir: Path, tmp_path: Path) -> None:
@@ -66,9 +66,18 @@ def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     assert "is not a matsearch run folder" in done.stderr
 
 
-def test_data_list_shows_the_mirror_and_fetch_names_unknown_datasets(data_dir: Path) -> None:
+def test_data_list_says_where_each_dataset_comes_from(use_mirror: Path) -> None:
     listing = _cli("data", "list")
     assert listing.returncode == 0
-    assert str(data_dir / "mp20" / "mp20_structures.csv.gz") in listing.stdout
+    assert str(use_mirror / "mp20" / "mp20_structures.csv.gz") in listing.stdout
+    assert "https://raw.githubusercontent.com/txie-93/cdvae/main/data/mp_20/train.csv" in listing.stdout
+    assert "…" not in listing.stdout
+    rows = {row["name"]: row for row in json.loads(_cli("data", "list", "--json").stdout)}
+    assert rows["mp20"]["availability"] == "mirrored"
+    assert rows["mp20-known-structures"]["availability"] == "shipped"
+    assert rows["mp-energies-2023-01-10"]["availability"] == "unavailable"  # MATSEARCH_OFFLINE=1
+
+
+def test_fetch_names_unknown_datasets() -> None:
     unknown = _cli("data", "fetch", "no-such-dataset")
     assert unknown.returncode == 2 and "Unknown dataset 'no-such-dataset'" in unknown.stderr

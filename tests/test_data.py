@@ -90,11 +90,30 @@ def _free_port() -> int:
 # --- the mirror -------------------------------------------------------------------------------
 
 
-def test_every_mirror_file_matches_its_pinned_checksum(data_dir: Path) -> None:
-    present = [d for d in data.list_datasets() if (data_dir / d.relpath).is_file()]
-    assert len(present) == 23  # every file listed in the mirror's README
+def test_every_mirror_file_matches_its_pinned_checksum(use_mirror: Path) -> None:
+    present = [d for d in data.list_datasets() if (use_mirror / d.relpath).is_file()]
+    assert len(present) == 20  # every mirror file the registry needs beside the shipped data
     for dataset in present:
-        assert data.dataset_path(dataset.name) == data_dir / dataset.relpath
+        assert data.availability(dataset) == data.Availability.MIRRORED
+        assert data.dataset_path(dataset.name) == use_mirror / dataset.relpath
+
+
+def test_shipped_files_match_their_pinned_checksums_and_have_a_notice() -> None:
+    shipped = [d for d in data.list_datasets() if d.fetch is data.Fetch.SHIPPED]
+    assert {d.name for d in shipped} == {
+        "mp-elemental-refs-2023-02-07",
+        "mp-formation-energies",
+        "mp20-known-structures",
+    }
+    notice = (data.shipped_dir() / "NOTICE").read_text()
+    total = 0
+    for dataset in shipped:
+        path = data.dataset_path(dataset.name)
+        assert data.availability(dataset) == data.Availability.SHIPPED
+        assert dataset.checksum == f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+        assert path.name in notice and "CC BY 4.0" in notice
+        total += path.stat().st_size
+    assert total < 15e6  # compact: about 6.5 MB today
 
 
 def test_registry_names_public_sources() -> None:
@@ -102,15 +121,21 @@ def test_registry_names_public_sources() -> None:
         assert dataset.urls and all(u.startswith("https://") for u in dataset.urls), dataset.name
     refs = data.get_dataset("mp-elemental-refs-2023-02-07")
     assert refs.urls == ("https://figshare.com/ndownloader/files/40387775",)
+    assert refs.fetch is data.Fetch.SHIPPED
     mp20 = data.get_dataset("mp20")
     assert [u.rsplit("/", 1)[1] for u in mp20.urls] == ["train.csv", "val.csv", "test.csv"]
     assert data.get_dataset("mp-patched-phase-diagram-2023-02-07").checksum.startswith("md5:")
 
 
-def test_elemental_refs_mirror_is_the_matbench_discovery_file(data_dir: Path) -> None:
+def test_shipped_elemental_refs_come_from_the_matbench_discovery_file(mirror_dir: Path) -> None:
+    raw = mirror_dir / "hull" / "mp_elemental_reference_entries_2023-02-07.json.gz"
     # md5 pinned in Matbench Discovery's data-files.yml for this file (figshare 40387775)
-    path = data.dataset_path("mp-elemental-refs-2023-02-07")
-    assert hashlib.md5(path.read_bytes()).hexdigest() == "6e93b6f38d6e27d6c811d3cafb23a070"
+    assert hashlib.md5(raw.read_bytes()).hexdigest() == "6e93b6f38d6e27d6c811d3cafb23a070"
+    entries = json.loads(gzip.decompress(raw.read_bytes()))
+    refs = data.load_elemental_references()
+    for symbol, entry in entries.items():
+        n_atoms = sum(entry["composition"].values())
+        assert refs[symbol] == pytest.approx(entry["energy"] / n_atoms, abs=1e-8)
 
 
 def test_unknown_dataset_lists_the_registered_names() -> None:
@@ -130,7 +155,7 @@ def test_mirror_file_with_wrong_checksum_is_rejected(tmp_path: Path, monkeypatch
 # --- parsed tables ------------------------------------------------------------------------------
 
 
-def test_mp20_splits_and_columns(data_dir: Path) -> None:
+def test_mp20_splits_and_columns(use_mirror: Path) -> None:
     test = data.load_mp20("test")
     assert tuple(test.columns) == data.MP20_COLUMNS
     assert len(test) == MP20_TEST_ROWS
@@ -146,13 +171,13 @@ def test_mp20_splits_and_columns(data_dir: Path) -> None:
         data.load_mp20("training")
 
 
-def test_load_mp20_returns_a_copy(data_dir: Path) -> None:
+def test_load_mp20_returns_a_copy(use_mirror: Path) -> None:
     first = data.load_mp20("test")
     first.loc[first.index[0], "reduced_formula"] = "changed"
     assert data.load_mp20("test")["reduced_formula"].iloc[0] != "changed"
 
 
-def test_elemental_references_are_per_atom(data_dir: Path) -> None:
+def test_elemental_references_are_per_atom() -> None:
     refs = data.load_elemental_references()
     assert len(refs) == 89
     # O: mp-12957 (8-atom O2 cell) in the 2023-02-07 entries; totals divided by atoms
@@ -161,7 +186,7 @@ def test_elemental_references_are_per_atom(data_dir: Path) -> None:
     assert "Ra" not in refs
 
 
-def test_formation_energies_table(data_dir: Path) -> None:
+def test_formation_energies_table() -> None:
     table = data.load_formation_energies("mp20-subset")
     assert list(table.columns) == [
         "material_id",
@@ -218,28 +243,26 @@ def test_missing_user_hull_file(tmp_path: Path) -> None:
 # --- missing data -------------------------------------------------------------------------------
 
 
-def test_offline_and_missing_names_dataset_env_var_and_url(empty_dirs, monkeypatch) -> None:
+def test_offline_and_missing_says_which_fetch_to_run(empty_dirs, monkeypatch) -> None:
     monkeypatch.setenv(data.OFFLINE_ENV, "1")
+    assert data.availability(data.get_dataset("mp20")) == data.Availability.UNAVAILABLE
     with pytest.raises(DataError) as info:
-        data.load_elemental_references()
-    message = str(info.value)
-    assert "'mp-elemental-refs-2023-02-07'" in message
-    assert data.DATA_DIR_ENV in message
-    assert "https://figshare.com/ndownloader/files/40387775" in message
-    assert message.count(". ") == 0  # one sentence
-    with pytest.raises(DataError, match=r"'mp20'.*MATSEARCH_DATA_DIR.*raw\.githubusercontent"):
         data.load_mp20()
+    message = str(info.value)
+    assert "'mp20'" in message and "MATSEARCH_OFFLINE=1" in message
+    assert "run `matsearch data fetch mp20` on a connected machine" in message
+    assert data.DATA_DIR_ENV in message
+    assert message.count(". ") == 0  # one sentence
+    assert data.load_elemental_references()["O"] < 0  # shipped data needs no mirror
 
 
 def test_mirror_only_dataset_says_where_its_data_comes_from(empty_dirs) -> None:
     with pytest.raises(DataError) as info:
-        data.load_formation_energies("mp20-subset")
+        data.dataset_path("mlearn-cu-test")
     message = str(info.value)
-    assert "'mp-formation-energies'" in message and "cannot be downloaded" in message
-    assert "https://github.com/txie-93/cdvae/tree/main/data/mp_20" in message
-    assert f"set {data.DATA_DIR_ENV} to a mirror that holds hull/mp_formation_energies.csv.gz" in (
-        message
-    )
+    assert "'mlearn-cu-test'" in message and "cannot be downloaded" in message
+    assert "https://github.com/materialsvirtuallab/mlearn/tree/master/data/Cu" in message
+    assert f"set {data.DATA_DIR_ENV} to a mirror that holds mlip/mlearn_Cu_test.json.gz" in message
 
 
 def test_unreachable_url_is_a_data_error(empty_dirs) -> None:
@@ -284,10 +307,10 @@ def test_http_404_is_a_data_error(empty_dirs, served) -> None:
         data.resolve(dataset)
 
 
-def test_mp20_assembled_from_cdvae_split_csvs(empty_dirs, served, data_dir: Path) -> None:
+def test_mp20_assembled_from_cdvae_split_csvs(empty_dirs, served, mirror_dir: Path) -> None:
     server, root = served
     for split in data.MP20_SPLITS:  # the pilot files are 1,000-row samples in CDVAE's columns
-        csv = gzip.decompress((data_dir / f"mp20/mp20_pilot_{split}.csv.gz").read_bytes())
+        csv = gzip.decompress((mirror_dir / f"mp20/mp20_pilot_{split}.csv.gz").read_bytes())
         (root / f"{split}.csv").write_bytes(csv)
     mp20 = replace(
         data.get_dataset("mp20"),
@@ -304,10 +327,10 @@ def test_mp20_assembled_from_cdvae_split_csvs(empty_dirs, served, data_dir: Path
     assert row["e_above_hull_cdvae"] == pytest.approx(0.0430011104166663)
 
 
-def test_cdvae_split_with_wrong_row_count_is_rejected(empty_dirs, served, data_dir) -> None:
+def test_cdvae_split_with_wrong_row_count_is_rejected(empty_dirs, served, mirror_dir) -> None:
     server, root = served
     for split in data.MP20_SPLITS:
-        csv = gzip.decompress((data_dir / f"mp20/mp20_pilot_{split}.csv.gz").read_bytes())
+        csv = gzip.decompress((mirror_dir / f"mp20/mp20_pilot_{split}.csv.gz").read_bytes())
         (root / f"{split}.csv").write_bytes(csv)
     mp20 = replace(
         data.get_dataset("mp20"),

@@ -57,15 +57,16 @@ def ray_session(ray_cluster: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def structures(data_dir: Path) -> list[Structure]:
+def structures() -> list[Structure]:
     """Eight MP-20 test crystals of at most 8 atoms, rattled by 0.05 Å (seeded)."""
-    from matsearch.data import load_mp20
+    from matsearch.structures.known import KnownMaterials
 
-    frame = load_mp20("test").sort_values("material_id")
+    known = KnownMaterials.load()
+    table = known.table
     rng = np.random.default_rng(3)
     picked = []
-    for cif in frame["cif"]:
-        structure = Structure.from_str(cif, fmt="cif")
+    for row in table[table["split"] == "test"].sort_values("material_id").index:
+        structure = known.structure(int(row))
         if len(structure) <= 8:
             noise = rng.normal(0.0, 0.05, (len(structure), 3))
             picked.append(

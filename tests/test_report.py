@@ -26,6 +26,7 @@ from matsearch.report import (
 from matsearch.scoring.hull import HullReference
 from matsearch.spec import dump_spec, parse_spec
 from matsearch.store import RunStore
+from matsearch.structures.known import KnownMaterials
 
 # (material_id, generation, operator, parent indices into this list)
 LINEAGE = [
@@ -44,20 +45,15 @@ BELOW_HULL = 8  # this child gets 0.02 eV/atom below the DFT energy
 
 
 @pytest.fixture(scope="module")
-def hull(data_dir) -> HullReference:
+def hull() -> HullReference:
     return HullReference.from_registry("mp20-subset")
 
 
 def _structures() -> dict[str, Structure]:
-    from matsearch.data import load_mp20
-
+    known = KnownMaterials.load()
     wanted = {mid for mid, *_ in LINEAGE}
-    table = load_mp20()
-    rows = table[table["material_id"].isin(wanted)]
-    return {
-        mid: Structure.from_str(cif, fmt="cif")
-        for mid, cif in zip(rows["material_id"], rows["cif"], strict=True)
-    }
+    rows = known.table[known.table["material_id"].isin(wanted)]
+    return {mid: known.structure(int(row)) for row, mid in rows["material_id"].items()}
 
 
 def _spec(tmp_path: Path, name: str):
@@ -146,9 +142,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, hull: HullReference) -> Pa
 
 
 def _dft_formation(material_id: str) -> float:
-    from matsearch.data import load_mp20
-
-    table = load_mp20()
+    table = KnownMaterials.load().table
     return float(table.loc[table["material_id"] == material_id, "formation_energy_per_atom"].iloc[0])
 
 

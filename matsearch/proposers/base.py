@@ -6,19 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate
-
-
-@dataclass(frozen=True)
-class ChemistryLimits:
-    """What a child may contain: the run spec's chemistry section resolved to plain values."""
-
-    elements: tuple[str, ...]  # allowed element symbols
-    max_atoms: int = 20  # atoms per cell
-    max_elements: int = 4  # distinct elements per structure
-    target: Composition | None = None  # CSP: children must have this reduced composition
+from matsearch.structures.limits import ChemistryLimits
 
 
 @dataclass

@@ -18,8 +18,9 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate
 from matsearch.errors import SpecError
-from matsearch.proposers.base import ChemistryLimits, Proposal
+from matsearch.proposers.base import Proposal
 from matsearch.proposers.operators import OperatorResult, crossover, strain, substitute, swap
+from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.random_structures import (
     random_composition,
     random_structure,

@@ -18,7 +18,7 @@ from pymatgen.analysis.structure_prediction.substitution_probability import (
 )
 from pymatgen.core import Composition, Lattice, Species, Structure
 
-from matsearch.proposers.base import ChemistryLimits
+from matsearch.structures.limits import ChemistryLimits
 
 OperatorResult = tuple[Structure, dict[str, Any]] | None
 
@@ -28,9 +28,7 @@ STRAIN_MAX = 0.1  # strain components are clipped to ±STRAIN_MAX
 RATTLE_STD = 0.05  # Å, standard deviation of the Cartesian position rattle after straining
 
 
-def substitute(
-    structure: Structure, limits: ChemistryLimits, rng: np.random.Generator
-) -> OperatorResult:
+def substitute(structure: Structure, limits: ChemistryLimits, rng: np.random.Generator) -> OperatorResult:
     """Replace all (or, sometimes, some) sites of one element by an allowed element not yet present.
 
     The new element is drawn with Hautier et al.'s data-mined substitution probabilities
@@ -38,7 +36,8 @@ def substitute(
     oxidation-state guess, among species of the same charge (so charge balance is kept), weighted
     by exp(λ(new, old)), and None if no allowed element has such a species; without a guess,
     among allowed elements weighted by the summed exp(λ) over their listed species pairs.
-    A partial substitution adds an element, so it is only drawn below max_elements.
+    A partial substitution adds an element, so it is only drawn when the limits allow the extra
+    element (max_elements and chemical systems).
     """
     plain = _plain(structure)
     present = sorted({site.specie.symbol for site in plain})
@@ -51,7 +50,7 @@ def substitute(
     sites = [i for i, site in enumerate(plain) if site.specie.symbol == source]
     partial = (
         len(sites) >= 2
-        and len(present) < limits.max_elements
+        and limits.allows({*present, new_element})
         and rng.random() < PARTIAL_SUBSTITUTION_PROBABILITY
     )
     if partial:
@@ -64,9 +63,7 @@ def substitute(
     return child, info
 
 
-def strain(
-    structure: Structure, limits: ChemistryLimits, rng: np.random.Generator
-) -> OperatorResult:
+def strain(structure: Structure, limits: ChemistryLimits, rng: np.random.Generator) -> OperatorResult:
     """Apply a random symmetric strain (components ~ N(0, STRAIN_STD²), clipped) to the lattice,
     keeping fractional coordinates, then rattle positions by N(0, RATTLE_STD²) Å per component."""
     plain = _plain(structure)
@@ -121,9 +118,7 @@ def crossover(
     fa, fb = a.frac_coords % 1.0, b.frac_coords % 1.0
     sym_a = np.array([site.specie.symbol for site in a])
     sym_b = np.array([site.specie.symbol for site in b])
-    same_formula = a.composition.reduced_composition.almost_equals(
-        b.composition.reduced_composition
-    )
+    same_formula = a.composition.reduced_composition.almost_equals(b.composition.reduced_composition)
     target_counts = _counts(a) if same_formula else None
 
     for _ in range(max_tries):
@@ -143,7 +138,7 @@ def crossover(
         if n_a == 0 or n_b == 0 or n > limits.max_atoms:
             continue
         symbols = list(sym_a[keep_a]) + list(sym_b[keep_b])
-        if len(set(symbols)) > limits.max_elements:
+        if not limits.allows(symbols):
             continue
         lattice = _blend_lattices(a, b, n_a / n, n)
         if lattice is None:
@@ -176,9 +171,7 @@ def _voigt(eps: np.ndarray) -> list[float]:
 
 def _blend_lattices(a: Structure, b: Structure, weight_a: float, n_atoms: int) -> Lattice | None:
     """Lattice with parameters weight_a·A + (1 − weight_a)·B, volume n_atoms × blended Å³/atom."""
-    params = weight_a * np.array(a.lattice.parameters) + (1 - weight_a) * np.array(
-        b.lattice.parameters
-    )
+    params = weight_a * np.array(a.lattice.parameters) + (1 - weight_a) * np.array(b.lattice.parameters)
     try:
         lattice = Lattice.from_parameters(*params)
     except ValueError:
@@ -227,17 +220,18 @@ def _draw_substitute(
     limits: ChemistryLimits,
     rng: np.random.Generator,
 ) -> tuple[str, str] | None:
-    """(new element, "species" or "element" weighting) or None if no allowed element is left."""
-    allowed = sorted(set(limits.elements) - set(present))
+    """(new element, "species" or "element" weighting) or None if no allowed element is left.
+    An element is allowed when replacing `source` by it keeps the structure inside the limits
+    (elements and chemical systems)."""
+    kept = set(present) - {source}
+    allowed = sorted(el for el in set(limits.elements) - set(present) if limits.allows(kept | {el}))
     if not allowed:
         return None
     oxidation = _oxidation_guess(composition.reduced_formula).get(source)
     table = _table()
     if oxidation is not None and Species(source, oxidation) in table.species:
         old = Species(source, oxidation)
-        candidates = [
-            sp for sp in _table_species() if sp.oxi_state == oxidation and sp.symbol in allowed
-        ]
+        candidates = [sp for sp in _table_species() if sp.oxi_state == oxidation and sp.symbol in allowed]
         if not candidates:
             return None
         weights = np.array([math.exp(table.get_lambda(sp, old)) for sp in candidates])
@@ -256,9 +250,7 @@ def _oxidation_guess(reduced_formula: str) -> dict[str, int]:
     if not guesses:
         return {}
     return {
-        el: int(round(ox))
-        for el, ox in guesses[0].items()
-        if abs(ox - round(ox)) < 1e-6 and round(ox) != 0
+        el: int(round(ox)) for el, ox in guesses[0].items() if abs(ox - round(ox)) < 1e-6 and round(ox) != 0
     }
 
 

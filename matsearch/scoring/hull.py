@@ -129,7 +129,12 @@ class HullReference:
         if not math.isfinite(energy_per_atom):
             raise ValueError(f"energy_per_atom must be a finite number, got {energy_per_atom}")
         comp = _composition(composition)
-        e_form = self.formation_energy_per_atom(comp, energy_per_atom)
+        return self.evaluate_formation(comp, self.formation_energy_per_atom(comp, energy_per_atom))
+
+    def evaluate_formation(self, composition: Composition | str, e_form: float) -> HullPoint:
+        """Energy above hull and decomposition of `composition` at formation energy `e_form`
+        (eV/atom, already relative to the elemental references)."""
+        comp = _composition(composition)
         diagram = self.phase_diagram(el.symbol for el in comp.elements)
         phases: dict[str, float] = defaultdict(float)
         with _quiet():

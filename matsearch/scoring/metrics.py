@@ -3,14 +3,15 @@
 Definitions (all rates are fractions in [0, 1]; a rate over an empty set is 0):
 
 - validity rate = children that passed the validity checks / children proposed.
-- uniqueness rate = valid children that are not duplicates of an earlier candidate of the run
-  (the engine's dedup) / valid children.
-- novelty: a relaxed structure is novel when no MP-20 train or val structure of the same reduced
-  formula matches it (pymatgen StructureMatcher with the dedup tolerances; see `NoveltyIndex`).
-  novelty rate = novel / scored children.
+- uniqueness rate = valid children that are not duplicates of an earlier candidate of the run,
+  before or after relaxation / valid children.
+- novelty: a relaxed child is novel when it reproduces no material of the known-materials index
+  (scoring/discovery.py; StructureMatcher with the run's tolerances). novelty rate = novel /
+  scored children (children that relaxed into an earlier candidate are not scored).
 - stability rates: scored children with e_above_hull ≤ t / children proposed, for each threshold
   t in `STABILITY_THRESHOLDS` (eV/atom); ≤ 0 is "stable", ≤ 0.1 MatLLMSearch's "metastable".
-- S.U.N.: scored children that are stable (e_above_hull ≤ `stable_threshold`), unique and novel.
+- S.U.N.: scored children that are stable (e_above_hull ≤ `stable_threshold`), unique after
+  relaxation, novel and not artefacts (elemental or molecular, unless admitted).
 - hypervolume of the surviving population in objective space (pymoo's HV on
   `selection.minimisation_matrix`), measured against a fixed reference point; see
   `hypervolume_reference` for the rule.
@@ -19,17 +20,15 @@ Definitions (all rates are fractions in [0, 1]; a rate over an empty set is 0):
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from pymatgen.core import Structure
 from pymoo.indicators.hv import HV
 
-from matsearch.candidate import Candidate, Status
+from matsearch.candidate import Candidate, Novelty, Status
+from matsearch.scoring.discovery import is_artefact, is_discovery, is_new
 from matsearch.selection import minimisation_matrix
 from matsearch.spec import Objective
-from matsearch.structures.dedup import DuplicateIndex
 
 logger = logging.getLogger(__name__)
 
@@ -40,91 +39,8 @@ DEFAULT_REFERENCE = {
     "formation_energy": 0.0,  # eV/atom: only compounds more stable than the elements
     "deformation_energy": 1.0,  # eV/atom released on relaxation
 }
-NOVELTY_SPLITS = ("train", "val")
 _PASSED_VALIDITY = frozenset({Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE})
 _UNIQUE = frozenset({Status.VALID, Status.SCORED, Status.FAILED})
-
-
-class NoveltyIndex:
-    """Known structures by reduced formula; `match` finds the known structure a query reproduces.
-
-    Built from MP-20 with `from_mp20` (lazy: the table is read on the first query and a formula's
-    CIFs are parsed the first time that formula is asked for) or from any mapping of id →
-    structure with `from_structures`. MP-20 train rows without a CIF cannot be compared and are
-    counted in `n_without_structure`.
-    """
-
-    def __init__(self, cifs_by_formula: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> None:
-        self._cifs_by_formula = cifs_by_formula
-        self._splits: tuple[str, ...] = ()
-        self._indexes: dict[str, tuple[DuplicateIndex, list[str]]] = {}
-        self.n_without_structure = 0
-
-    @classmethod
-    def from_mp20(cls, splits: Sequence[str] = NOVELTY_SPLITS) -> NoveltyIndex:
-        """MP-20 `splits` (default train + val) from the data registry; nothing is read yet."""
-        index = cls()
-        index._splits = tuple(splits)
-        return index
-
-    @classmethod
-    def from_structures(cls, structures: Mapping[str, Structure]) -> NoveltyIndex:
-        """A reference set of your own: {id: structure}."""
-        index = cls({})
-        for ref_id, structure in structures.items():
-            formula = structure.composition.reduced_formula
-            group = index._indexes.setdefault(formula, (DuplicateIndex(), []))
-            group[0].add(len(group[1]), structure)
-            group[1].append(ref_id)
-        return index
-
-    def _table(self) -> Mapping[str, Sequence[tuple[str, str]]]:
-        if self._cifs_by_formula is None:
-            import pandas as pd
-
-            from matsearch.data import load_mp20
-
-            frame = pd.concat([load_mp20(split) for split in self._splits], ignore_index=True)
-            has_cif = frame["cif"].map(lambda c: isinstance(c, str) and bool(c.strip()))
-            self.n_without_structure = int((~has_cif).sum())
-            frame = frame[has_cif]
-            self._cifs_by_formula = {
-                formula: list(zip(group["material_id"], group["cif"], strict=True))
-                for formula, group in frame.groupby("reduced_formula", sort=False)
-            }
-            logger.info(
-                "novelty reference: MP-20 %s, %d structures (%d rows without CIF)",
-                "+".join(self._splits),
-                len(frame),
-                self.n_without_structure,
-            )
-        return self._cifs_by_formula
-
-    def _group(self, formula: str) -> tuple[DuplicateIndex, list[str]] | None:
-        if formula not in self._indexes:
-            rows = self._table().get(formula)
-            if not rows:
-                return None
-            index, ids = DuplicateIndex(), []
-            for ref_id, cif in rows:
-                with warnings.catch_warnings():  # MP CIFs: "coordinates rounded to ideal values"
-                    warnings.simplefilter("ignore", UserWarning)
-                    structure = Structure.from_str(cif, fmt="cif")
-                index.add(len(ids), structure)
-                ids.append(ref_id)
-            self._indexes[formula] = (index, ids)
-        return self._indexes[formula]
-
-    def match(self, structure: Structure) -> str | None:
-        """Id (e.g. MP material_id) of the known structure that matches `structure`, or None."""
-        group = self._group(structure.composition.reduced_formula)
-        if group is None:
-            return None
-        found = group[0].find(structure)
-        return None if found is None else group[1][found]
-
-    def is_novel(self, structure: Structure) -> bool:
-        return self.match(structure) is None
 
 
 def hypervolume_reference(
@@ -192,26 +108,21 @@ def _rate(count: int, total: int) -> float:
     return count / total if total else 0.0
 
 
-def is_novel(candidate: Candidate, novelty_index: NoveltyIndex) -> bool:
-    """Novelty of the relaxed structure (the proposed one if it was never relaxed)."""
-    structure = candidate.relaxed if candidate.relaxed is not None else candidate.structure
-    return novelty_index.is_novel(structure)
-
-
 def generation_metrics(
     children: Sequence[Candidate],
     population: Sequence[Candidate],
     objectives: Sequence[Objective],
-    novelty_index: NoveltyIndex | None,
     ref_point: Sequence[float] | None,
     *,
     stable_threshold: float = 0.0,
+    admit: Sequence[str] = (),
 ) -> dict[str, float | int | None]:
     """Metrics of one generation (see the module docstring for definitions), JSON-ready.
 
-    `children` are the candidates proposed this generation (any status), `population` the
-    survivors after selection. Novelty and S.U.N. are None without a `novelty_index`, the
-    hypervolume is None without a `ref_point`. e_above_hull thresholds are eV/atom.
+    `children` are the candidates proposed this generation (any status, marked by
+    scoring/discovery.py once relaxed), `population` the survivors after selection; `admit` lists
+    the artefact flags counted as discoveries anyway. The hypervolume is None without a
+    `ref_point`. e_above_hull thresholds are eV/atom.
     """
     n_proposed = len(children)
     statuses = [c.status for c in children]
@@ -229,16 +140,16 @@ def generation_metrics(
     for threshold in STABILITY_THRESHOLDS:
         count = sum(c.e_above_hull <= threshold for c in scored)
         metrics[f"rate_e_hull_le_{threshold:g}"] = _rate(count, n_proposed)
-    if novelty_index is None:
-        metrics.update(n_novel=None, novelty_rate=None, n_sun=None, sun_rate=None)
-    else:
-        novel = [is_novel(c, novelty_index) for c in scored]
-        n_sun = sum(n and c.e_above_hull <= stable_threshold for n, c in zip(novel, scored, strict=True))
-        metrics.update(
-            n_novel=sum(novel),
-            novelty_rate=_rate(sum(novel), len(scored)),
-            n_sun=n_sun,
-            sun_rate=_rate(n_sun, n_proposed),
-        )
+    n_novel = sum(is_new(c) for c in scored)
+    n_sun = sum(is_discovery(c, stable_threshold, admit) for c in scored)
+    metrics.update(
+        n_relaxed_duplicates=sum(c.duplicate_of is not None for c in children),
+        n_known=sum(c.novelty == Novelty.KNOWN for c in scored),
+        n_novel=n_novel,
+        n_artefacts=sum(is_artefact(c, admit) for c in scored),
+        novelty_rate=_rate(n_novel, len(scored)),
+        n_sun=n_sun,
+        sun_rate=_rate(n_sun, n_proposed),
+    )
     metrics["hypervolume"] = None if ref_point is None else hypervolume(population, objectives, ref_point)
     return metrics

@@ -14,6 +14,9 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
 
     Scores: `e_above_hull` (eV/atom, vs `hull`), `formation_energy` (eV/atom),
     `energy_per_atom` (eV/atom) and `deformation_energy` = E_proposed − E_relaxed (eV/atom).
+    Seeds get no deformation energy: they are known DFT-relaxed crystals, not proposals, and a
+    trivial ΔE ≈ 0 would let them dominate every child for good (selection counts a missing score
+    as worse than every present one).
     """
     candidate.timings["relax"] = result.wall_time_s
     candidate.relax_steps = result.steps
@@ -32,9 +35,7 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
         formation_energy=hull.formation_energy_per_atom(composition, result.energy_per_atom),
         energy_per_atom=result.energy_per_atom,
     )
-    if result.initial_energy_per_atom is not None:
-        candidate.scores["deformation_energy"] = (
-            result.initial_energy_per_atom - result.energy_per_atom
-        )
+    if result.initial_energy_per_atom is not None and candidate.operator != "seed":
+        candidate.scores["deformation_energy"] = result.initial_energy_per_atom - result.energy_per_atom
     candidate.extra["hull_reference"] = hull.name
     candidate.status = Status.SCORED

@@ -24,6 +24,7 @@ formula) a lookup takes a few ms.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
@@ -65,6 +66,28 @@ class _Group:
         self.fingerprints = _Rows(fingerprint_width)
 
 
+@dataclass(frozen=True)
+class MatchTolerances:
+    """StructureMatcher tolerances; the defaults are pymatgen's own.
+
+    ltol: fractional lattice-length tolerance; stol: site tolerance as a fraction of
+    (V/n)^(1/3); angle_tol: lattice-angle tolerance in degrees.
+    """
+
+    ltol: float = 0.2
+    stol: float = 0.3
+    angle_tol: float = 5.0
+
+    def describe(self) -> str:
+        return (
+            f"pymatgen StructureMatcher(ltol={self.ltol}, stol={self.stol}, angle_tol={self.angle_tol}, "
+            "primitive_cell=True, scale=True), species compared as elements"
+        )
+
+
+PYMATGEN_DEFAULTS = MatchTolerances()
+
+
 class DuplicateIndex:
     """Structures seen so far, by candidate id; `find` returns the id of a matching one.
 
@@ -73,19 +96,14 @@ class DuplicateIndex:
     """
 
     def __init__(
-        self,
-        ltol: float = 0.2,
-        stol: float = 0.3,
-        angle_tol: float = 5.0,
-        *,
-        max_fits: int | None = None,
+        self, tolerances: MatchTolerances = PYMATGEN_DEFAULTS, *, max_fits: int | None = None
     ) -> None:
-        self._ltol = ltol
+        self._ltol = tolerances.ltol
         self._max_fits = max_fits
         self._matcher = StructureMatcher(
-            ltol=ltol,
-            stol=stol,
-            angle_tol=angle_tol,
+            ltol=tolerances.ltol,
+            stol=tolerances.stol,
+            angle_tol=tolerances.angle_tol,
             primitive_cell=False,  # entries and queries are reduced once, below
             scale=True,
             attempt_supercell=False,

@@ -18,7 +18,7 @@ from pymatgen.core import Composition, Structure
 from pyxtal import pyxtal
 from pyxtal.symmetry import Group
 
-from matsearch.proposers.base import ChemistryLimits
+from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.validity import is_charge_balanced
 
 logger = logging.getLogger(__name__)
@@ -31,15 +31,19 @@ def random_composition(
     limits: ChemistryLimits, rng: np.random.Generator, *, max_tries: int = 50
 ) -> Composition | None:
     """A random cell composition (≤ max_atoms atoms, 2..max_elements allowed elements where the
-    limits permit), charge-balanced if one is found within `max_tries` draws; None if none fits."""
-    elements = sorted(limits.elements)
-    k_max = min(limits.max_elements, len(elements))
-    k_min = min(2, k_max)
-    if k_max < 1 or limits.max_atoms < 1:
+    limits permit, all from one chemical system when the limits name systems), charge-balanced if
+    one is found within `max_tries` draws; None if none fits."""
+    allowed = frozenset(limits.elements)
+    pools = [sorted(system & allowed) for system in limits.systems] or [sorted(allowed)]
+    if limits.max_atoms < 1 or not any(pools):
         return None
     fallback: Composition | None = None
     for _ in range(max_tries):
-        k = int(rng.integers(k_min, k_max + 1))
+        elements = pools[int(rng.integers(len(pools)))] if len(pools) > 1 else pools[0]
+        k_max = min(limits.max_elements, len(elements))
+        if k_max < 1:
+            continue
+        k = int(rng.integers(min(2, k_max), k_max + 1))
         chosen = [elements[i] for i in rng.choice(len(elements), size=k, replace=False)]
         counts = [int(c) for c in rng.integers(1, _MAX_REDUCED_COUNT + 1, size=k)]
         divisor = reduce(math.gcd, counts)

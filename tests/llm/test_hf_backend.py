@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from matsearch.candidate import Candidate
-from matsearch.proposers.base import ChemistryLimits
 from matsearch.proposers.llm import ChatRequest, LLMConfigError, LLMProposer
+from matsearch.structures.limits import ChemistryLimits
 
 pytest.importorskip(
     "transformers", reason="the hf backend needs transformers (pip install 'matsearch[llm]')"

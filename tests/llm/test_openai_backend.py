@@ -16,10 +16,11 @@ import pytest
 
 from matsearch.candidate import Candidate
 from matsearch.errors import MatsearchError
-from matsearch.proposers.base import ChemistryLimits, Proposer
+from matsearch.proposers.base import Proposer
 from matsearch.proposers.llm import ChatRequest, LLMConfigError, LLMProposer, LLMUnavailableError
 from matsearch.proposers.llm.backends.openai_backend import OpenAIBackend
 from matsearch.proposers.llm.codecs import to_poscar
+from matsearch.structures.limits import ChemistryLimits
 
 from .crystals import rocksalt
 from .scripted_server import GOOD_ANSWER, Action, ScriptedServer

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from matsearch.candidate import Candidate
-from matsearch.proposers.base import ChemistryLimits
 from matsearch.proposers.llm import ChatRequest, LLMProposer, LLMUnavailableError
 from matsearch.proposers.llm.backends.openai_backend import OpenAIBackend
+from matsearch.structures.limits import ChemistryLimits
 
 pytest.importorskip(
     "fastapi",

@@ -102,8 +102,8 @@ def test_les_head_learns_long_range_coulomb_that_the_readout_cannot(base_model, 
     assert errors[False] / errors[True] >= 5.0, errors
 
 
-def orb_frames(data_dir):
-    return data_dir / "mlip" / "orb_10_mptraj_systems.db"
+def orb_frames(mirror_dir):
+    return mirror_dir / "mlip" / "orb_10_mptraj_systems.db"
 
 
 def write_pymatgen_json(path, examples):
@@ -120,8 +120,8 @@ def write_pymatgen_json(path, examples):
     return path
 
 
-def test_ase_db_extxyz_and_pymatgen_json_read_the_same_labels(data_dir, tmp_path):
-    from_db = read_dataset(orb_frames(data_dir))
+def test_ase_db_extxyz_and_pymatgen_json_read_the_same_labels(mirror_dir, tmp_path):
+    from_db = read_dataset(orb_frames(mirror_dir))
     assert len(from_db) == 10
     assert from_db[0].energy == pytest.approx(-73.4299391)
     assert from_db[0].stress[0, 0] == pytest.approx(4.29188156e-03)  # eV/Å³, ASE sign
@@ -161,13 +161,13 @@ def test_bad_dataset_files_are_reported(tmp_path):
         read_dataset(tmp_path / "bad_forces.json")
 
 
-def smallest_frames(data_dir, n: int):
-    return sorted(read_dataset(orb_frames(data_dir)), key=lambda e: len(e.structure))[:n]
+def smallest_frames(mirror_dir, n: int):
+    return sorted(read_dataset(orb_frames(mirror_dir)), key=lambda e: len(e.structure))[:n]
 
 
-def test_atom_ref_refit_leaves_energy_errors_orthogonal_to_composition(base_model, data_dir, one_thread):
+def test_atom_ref_refit_leaves_energy_errors_orthogonal_to_composition(base_model, mirror_dir, one_thread):
     model = copy.deepcopy(base_model)
-    frames = smallest_frames(data_dir, 4)
+    frames = smallest_frames(mirror_dir, 4)
     before = model.atom_ref.clone()
     shift = refit_atom_ref(model, frames, predict_energies(model, frames))
     errors = np.array([e.energy for e in frames]) - predict_energies(model, frames)
@@ -180,8 +180,8 @@ def test_atom_ref_refit_leaves_energy_errors_orthogonal_to_composition(base_mode
     assert set(shift) == {Element.from_Z(z).symbol for z in numbers}
 
 
-def test_finetune_cli_fits_forces_and_stress_and_saves_a_loadable_model(data_dir, tmp_path, one_thread):
-    data = write_pymatgen_json(tmp_path / "small.json", smallest_frames(data_dir, 4))
+def test_finetune_cli_fits_forces_and_stress_and_saves_a_loadable_model(mirror_dir, tmp_path, one_thread):
+    data = write_pymatgen_json(tmp_path / "small.json", smallest_frames(mirror_dir, 4))
     summary = finetune_cli(
         data,
         tmp_path / "tuned.pt",
@@ -216,9 +216,9 @@ def test_finetune_cli_fits_forces_and_stress_and_saves_a_loadable_model(data_dir
     assert np.abs(charges).max() > 0
 
 
-def test_finetune_trains_only_the_chosen_layers(base_model, data_dir, one_thread):
+def test_finetune_trains_only_the_chosen_layers(base_model, mirror_dir, one_thread):
     model = copy.deepcopy(base_model)
-    frames = smallest_frames(data_dir, 2)
+    frames = smallest_frames(mirror_dir, 2)
     with pytest.raises(ModelError, match="unknown layer 'conv9' in train_layers"):
         finetune(model, frames, FinetuneSettings(train_layers=("readout", "conv9")))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}

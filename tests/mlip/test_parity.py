@@ -24,9 +24,9 @@ N_PARITY = 200  # full float32 parity set (slow test; also run by benchmarks/ben
 N_QUICK = 50  # parity set of the default run
 
 
-def mp20_test_structures(data_dir: Path, n: int, seed: int = 0) -> list[Structure]:
+def mp20_test_structures(mirror_dir: Path, n: int, seed: int = 0) -> list[Structure]:
     """A fixed sample of ``n`` structures from the MP-20 test split."""
-    table = pd.read_csv(data_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""])
+    table = pd.read_csv(mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""])
     rows = table[table["split"] == "test"].sort_values("material_id").sample(n=n, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen's notes about rounded CIF coordinates
@@ -34,8 +34,8 @@ def mp20_test_structures(data_dir: Path, n: int, seed: int = 0) -> list[Structur
 
 
 @pytest.fixture(scope="module")
-def structures(data_dir: Path) -> list[Structure]:
-    return mp20_test_structures(data_dir, N_PARITY)
+def structures(mirror_dir: Path) -> list[Structure]:
+    return mp20_test_structures(mirror_dir, N_PARITY)
 
 
 def chgnet_reference(structures: list[Structure], model_name: str) -> list[dict]:

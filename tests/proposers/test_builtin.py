@@ -13,8 +13,9 @@ from pymatgen.core import Composition, Lattice, Structure
 
 from matsearch.candidate import Candidate, Status
 from matsearch.errors import SpecError
-from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer
+from matsearch.proposers.base import Proposal, Proposer
 from matsearch.proposers.builtin import BuiltinProposer
+from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.validity import check_validity, is_charge_balanced
 
 PARENT_IDS = {
@@ -41,9 +42,9 @@ def from_cif(text: str) -> Structure:
 
 
 @pytest.fixture(scope="module")
-def mp20(data_dir: Path) -> pd.DataFrame:
+def mp20(mirror_dir: Path) -> pd.DataFrame:
     frame = pd.read_csv(
-        data_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
+        mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
     )
     return frame[frame["cif"].notna()].set_index("material_id")
 

@@ -85,7 +85,7 @@ def test_unknown_element_in_a_user_table_is_a_data_error(tmp_path: Path) -> None
         HullReference.from_file(path)
 
 
-def test_from_file_describes_itself(tmp_path: Path, data_dir: Path) -> None:
+def test_from_file_describes_itself(tmp_path: Path, mirror_dir: Path) -> None:
     path = tmp_path / "mine.csv"
     path.write_text("formula,formation_energy_per_atom\nNaN,0.05\nNa3N,0.02\n")
     hull = HullReference.from_file(path)

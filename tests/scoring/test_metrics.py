@@ -1,14 +1,12 @@
-"""Generation metrics: novelty against real MP-20 structures, rates, S.U.N. and hypervolume."""
+"""Generation metrics: rates, novelty and S.U.N. of marked candidates, hypervolume."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
 
-from matsearch.candidate import Candidate, Status
+from matsearch.candidate import Candidate, Flag, Novelty, Status
 from matsearch.scoring.metrics import (
-    NoveltyIndex,
     generation_metrics,
     hypervolume,
     hypervolume_reference,
@@ -16,57 +14,17 @@ from matsearch.scoring.metrics import (
 from matsearch.spec import Objective
 
 
-def _rocksalt_nacl(a: float = 5.69) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
-
-
-def _cscl_nacl() -> Structure:
-    return Structure(Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-
-
-def _zincblende_gaas() -> Structure:
-    return Structure.from_spacegroup("F-43m", Lattice.cubic(5.75), ["Ga", "As"], [[0, 0, 0], [0.25] * 3])
-
-
-@pytest.fixture(scope="module")
-def mp20_novelty(data_dir) -> NoveltyIndex:
-    return NoveltyIndex.from_mp20()
-
-
-def test_known_mp20_structure_is_not_novel(mp20_novelty: NoveltyIndex) -> None:
-    """Rock-salt NaCl is mp-22862 (MP-20 val); a 4 % larger cell still matches (volumes scaled)."""
-    assert mp20_novelty.match(_rocksalt_nacl()) == "mp-22862"
-    assert mp20_novelty.match(_rocksalt_nacl(5.92)) == "mp-22862"
-    assert not mp20_novelty.is_novel(_rocksalt_nacl().get_primitive_structure())
-
-
-def test_new_polymorph_and_new_formula_are_novel(mp20_novelty: NoveltyIndex) -> None:
-    """MP-20 train+val hold NaCl only as Fm-3m and P6_3/mmc, and no GaAs at all."""
-    assert mp20_novelty.is_novel(_cscl_nacl())
-    assert mp20_novelty.match(_zincblende_gaas()) is None
-
-
-def test_novelty_uses_only_the_requested_splits(data_dir) -> None:
-    train_only = NoveltyIndex.from_mp20(splits=("train",))
-    assert train_only.is_novel(_rocksalt_nacl())  # mp-22862 is in val, not train
-
-
-def test_own_reference_structures() -> None:
-    index = NoveltyIndex.from_structures({"my-rocksalt": _rocksalt_nacl(), "my-zb": _zincblende_gaas()})
-    assert index.match(_rocksalt_nacl(5.5) * (2, 1, 1)) == "my-rocksalt"
-    assert index.match(_cscl_nacl()) is None
-
-
 def _child(
     cid: int,
     status: Status,
     e_hull: float | None = None,
-    relaxed: Structure | None = None,
+    novelty: Novelty | None = None,
+    flags: tuple[Flag, ...] = (),
     **scores: float,
 ) -> Candidate:
     candidate = Candidate(id=cid, generation=1, origin="builtin", operator="strain", status=status)
-    candidate.structure = relaxed
-    candidate.relaxed = relaxed
+    candidate.novelty = novelty
+    candidate.flags = list(flags)
     candidate.e_above_hull = e_hull
     candidate.scores = dict(scores)
     if e_hull is not None:
@@ -74,44 +32,52 @@ def _child(
     return candidate
 
 
-def test_generation_rates_and_sun(mp20_novelty: NoveltyIndex) -> None:
+def test_generation_rates_and_sun() -> None:
+    new, known = Novelty.NEW_STRUCTURE, Novelty.KNOWN
+    relaxed_duplicate = _child(9, Status.DUPLICATE, 0.0, new)
+    relaxed_duplicate.duplicate_of = 4
     children = [
         _child(1, Status.INVALID),
         _child(2, Status.DUPLICATE),
         _child(3, Status.FAILED),
-        _child(4, Status.SCORED, -0.02, _cscl_nacl()),  # stable, novel → S.U.N.
-        _child(5, Status.SCORED, -0.01, _rocksalt_nacl()),  # stable, known (mp-22862)
-        _child(6, Status.SCORED, 0.02, _zincblende_gaas()),  # metastable ≤ 0.03, novel
-        _child(7, Status.SCORED, 0.08, _rocksalt_nacl(5.8)),  # ≤ 0.1, known
-        _child(8, Status.SCORED, 0.5, _zincblende_gaas()),  # unstable, novel
+        _child(4, Status.SCORED, -0.02, new),  # stable, new → S.U.N.
+        _child(5, Status.SCORED, -0.01, known),  # stable, known
+        _child(6, Status.SCORED, 0.02, Novelty.NEW_COMPOSITION),  # metastable ≤ 0.03, new
+        _child(7, Status.SCORED, 0.08, known),  # ≤ 0.1, known
+        _child(8, Status.SCORED, 0.5, new),  # unstable, new
+        _child(10, Status.SCORED, -0.1, new, (Flag.MOLECULAR,)),  # stable, new, but an artefact
+        relaxed_duplicate,  # relaxed into candidate 4: counted neither as unique nor as S.U.N.
     ]
-    metrics = generation_metrics(children, children[3:], [Objective(name="e_above_hull")], mp20_novelty, None)
+    metrics = generation_metrics(children, children[3:8], [Objective(name="e_above_hull")], None)
     assert metrics == {
-        "n_proposed": 8,
-        "n_valid": 7,
-        "n_unique": 6,
-        "n_scored": 5,
-        "validity_rate": 7 / 8,
-        "uniqueness_rate": 6 / 7,
-        "rate_e_hull_le_0": 2 / 8,
-        "rate_e_hull_le_0.03": 3 / 8,
-        "rate_e_hull_le_0.1": 4 / 8,
-        "n_novel": 3,
-        "novelty_rate": 3 / 5,
+        "n_proposed": 10,
+        "n_valid": 9,
+        "n_unique": 7,
+        "n_scored": 6,
+        "validity_rate": 9 / 10,
+        "uniqueness_rate": 7 / 9,
+        "rate_e_hull_le_0": 3 / 10,
+        "rate_e_hull_le_0.03": 4 / 10,
+        "rate_e_hull_le_0.1": 5 / 10,
+        "n_relaxed_duplicates": 1,
+        "n_known": 2,
+        "n_novel": 4,
+        "n_artefacts": 1,
+        "novelty_rate": 4 / 6,
         "n_sun": 1,
-        "sun_rate": 1 / 8,
+        "sun_rate": 1 / 10,
         "hypervolume": None,
     }
-    looser = generation_metrics(
-        children, [], [Objective(name="e_above_hull")], mp20_novelty, None, stable_threshold=0.03
-    )
+    looser = generation_metrics(children, [], [Objective(name="e_above_hull")], None, stable_threshold=0.03)
     assert looser["n_sun"] == 2
+    admitted = generation_metrics(children, [], [Objective(name="e_above_hull")], None, admit=["molecular"])
+    assert admitted["n_sun"] == 2 and admitted["n_artefacts"] == 0
 
 
-def test_empty_generation_and_no_novelty_index() -> None:
-    metrics = generation_metrics([], [], [Objective(name="e_above_hull")], None, None)
+def test_empty_generation() -> None:
+    metrics = generation_metrics([], [], [Objective(name="e_above_hull")], None)
     assert metrics["validity_rate"] == 0.0 and metrics["uniqueness_rate"] == 0.0
-    assert metrics["n_novel"] is None and metrics["n_sun"] is None
+    assert metrics["n_novel"] == 0 and metrics["n_sun"] == 0 and metrics["novelty_rate"] == 0.0
 
 
 OBJECTIVES = [Objective(name="e_above_hull"), Objective(name="deformation_energy")]
@@ -128,7 +94,7 @@ def test_hypervolume_of_a_known_front() -> None:
         _child(6, Status.SCORED, 0.0),  # missing score: nothing
     ]
     assert hypervolume(population, OBJECTIVES, [0.5, 0.5]) == pytest.approx(0.20, abs=1e-12)
-    metrics = generation_metrics(population, population, OBJECTIVES, None, [0.5, 0.5])
+    metrics = generation_metrics(population, population, OBJECTIVES, [0.5, 0.5])
     assert metrics["hypervolume"] == pytest.approx(0.20, abs=1e-12)
 
 

@@ -17,9 +17,9 @@ from matsearch.scoring.mlip_relaxer import MLIPRelaxer
 
 
 @pytest.fixture(scope="module")
-def rattled(data_dir: Path) -> list[Structure]:
+def rattled(mirror_dir: Path) -> list[Structure]:
     """Two small MP-20 test structures (3-4 atoms), positions rattled by 0.05 Å (seed 0)."""
-    frame = pd.read_csv(data_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""])
+    frame = pd.read_csv(mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""])
     frame = frame[frame["split"] == "test"]
     rng = np.random.default_rng(0)
     structures = []

@@ -29,9 +29,9 @@ def from_cif(text: str) -> Structure:
 
 
 @pytest.fixture(scope="module")
-def mp20_structures(data_dir: Path) -> list[Structure]:
+def mp20_structures(mirror_dir: Path) -> list[Structure]:
     frame = pd.read_csv(
-        data_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
+        mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
     )
     cifs = frame.loc[frame["cif"].notna(), "cif"].iloc[: N_INDEXED + N_QUERIES]
     return [from_cif(text) for text in cifs]

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
-from matsearch.proposers.base import ChemistryLimits
-from matsearch.structures.validity import KINDS, check_validity, is_charge_balanced
+from matsearch.structures.known import KnownMaterials
+from matsearch.structures.limits import ChemistryLimits
+from matsearch.structures.validity import KINDS, check_validity, elemental_volume, is_charge_balanced
 
 NACL = ChemistryLimits(elements=("Na", "Cl"), max_atoms=20, max_elements=4)
 
 
 def rocksalt(a: float = 5.64) -> Structure:
     """Conventional NaCl cell, 8 atoms, lattice constant `a` Å."""
-    return Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
-
-
-@pytest.fixture(scope="module")
-def mp20(data_dir: Path) -> pd.DataFrame:
-    frame = pd.read_csv(
-        data_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
-    )
-    return frame[frame["cif"].notna()]
-
-
-def from_cif(text: str) -> Structure:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pymatgen notes rounded coordinates in MP CIFs
-        return Structure.from_str(text, fmt="cif")
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
 def test_rocksalt_is_valid() -> None:
@@ -56,19 +37,26 @@ def test_too_close_across_the_periodic_boundary() -> None:
 
 def test_too_close_to_own_periodic_image() -> None:
     # one Si atom, a = 1.0 Å: its image is 1.0 Å away; 0.5 × 2 × 1.11 Å = 1.11 Å
-    s = Structure(Lattice.orthorhombic(1.0, 8.0, 8.0), ["Si"], [[0, 0, 0]])
+    s = Structure(Lattice.orthorhombic(1.0, 5.0, 5.0), ["Si"], [[0, 0, 0]])
     limits = ChemistryLimits(elements=("Si",))
     assert check_validity(s, limits) == "too_close: Si-Si 1.00 Å < 0.5×(r_cov sum) 1.11 Å"
 
 
-def test_volume_per_atom_outside_range() -> None:
+def test_volume_relative_to_the_elements_own_volumes() -> None:
+    """Na metal: 23.78 cm³/mol = 39.49 Å³/atom; solid Cl2: 17.39 cm³/mol = 28.88 Å³/atom, so an
+    8-atom NaCl cell has a reference of 273.5 Å³ (real rock salt: 179 Å³, ratio 0.66)."""
+    assert elemental_volume(rocksalt().composition) == pytest.approx(273.46, abs=0.05)
     squeezed = rocksalt()
-    squeezed.scale_lattice(8 * 3.1)
-    assert check_validity(squeezed, NACL) == "volume_per_atom: 3.1 Å³ outside [5, 80]"
+    squeezed.scale_lattice(0.2 * 273.46)
+    assert check_validity(squeezed, NACL, min_distance_factor=0.1) == (
+        "volume_ratio: cell volume 54.7 Å³ is 0.20× the elements' own 273.5 Å³, outside [0.25, 3]"
+    )
     swollen = rocksalt()
-    swollen.scale_lattice(8 * 90.0)
-    assert check_validity(swollen, NACL) == "volume_per_atom: 90.0 Å³ outside [5, 80]"
-    assert check_validity(swollen, NACL, volume_per_atom_range=(5.0, 100.0)) is None
+    swollen.scale_lattice(3.5 * 273.46)
+    assert check_validity(swollen, NACL).startswith("volume_ratio: cell volume 957.1 Å³ is 3.50×")
+    assert check_validity(swollen, NACL, volume_ratio=(0.25, 4.0)) is None
+    cesium = Structure(Lattice.cubic(6.14), ["Cs", "Cs"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 116 Å³/atom
+    assert check_validity(cesium, ChemistryLimits(elements=("Cs",))) is None
 
 
 def test_too_many_atoms() -> None:
@@ -100,13 +88,12 @@ def test_wrong_composition_for_csp_target() -> None:
 
 
 def test_not_charge_balanced_and_switch() -> None:
-    s = rocksalt()
-    s.replace(0, "Cl")  # Na3Cl5: Na+ and Cl- cannot sum to zero
-    assert (
-        check_validity(s, NACL)
-        == "not_charge_balanced: no oxidation-state assignment of Na3Cl5 sums to zero"
-    )
-    assert check_validity(s, NACL, check_charge_neutrality=False) is None
+    """NaF2 in the fluorite structure: F is only ever −1 and Na ±1, so no assignment sums to zero."""
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.5), ["Na", "F"], [[0, 0, 0], [0.25] * 3])
+    limits = ChemistryLimits(elements=("Na", "F"))
+    reason = "not_charge_balanced: no oxidation-state assignment of NaF2 sums to zero"
+    assert check_validity(s, limits) == reason
+    assert check_validity(s, limits, check_charge_neutrality=False) is None
 
 
 def test_non_finite_and_disordered() -> None:
@@ -125,8 +112,15 @@ def test_non_finite_and_disordered() -> None:
         ("Mg2Cu", True),  # no ionic assignment, admitted as an all-metal compound
         ("NaSi", True),  # metal + metalloid
         ("Si", True),
-        ("NaCl3", False),
-        ("LiO3", False),
+        ("Ti3AlN", True),  # MAX phase: not ionic, not checked
+        ("Li2O2", True),  # peroxide, O −1
+        ("KClO3", True),  # Cl +5
+        ("NdPIr", True),
+        ("SrGa2H2", True),
+        ("Lu3InN", True),
+        ("CsK3", True),
+        ("NaF2", False),
+        ("MgF3", False),
     ],
 )
 def test_charge_balance_rule(formula: str, balanced: bool) -> None:
@@ -139,18 +133,17 @@ def test_reason_kinds_are_declared() -> None:
     assert reason is not None and reason.split(":")[0] in KINDS
 
 
-def test_most_mp20_test_crystals_pass(mp20: pd.DataFrame) -> None:
-    """300 known (near-)stable crystals under their own chemistry: the geometric checks accept all
-    of them but the rare very open frameworks, the charge rule at least 88 %."""
-    sample = mp20[mp20["split"] == "test"].iloc[:300]
-    kinds: list[str] = []
-    for text in sample["cif"]:
-        s = from_cif(text)
-        limits = ChemistryLimits(
-            elements=tuple(el.symbol for el in s.composition.elements), max_elements=10
-        )
-        reason = check_validity(s, limits)
-        kinds.append("ok" if reason is None else reason.split(":")[0])
-    assert set(kinds) <= {"ok", "not_charge_balanced", "volume_per_atom"}
-    assert kinds.count("volume_per_atom") <= 3
-    assert kinds.count("ok") >= 0.88 * len(kinds)
+def test_real_materials_are_accepted() -> None:
+    """A fixed sample of 1,000 MP-20 test crystals (DFT-relaxed, real) under their own chemistry:
+    at most 1 % rejected (the benchmark measures all 9,046: 0.4 %)."""
+    known = KnownMaterials.load()
+    test_rows = known.table.index[known.table["split"] == "test"]
+    sample = np.random.default_rng(0).choice(test_rows, size=1000, replace=False)
+    rejected = []
+    for row in sample:
+        s = known.structure(int(row))
+        symbols = tuple(el.symbol for el in s.composition.elements)
+        limits = ChemistryLimits(elements=symbols, max_atoms=100, max_elements=len(symbols))
+        if (reason := check_validity(s, limits)) is not None:
+            rejected.append(reason)
+    assert len(rejected) <= 10, rejected

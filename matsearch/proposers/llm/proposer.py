@@ -19,7 +19,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate
-from matsearch.proposers.base import ChemistryLimits, Proposal
+from matsearch.proposers.base import Proposal
 from matsearch.proposers.llm.backends.base import (
     ChatBackend,
     ChatRequest,
@@ -30,6 +30,7 @@ from matsearch.proposers.llm.backends.base import (
 from matsearch.proposers.llm.codecs import StructureFormat, encode
 from matsearch.proposers.llm.parse import ParseResult, parse_response
 from matsearch.proposers.prompts import PromptTemplates, load_templates
+from matsearch.structures.limits import ChemistryLimits
 
 logger = logging.getLogger(__name__)
 

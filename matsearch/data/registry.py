@@ -1,35 +1,32 @@
 """Reference datasets: a registry of named files, each with its official public source and checksum.
 
-A file is looked for, in order, in the local mirror named by ``MATSEARCH_DATA_DIR`` (same
-relative path as in the registry, e.g. ``mp20/mp20_structures.csv.gz``), in the user cache
-(``MATSEARCH_CACHE_DIR``, default ``~/.cache/matsearch``), and is otherwise downloaded into the
-cache (atomic write, checksum verified). ``MATSEARCH_OFFLINE=1`` forbids downloads. Mirror and
-cached files are checked against their pinned checksum on first use in a process (an MP-20 table
-assembled from CDVAE's CSVs, which have no published checksum, by its row counts when it is
-built). Importing this module reads nothing.
+The compact reference data that the defaults need ships inside the package
+(``matsearch/data/reference/``, sources and licences in its NOTICE file): the hull table, the
+elemental references and the known-materials index. Every other file is looked for, in order, in
+the local mirror named by ``MATSEARCH_DATA_DIR`` (same relative path as in the registry, e.g.
+``mp20/mp20_structures.csv.gz``), in the user cache (``MATSEARCH_CACHE_DIR``, default
+``~/.cache/matsearch``), and is otherwise downloaded into the cache (atomic write, checksum
+verified). ``MATSEARCH_OFFLINE=1`` forbids downloads. Mirror and cached files are checked against
+their pinned checksum on first use in a process (an MP-20 table assembled from CDVAE's CSVs, which
+have no published checksum, by its row counts when it is built). Importing this module reads
+nothing.
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import http.client
-import json
 import logging
 import os
-import re
 import tempfile
 import urllib.request
-import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-from pymatgen.core import Structure
 
 from matsearch.errors import DataError
 
@@ -43,7 +40,7 @@ _CHUNK_BYTES = 1 << 20
 _USER_AGENT = "matsearch/0.1 (reference data download)"
 
 # CSV reading that keeps formulas such as "NaN" (sodium nitride) as text.
-_CSV_KW: dict[str, object] = {"keep_default_na": False, "na_values": [""]}
+CSV_OPTIONS: dict[str, object] = {"keep_default_na": False, "na_values": [""]}
 
 MP20_SPLITS = ("train", "val", "test")
 MP20_COLUMNS = (
@@ -65,6 +62,7 @@ class Fetch(StrEnum):
     COPY = "copy"  # the bytes at the single URL are the file; verified against the pinned checksum
     CDVAE_SPLITS = "cdvae-splits"  # CDVAE train/val/test CSVs joined into one table; rows counted
     MIRROR_ONLY = "mirror-only"  # derived file; the URLs say where its data comes from
+    SHIPPED = "shipped"  # compact derived file inside the package; the URLs say where it comes from
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ class Dataset:
     """One registered data file."""
 
     name: str
-    relpath: str  # path under the mirror and the cache
+    relpath: str  # path under the mirror and the cache; SHIPPED: under matsearch/data/reference/
     urls: tuple[str, ...]  # official public source(s)
     checksum: str  # "sha256:<hex>" or "md5:<hex>" of the file at `relpath`
     description: str
@@ -129,16 +127,26 @@ _DATASETS: tuple[Dataset, ...] = (
     _mp20_pilot("test", "c0b5922164322338d0e282d4429b2dc8ab31ffa39d456d05e102b6ec88ea7262"),
     Dataset(
         name="mp-formation-energies",
-        relpath="hull/mp_formation_energies.csv.gz",
+        relpath="mp_hull_mp20_mpts52.csv.gz",
         urls=(
             "https://github.com/txie-93/cdvae/tree/main/data/mp_20",
             "https://github.com/jiaor17/DiffCSP/tree/main/data/mpts_52",
         ),
-        checksum="sha256:3ecfe062ab150fcbfdda7b7c77f1cbafee7f24dd5a6ff70c863e48dd575371ee",
+        checksum="sha256:6fdc4006b1251d1240fbd839fc4cbdd8828e1c4e0355bea2473f80885902e7c5",
         description="DFT formation energies (eV/atom, MP2020-style corrections) and published "
-        "e_above_hull of the MP-20 and MPTS-52 materials: a subset of the MP convex hull",
+        "e_above_hull of the 47,649 MP-20 and MPTS-52 materials: a subset of the MP convex hull",
         licence=_MP_CC,
-        fetch=Fetch.MIRROR_ONLY,
+        fetch=Fetch.SHIPPED,
+    ),
+    Dataset(
+        name="mp20-known-structures",
+        relpath="mp20_known_structures.npz",
+        urls=("https://github.com/txie-93/cdvae/tree/main/data/mp_20",),
+        checksum="sha256:f10c5515d2709c60a24eff9d3dafffc3075868d7b8b7f19a0f7cb5c88d477978",
+        description="Known-materials index: 33,548 MP-20 crystals (CDVAE train/val/test) with id, "
+        "space group, formation energy and e_above_hull, stored compactly",
+        licence=f"{_MP_CC}; split: CDVAE (MIT)",
+        fetch=Fetch.SHIPPED,
     ),
     Dataset(
         name="mp-energies-2023-01-10",
@@ -151,12 +159,13 @@ _DATASETS: tuple[Dataset, ...] = (
     ),
     Dataset(
         name="mp-elemental-refs-2023-02-07",
-        relpath="hull/mp_elemental_reference_entries_2023-02-07.json.gz",
+        relpath="mp_elemental_refs_2023-02-07.json",
         urls=(f"{_FIGSHARE}/40387775",),
-        checksum="sha256:9fd6ef848a91c88840a0d1709b5856d0edb4af22095237e59db52f2acd6bbf79",
-        description="Lowest-energy MP ComputedEntry per element (2023-02-07), Matbench Discovery's "
-        "elemental references",
+        checksum="sha256:90d23099793d387d7cad9ba757824d2bdc748509887b448a14a87b2a2ae79404",
+        description="Energy per atom (eV/atom) of the lowest-energy MP entry of each element "
+        "(2023-02-07), Matbench Discovery's elemental references",
         licence="CC BY 4.0 (Materials Project via Matbench Discovery)",
+        fetch=Fetch.SHIPPED,
     ),
     Dataset(
         name="mp-patched-phase-diagram-2023-02-07",
@@ -300,8 +309,39 @@ def downloads_allowed() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("1", "true", "yes")
 
 
+def shipped_dir() -> Path:
+    """The folder of reference data inside the installed package."""
+    return Path(str(resources.files("matsearch.data") / "reference"))
+
+
+class Availability(StrEnum):
+    """Where a dataset comes from on this machine, in the order they are tried."""
+
+    SHIPPED = "shipped"  # inside the package
+    MIRRORED = "mirrored"  # in MATSEARCH_DATA_DIR
+    CACHED = "cached"  # in the download cache
+    DOWNLOADABLE = "downloadable"  # fetched from its official source on first use
+    UNAVAILABLE = "unavailable"  # mirror-only, or downloads are off
+
+
+def availability(dataset: Dataset) -> Availability:
+    """How `dataset` would be obtained now, without reading or downloading anything."""
+    if dataset.fetch is Fetch.SHIPPED:
+        return Availability.SHIPPED
+    mirror = data_dir()
+    if mirror is not None and (mirror / dataset.relpath).is_file():
+        return Availability.MIRRORED
+    if (cache_dir() / dataset.relpath).is_file():
+        return Availability.CACHED
+    if dataset.fetch is Fetch.MIRROR_ONLY or not downloads_allowed():
+        return Availability.UNAVAILABLE
+    return Availability.DOWNLOADABLE
+
+
 def locate(dataset: Dataset) -> Path | None:
-    """Where `dataset` already is (mirror, then cache), without downloading; None when absent."""
+    """Where `dataset` already is (package, mirror, then cache), without downloading; None when absent."""
+    if dataset.fetch is Fetch.SHIPPED:
+        return shipped_dir() / dataset.relpath
     mirror = data_dir()
     for folder in (mirror, cache_dir()):
         if folder is not None and (folder / dataset.relpath).is_file():
@@ -311,6 +351,14 @@ def locate(dataset: Dataset) -> Path | None:
 
 def resolve(dataset: Dataset) -> Path:
     """Local path of `dataset`, downloading it into the cache when the mirror and cache lack it."""
+    if dataset.fetch is Fetch.SHIPPED:
+        path = shipped_dir() / dataset.relpath
+        if not path.is_file():
+            raise DataError(
+                f"Dataset '{dataset.name}' should ship with matsearch at {path} but is missing; "
+                "reinstall matsearch (pip install --force-reinstall matsearch)."
+            )
+        return path
     mirror = data_dir()
     if mirror is not None and (mirror / dataset.relpath).is_file():
         path = mirror / dataset.relpath
@@ -326,13 +374,13 @@ def resolve(dataset: Dataset) -> Path:
         raise DataError(
             f"Dataset '{dataset.name}' is not in {where} and cannot be downloaded because it is "
             f"derived from {' and '.join(dataset.urls)}; set {DATA_DIR_ENV} to a mirror that holds "
-            f"{dataset.relpath}."
+            f"{dataset.relpath}, or change the spec key that names it."
         )
     if not downloads_allowed():
         raise DataError(
-            f"Dataset '{dataset.name}' is not in {where} and downloads are off ({OFFLINE_ENV}); "
-            f"set {DATA_DIR_ENV} to a mirror that holds {dataset.relpath}, or allow downloads of "
-            f"{' and '.join(dataset.urls)}."
+            f"Dataset '{dataset.name}' is not in {where} and downloads are off ({OFFLINE_ENV}=1); "
+            f"run `matsearch data fetch {dataset.name}` on a connected machine, or set "
+            f"{DATA_DIR_ENV} to a mirror that holds {dataset.relpath}."
         )
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -434,7 +482,7 @@ def _assemble_cdvae(dataset: Dataset, target: Path, where: str) -> None:
     for split, url, expected_rows in splits:
         tmp, _ = _fetch_to(url, target, dataset, where)
         try:
-            raw = pd.read_csv(tmp, **_CSV_KW)
+            raw = pd.read_csv(tmp, **CSV_OPTIONS)
         finally:
             tmp.unlink(missing_ok=True)
         if len(raw) != expected_rows:
@@ -466,152 +514,3 @@ def _assemble_cdvae(dataset: Dataset, target: Path, where: str) -> None:
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-# --- parsed tables ------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _read_csv(path: str) -> pd.DataFrame:
-    return pd.read_csv(path, **_CSV_KW)
-
-
-def load_mp20(split: str | None = None) -> pd.DataFrame:
-    """MP-20 as a DataFrame (columns MP20_COLUMNS; `cif` is missing for some train ids).
-
-    `split` is "train", "val", "test" or None for every row (including ids without a split).
-    Formation energies and e_above_hull are eV/atom, band gaps eV.
-    """
-    if split is not None and split not in MP20_SPLITS:
-        raise DataError(f"Unknown MP-20 split '{split}'; allowed: {', '.join(MP20_SPLITS)} or None.")
-    frame = _read_csv(str(dataset_path("mp20")))
-    if split is not None:
-        frame = frame[frame["split"] == split]
-    return frame.copy()
-
-
-def load_formation_energies(reference: str = "mp20-subset") -> pd.DataFrame:
-    """DFT formation energies of hull reference `reference` (see HULL_REFERENCES).
-
-    Columns: material_id, formula, formation_energy_per_atom (eV/atom) and, where published,
-    e_above_hull_published (eV/atom).
-    """
-    if reference not in HULL_REFERENCES:
-        raise DataError(
-            f"Unknown hull reference '{reference}'; allowed: {', '.join(HULL_REFERENCES)} "
-            "or a CSV/JSON file of formation energies."
-        )
-    path = dataset_path(HULL_REFERENCES[reference])
-    frame = _read_csv(str(path)).rename(columns={"energy_above_hull": "e_above_hull_published"})
-    return check_hull_table(frame, path)
-
-
-def load_hull_entries(path: str | Path) -> pd.DataFrame:
-    """A user's own hull entries: a CSV with columns formula, formation_energy_per_atom (eV/atom),
-    or a JSON list of objects with those keys. Other columns (e.g. material_id) are kept."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"Hull entries file {path} does not exist; give a CSV or JSON file path.")
-    name = path.name.lower()
-    try:
-        if name.endswith((".json", ".json.gz")):
-            opener = gzip.open if name.endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8") as fh:
-                records = json.load(fh)
-            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-                raise DataError(
-                    f"Hull entries file {path} must hold a JSON list of objects with keys "
-                    "formula and formation_energy_per_atom."
-                )
-            frame = pd.DataFrame.from_records(records)
-        elif name.endswith((".csv", ".csv.gz")):
-            frame = pd.read_csv(path, **_CSV_KW)
-        else:
-            raise DataError(f"Hull entries file {path} must end in .csv, .csv.gz, .json or .json.gz.")
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"Hull entries file {path} cannot be read ({exc}).") from exc
-    return check_hull_table(frame, path)
-
-
-def check_hull_table(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """Validated copy of a hull table: formula (str) and formation_energy_per_atom (eV/atom, float)
-    required; material_id and e_above_hull_published kept when present. `path` names the source
-    in error messages."""
-    missing = [c for c in ("formula", "formation_energy_per_atom") if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"Hull entries in {path} lack column(s) {', '.join(missing)}; they need formula and "
-            "formation_energy_per_atom (eV/atom)."
-        )
-    energies = pd.to_numeric(frame["formation_energy_per_atom"], errors="coerce")
-    formulas = frame["formula"]
-    bad = ~(energies.notna() & formulas.map(lambda f: isinstance(f, str) and bool(f.strip())))
-    if bad.any():
-        row = frame.index[bad.to_numpy()][0]
-        raise DataError(
-            f"Hull entries in {path} row {row} has formula {formulas[row]!r} and "
-            f"formation_energy_per_atom {frame['formation_energy_per_atom'][row]!r}; both must be "
-            "given (a formula and a number in eV/atom)."
-        )
-    wanted = ("material_id", "formula", "formation_energy_per_atom", "e_above_hull_published")
-    keep = [c for c in wanted if c in frame.columns]
-    out = frame[keep].copy()
-    out["formation_energy_per_atom"] = energies.astype(float)
-    return out
-
-
-def load_elemental_references(dataset: str = ELEMENTAL_REFERENCES) -> dict[str, float]:
-    """Energy per atom (eV/atom) of each element's reference phase, e.g. {"O": -4.95, ...}.
-
-    The registry file holds pymatgen ComputedEntry dicts whose energy is the total for the
-    entry's composition; it is divided by the number of atoms.
-    """
-    return dict(_elemental_references(str(dataset_path(dataset))))
-
-
-ELEMENTAL_STRUCTURES = "matcalc-mp-pbe-element-refs"
-
-
-def load_elemental_reference_structures(
-    elements: Iterable[str], dataset: str = ELEMENTAL_STRUCTURES
-) -> dict[str, list[Structure]]:
-    """Known polymorphs of each element (MP PBE reference structures), for MLIP-computed μ_i."""
-    raw = _elemental_structure_dicts(str(dataset_path(dataset)))
-    missing = sorted(set(elements) - set(raw))
-    if missing:
-        raise DataError(
-            f"Dataset '{dataset}' has no reference structures for {', '.join(missing)}; "
-            "use reference.elemental: dft for these elements."
-        )
-    return {el: [Structure.from_dict(d) for d in raw[el]["structure"]] for el in elements}
-
-
-@functools.lru_cache(maxsize=2)
-def _elemental_structure_dicts(path: str) -> dict[str, Any]:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-@functools.lru_cache(maxsize=4)
-def _elemental_references(path: str) -> dict[str, float]:
-    from pymatgen.entries.computed_entries import ComputedEntry
-
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        raw = json.load(fh)
-    refs: dict[str, float] = {}
-    with warnings.catch_warnings():  # pymatgen: "No Pauling electronegativity" for noble gases
-        warnings.simplefilter("ignore", UserWarning)
-        for symbol, entry_dict in raw.items():
-            entry = ComputedEntry.from_dict(entry_dict)
-            if [el.symbol for el in entry.composition.elements] != [symbol]:
-                raise DataError(f"Elemental reference '{symbol}' in {path} is {entry.composition}.")
-            refs[symbol] = float(entry.energy_per_atom)
-    return refs
-
-
-_ELEMENT = re.compile(r"[A-Z][a-z]?")
-
-
-def formula_elements(formula: str) -> frozenset[str]:
-    """Element symbols named in a formula string such as "Nd(Al2Cu)4" (no validation)."""
-    return frozenset(_ELEMENT.findall(formula))

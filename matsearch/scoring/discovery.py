@@ -1,0 +1,98 @@
+"""Known vs new, duplicates after relaxation and artefacts: which relaxed candidates are discoveries.
+
+Each relaxed candidate is marked once, in id order, after its generation is relaxed:
+
+1. flags: ``elemental`` (one element) and ``molecular`` (0-dimensional bonded network: isolated
+   molecules or clusters, by Larsen's algorithm on MinimumDistanceNN bonds — CrystalNN and JmolNN
+   call some real 3-D MP-20 crystals 0-D, MinimumDistanceNN none of a 40-crystal sample);
+2. duplicate after relaxation: a relaxed structure that matches an earlier candidate's relaxed
+   structure (StructureMatcher, the run's tolerances) makes the candidate a DUPLICATE of it;
+3. novelty: the known material it reproduces (``known_id``), else ``new_structure`` when the index
+   knows its composition, else ``new_composition``. Seeds are their known material by construction.
+
+A discovery (S.U.N.) is a scored candidate that is new, carries no flag outside the spec's
+``discovery.admit`` and lies at or below the stability threshold (eV/atom).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+from pymatgen.analysis.dimensionality import get_dimensionality_larsen
+from pymatgen.analysis.local_env import MinimumDistanceNN
+from pymatgen.core import Structure
+
+from matsearch.candidate import Candidate, Flag, Novelty, Status
+from matsearch.structures.dedup import DuplicateIndex, MatchTolerances
+from matsearch.structures.known import KnownMaterials
+
+
+def artefact_flags(structure: Structure) -> list[Flag]:
+    """Why `structure` cannot be a discovery: elemental and/or molecular (empty when neither)."""
+    flags = []
+    if len(structure.composition.elements) == 1:
+        flags.append(Flag.ELEMENTAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen: noble gases have no electronegativity
+        bonded = MinimumDistanceNN().get_bonded_structure(structure)
+        if get_dimensionality_larsen(bonded) == 0:
+            flags.append(Flag.MOLECULAR)
+    return flags
+
+
+class DiscoveryMarker:
+    """Marks relaxed candidates against the known materials and the run's relaxed history."""
+
+    def __init__(self, known: KnownMaterials, tolerances: MatchTolerances) -> None:
+        self.known = known
+        self._relaxed = DuplicateIndex(tolerances)
+
+    def remember(self, candidates: Iterable[Candidate]) -> None:
+        """Add already-marked scored candidates to the history (on resume), in id order."""
+        for candidate in sorted(candidates, key=lambda c: c.id):
+            self._relaxed.add(candidate.id, candidate.relaxed)
+
+    def mark(self, candidate: Candidate) -> None:
+        """Set flags, duplicate status and novelty of a SCORED candidate (in place)."""
+        relaxed = candidate.relaxed
+        candidate.flags = artefact_flags(relaxed)
+        earlier = self._relaxed.find(relaxed)
+        if earlier is not None:
+            candidate.status = Status.DUPLICATE
+            candidate.duplicate_of = earlier
+            candidate.reason = f"relaxed into the structure of candidate {earlier}"
+        else:
+            self._relaxed.add(candidate.id, relaxed)
+        seed_id = candidate.extra.get("material_id") if candidate.operator == "seed" else None
+        match = None if seed_id else self.known.match(relaxed)
+        if seed_id or match is not None:
+            candidate.novelty = Novelty.KNOWN
+            candidate.known_id = seed_id or match.material_id
+        elif self.known.rows(relaxed.composition.reduced_formula):
+            candidate.novelty = Novelty.NEW_STRUCTURE
+        else:
+            candidate.novelty = Novelty.NEW_COMPOSITION
+
+
+def is_new(candidate: Candidate) -> bool:
+    """A marked candidate that reproduces no known material."""
+    return candidate.novelty in (Novelty.NEW_STRUCTURE, Novelty.NEW_COMPOSITION)
+
+
+def is_artefact(candidate: Candidate, admit: Iterable[str] = ()) -> bool:
+    """A candidate carrying a flag that the spec does not admit."""
+    admitted = set(admit)
+    return any(flag not in admitted for flag in candidate.flags)
+
+
+def is_discovery(candidate: Candidate, stable_threshold: float, admit: Iterable[str] = ()) -> bool:
+    """S.U.N.: scored (hence unique after relaxation), new, not an artefact, and e_above_hull at or
+    below `stable_threshold` (eV/atom)."""
+    return (
+        candidate.status == Status.SCORED
+        and candidate.e_above_hull is not None
+        and candidate.e_above_hull <= stable_threshold
+        and is_new(candidate)
+        and not is_artefact(candidate, admit)
+    )

@@ -1,0 +1,101 @@
+"""Known vs new, duplicates after relaxation and artefact flags on real structures."""
+
+from __future__ import annotations
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from matsearch.candidate import Candidate, Flag, Novelty, Status
+from matsearch.scoring.discovery import DiscoveryMarker, artefact_flags, is_discovery
+from matsearch.structures.dedup import PYMATGEN_DEFAULTS
+from matsearch.structures.known import KnownMaterials
+
+
+def _rocksalt_nacl(a: float = 5.69) -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+
+
+def _cscl_nacl() -> Structure:
+    return Structure(Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _molecular(symbol: str, bond: float, a: float = 5.6) -> Structure:
+    """Four diatomic molecules in a cubic cell (a Pa-3-like packing of N2, O2 or F2)."""
+    centres = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    coords = []
+    for c in centres:
+        coords += [c, [c[0] + bond / a, c[1], c[2]]]
+    return Structure(Lattice.cubic(a), [symbol] * 8, coords)
+
+
+def _scored(
+    cid: int, relaxed: Structure, e_hull: float = -0.02, operator: str = "strain", **extra
+) -> Candidate:
+    return Candidate(
+        id=cid,
+        generation=1,
+        origin="builtin",
+        operator=operator,
+        structure=relaxed,
+        relaxed=relaxed,
+        status=Status.SCORED,
+        e_above_hull=e_hull,
+        extra=dict(extra),
+    )
+
+
+@pytest.fixture(scope="module")
+def known() -> KnownMaterials:
+    return KnownMaterials.load()
+
+
+@pytest.mark.parametrize(("symbol", "bond"), [("N", 1.10), ("O", 1.21), ("F", 1.42)])
+def test_molecular_crystals_are_flagged_and_never_discoveries(known, symbol: str, bond: float) -> None:
+    candidate = _scored(1, _molecular(symbol, bond), e_hull=-0.11)
+    DiscoveryMarker(known, PYMATGEN_DEFAULTS).mark(candidate)
+    assert candidate.flags == [Flag.ELEMENTAL, Flag.MOLECULAR]
+    assert not is_discovery(candidate, 0.0)
+    assert not is_discovery(candidate, 0.0, admit=["molecular"])  # still elemental
+    assert is_discovery(candidate, 0.0, admit=["molecular", "elemental"]) == (
+        candidate.novelty != Novelty.KNOWN
+    )
+
+
+def test_ionic_and_metallic_crystals_carry_no_flag() -> None:
+    assert artefact_flags(_rocksalt_nacl()) == []
+    bcc_li = Structure(Lattice.cubic(3.44), ["Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert artefact_flags(bcc_li) == [Flag.ELEMENTAL]
+
+
+def test_known_new_structure_new_composition_and_seeds(known: KnownMaterials) -> None:
+    marker = DiscoveryMarker(known, PYMATGEN_DEFAULTS)
+    rocksalt, cscl = _scored(1, _rocksalt_nacl(5.8)), _scored(2, _cscl_nacl())
+    new_formula = _scored(
+        3, Structure(Lattice.cubic(4.2), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0.5]])
+    )
+    seed = _scored(4, _rocksalt_nacl(4.0) * (2, 1, 1), operator="seed", material_id="mp-22862")
+    for c in (rocksalt, cscl, new_formula):
+        marker.mark(c)
+    assert (rocksalt.novelty, rocksalt.known_id) == (Novelty.KNOWN, "mp-22862")
+    assert (cscl.novelty, cscl.known_id) == (Novelty.NEW_STRUCTURE, None)
+    assert is_discovery(cscl, 0.0) and not is_discovery(rocksalt, 0.0)
+    assert new_formula.novelty == Novelty.NEW_COMPOSITION  # no NaCl2 in MP-20
+    marker.mark(seed)  # a seed is its known material, whatever its relaxed cell looks like
+    assert (seed.novelty, seed.known_id) == (Novelty.KNOWN, "mp-22862")
+
+
+def test_a_structure_relaxed_into_an_earlier_one_is_a_duplicate_of_it(known: KnownMaterials) -> None:
+    marker = DiscoveryMarker(known, PYMATGEN_DEFAULTS)
+    first, again = _scored(5, _cscl_nacl()), _scored(9, _cscl_nacl() * (1, 1, 2))
+    other = _scored(7, _rocksalt_nacl())
+    for c in (first, other, again):
+        marker.mark(c)
+    assert first.status == other.status == Status.SCORED
+    assert again.status == Status.DUPLICATE and again.duplicate_of == 5
+    assert again.reason == "relaxed into the structure of candidate 5"
+    assert not is_discovery(again, 0.0)
+    resumed = DiscoveryMarker(known, PYMATGEN_DEFAULTS)
+    resumed.remember([other, first])
+    replay = _scored(9, _cscl_nacl() * (1, 1, 2))
+    resumed.mark(replay)
+    assert replay.duplicate_of == 5
