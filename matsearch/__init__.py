@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["Candidate", "Run", "RunSpec", "Search", "Status", "fitness", "load_spec"]
+__all__ = ["Candidate", "Flag", "Novelty", "Run", "RunSpec", "Search", "Status", "fitness", "load_spec"]
 
 if TYPE_CHECKING:
-    from matsearch.candidate import Candidate, Status
+    from matsearch.candidate import Candidate, Flag, Novelty, Status
     from matsearch.engine import Search
     from matsearch.run import Run
     from matsearch.scoring.custom import register_fitness as fitness
@@ -33,7 +33,7 @@ def __getattr__(name: str):
         from matsearch.scoring.custom import register_fitness
 
         return register_fitness
-    if name in ("Candidate", "Status"):
+    if name in ("Candidate", "Flag", "Novelty", "Status"):
         from matsearch import candidate
 
         return getattr(candidate, name)

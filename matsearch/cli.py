@@ -125,6 +125,7 @@ def _status_dict(run_dir: Path, top: int) -> dict:
         "last_generation": result.last_generation,
         "generations": {str(g): m for g, m in result.generation_metrics().items()},
         "origins": result.origin_stats(),
+        "operators": result.operator_stats(),
         "best": [candidate_metadata(c) for c in result.best(top)],
     }
 
@@ -154,6 +155,19 @@ def _print_status(run_dir: Path, top: int) -> None:
             *(f"{row[k + '_rate']:.0%}" for k in ("parsed", "valid", "unique", "relaxed", "metastable")),
         )
     console.print(origins)
+    operators = Table(
+        title="per operator: proposed → valid → unique → metastable-new (screened out before counting)"
+    )
+    for column in ("proposer/operator", "proposed", "valid", "unique", "metastable-new", "screened out"):
+        operators.add_column(column, justify="right" if column != "proposer/operator" else "left")
+    for name, row in data["operators"].items():
+        operators.add_row(
+            name,
+            str(row["proposed"]),
+            *(f"{row[k]} ({row[k + '_rate']:.0%})" for k in ("valid", "unique", "metastable_new")),
+            str(row["screened"]),
+        )
+    console.print(operators)
     best = Table(title=f"best {len(data['best'])} relaxed candidates (e_hull in eV/atom)")
     for column in (
         "id",

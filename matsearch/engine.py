@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
+from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
-from matsearch.data import HULL_REFERENCES
-from matsearch.errors import MatsearchError, RunInterrupted
+from matsearch.errors import DataError, MatsearchError, RunInterrupted
 from matsearch.executors.base import Executor
 from matsearch.executors.registry import build_executor
-from matsearch.proposers.base import Proposal, Proposer
-from matsearch.proposers.builtin import BuiltinProposer
+from matsearch.proposers.base import Proposal, Proposer, Screen
+from matsearch.proposers.builtin import random_starts
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
 from matsearch.scoring.csp import csp_match, load_known_structure
@@ -121,12 +122,8 @@ class Search:
     def hull(self) -> HullReference:
         """The hull reference, with μ_i computed by the run's MLIP when the spec asks for it."""
         if self._hull is None:
-            ref = self.spec.reference.hull
-            hull = (
-                HullReference.from_registry(ref)
-                if ref in HULL_REFERENCES
-                else HullReference.from_file(Path(ref))
-            )
+            with _spec_key("reference.hull", self.spec.reference.hull, "mp20-subset"):
+                hull = HullReference.named(self.spec.reference.hull)
             if self.spec.reference.elemental == "mlip":
                 refs = mlip_elemental_references(self.limits.elements, self.executor)
                 hull = hull.with_elemental_references(refs, f"{self.spec.mlip.backend} MLIP, relaxed")
@@ -137,10 +134,15 @@ class Search:
     def known(self) -> KnownMaterials:
         """The known-materials index (seeds, known-vs-new), matching with the spec's tolerances."""
         if self._known is None:
-            m = self.spec.matching
-            tolerances = MatchTolerances(m.ltol, m.stol, m.angle_tol)
-            self._known = KnownMaterials.load(self.spec.reference.known, tolerances)
+            with _spec_key("reference.known", self.spec.reference.known, "mp20"):
+                self._known = KnownMaterials.load(self.spec.reference.known, self.tolerances)
         return self._known
+
+    @property
+    def tolerances(self) -> MatchTolerances:
+        """StructureMatcher tolerances of the spec's `matching` section."""
+        m = self.spec.matching
+        return MatchTolerances(m.ltol, m.stol, m.angle_tol)
 
     @property
     def executor(self) -> Executor:
@@ -157,9 +159,10 @@ class Search:
         package_logger.addHandler(handler)
         package_logger.setLevel(logging.INFO)
         try:
-            proposers = [build_proposer(p, store.run_dir) for p in self.spec.proposers]
             dedup = self._rebuild_dedup(store)
-            marker = DiscoveryMarker(self.known, self.known.tolerances)
+            screen = self._screen(dedup)
+            proposers = [build_proposer(p, store.run_dir, screen) for p in self.spec.proposers]
+            marker = DiscoveryMarker(self.known, self.tolerances)
             marker.remember(store.candidates(status=Status.SCORED))
             for generation in range(self.spec.generations + 1):
                 if not store.is_completed(generation):
@@ -180,9 +183,8 @@ class Search:
             store.close()
         return Run(self.spec.run_dir)
 
-    @staticmethod
-    def _rebuild_dedup(store: RunStore) -> DuplicateIndex:
-        index = DuplicateIndex()
+    def _rebuild_dedup(self, store: RunStore) -> DuplicateIndex:
+        index = DuplicateIndex(self.tolerances)
         for c in store.candidates(status=[Status.VALID, Status.SCORED, Status.FAILED]):
             index.add(c.id, c.structure)
         return index
@@ -224,32 +226,27 @@ class Search:
         self, generation: int, parents: list[Candidate], proposers: list[Proposer]
     ) -> list[Candidate]:
         seed = self.spec.seed
-        proposals: list[Proposal] = []
         if generation == 0:
-            # CSP starts from random structures of the target: known answers are not handed in
-            n_seeds = 0 if self.spec.task.kind == "csp" else self.spec.population_size
-            seeds = initial_population(self.limits, n_seeds, self.known)
-            proposals += [
-                Proposal(
-                    structure=s,
-                    operator="seed",
-                    parents=[],
-                    origin="known",
-                    extra={"material_id": mid},
-                )
-                for s, mid in seeds
-            ]
-            # fill with random symmetric structures when too few known materials fit
-            proposers, counts = [BuiltinProposer()], [self.spec.population_size - len(proposals)]
-        else:
-            counts = split_children(
-                self.spec.children_per_generation, [p.fraction for p in self.spec.proposers]
-            )
+            return [self._to_candidate(0, p) for p in self._initial_proposals()]
+        proposals: list[Proposal] = []
+        counts = split_children(self.spec.children_per_generation, [p.fraction for p in self.spec.proposers])
         for k, (proposer, n) in enumerate(zip(proposers, counts, strict=True)):
             if n > 0:
                 rng = np.random.default_rng([seed, generation, k])
                 proposals += proposer.propose(parents, n, self.limits, rng)
         return [self._to_candidate(generation, p) for p in proposals]
+
+    def _initial_proposals(self) -> list[Proposal]:
+        """Known materials inside the chemistry, most stable first, then random symmetric
+        structures to fill the population. CSP starts from random structures only: known answers
+        are not handed in."""
+        n_seeds = 0 if self.spec.task.kind == "csp" else self.spec.population_size
+        proposals = [
+            Proposal(structure=s, operator="seed", parents=[], origin="known", extra={"material_id": mid})
+            for s, mid in initial_population(self.limits, n_seeds, self.known)
+        ]
+        n_random = self.spec.population_size - len(proposals)
+        return proposals + random_starts(self.limits, n_random, np.random.default_rng([self.spec.seed, 0, 0]))
 
     @staticmethod
     def _to_candidate(generation: int, proposal: Proposal) -> Candidate:
@@ -267,19 +264,34 @@ class Search:
             candidate.reason = proposal.reason or "proposer produced no structure"
         return candidate
 
+    def _invalid_reason(self, structure: Structure) -> str | None:
+        """Why `structure` breaks the spec's validity rules or chemistry (systems included), or None."""
+        validity = self.spec.validity
+        return check_validity(
+            structure,
+            self.limits,
+            check_charge_neutrality=validity.charge_neutrality,
+            min_distance_factor=validity.min_distance_factor,
+            volume_ratio=validity.volume_ratio,
+        )
+
+    def _screen(self, dedup: DuplicateIndex) -> Screen:
+        """The check a builtin child must pass before it counts: valid and not already seen."""
+
+        def screen(structure: Structure) -> str | None:
+            if (reason := self._invalid_reason(structure)) is not None:
+                return reason
+            match = dedup.find(structure)
+            return None if match is None else f"duplicate of candidate {match}"
+
+        return screen
+
     def _check(self, store: RunStore, generation: int, dedup: DuplicateIndex) -> None:
         """Validity then dedup for every new child, committed one by one in id order."""
         self._report(store, generation, "checking")
-        validity = self.spec.validity
         for candidate in store.candidates(generation=generation, status=Status.PROPOSED):
             started = time.perf_counter()
-            reason = check_validity(
-                candidate.structure,
-                self.limits,
-                check_charge_neutrality=validity.charge_neutrality,
-                min_distance_factor=validity.min_distance_factor,
-                volume_ratio=validity.volume_ratio,
-            ) or self.limits.outside_systems(el.symbol for el in candidate.structure.composition.elements)
+            reason = self._invalid_reason(candidate.structure)
             if reason is not None:
                 candidate.status, candidate.reason = Status.INVALID, reason
             elif (match := dedup.find(candidate.structure)) is not None:
@@ -372,6 +384,17 @@ class Search:
         self._last_report = now
         children = store.candidates(generation=generation)
         self.on_progress(Progress(generation, stage, len(children), _counts(children)))
+
+
+@contextmanager
+def _spec_key(key: str, value: str, shipped: str) -> Iterator[None]:
+    """Name the spec setting behind a missing dataset, and the default that needs no download."""
+    try:
+        yield
+    except DataError as exc:
+        reason = exc.args[0].rstrip(".")
+        hint = f"needed by {key}: {value}; {key}: {shipped} ships with matsearch"
+        raise DataError(f"{reason} ({hint}).") from exc
 
 
 def _counts(children: list[Candidate]) -> dict[str, int]:

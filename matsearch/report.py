@@ -377,8 +377,7 @@ def _save(fig: Figure, path: Path) -> None:
 def _build_hull(spec: RunSpec) -> Any:
     from matsearch.scoring.hull import HullReference
 
-    ref = spec.reference.hull
-    return HullReference.from_registry(ref) if ref == "mp20-subset" else HullReference.from_file(ref)
+    return HullReference.named(spec.reference.hull)
 
 
 def make_figures(snapshot: RunSnapshot, out_dir: Path, hull: Any | None = None) -> list[ReportFigure]:
@@ -471,6 +470,7 @@ def _html(snapshot: RunSnapshot, figures: list[ReportFigure], top: int) -> str:
         meta = candidate_metadata(c)
         row = {k: meta[k] for k in ("id", "formula", "generation", "origin", "operator")}
         row |= {"e_above_hull (eV/atom)": c.e_above_hull, "converged": c.converged}
+        row |= {"known as": c.known_id or (c.novelty or "—").replace("_", " "), "flags": ", ".join(c.flags)}
         row |= {name: c.scores.get(name) for name in score_names if name != "e_above_hull"}
         best_rows.append(row)
     best_columns = list(best_rows[0]) if best_rows else ["id"]

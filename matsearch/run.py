@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -70,32 +71,34 @@ class Run:
         return list((spec.get("discovery") or {}).get("admit") or [])
 
     def origin_stats(self) -> dict[str, dict[str, float]]:
-        """Per proposer (origin): counts and rates of parsed, valid, unique, relaxed and metastable
-        (e_above_hull < 0.1 eV/atom) children, so proposers can be compared in one run."""
+        """Per proposer (origin): the yields of `yield_stats`, so proposers can be compared."""
+        return self.yield_stats(lambda c: c.origin)
+
+    def operator_stats(self) -> dict[str, dict[str, float]]:
+        """Per proposer and operator ("builtin/crossover"): the yields of `yield_stats`."""
+        return self.yield_stats(lambda c: f"{c.origin}/{c.operator}")
+
+    def yield_stats(self, key: Callable[[Candidate], str]) -> dict[str, dict[str, float]]:
+        """Counts and rates (of proposed) per group: parsed, valid, unique (also after relaxation),
+        relaxed, metastable (e_above_hull < 0.1 eV/atom) and metastable-new (metastable, not a known
+        material, not an artefact), plus builtin children screened out before they counted."""
+        admit = self.admitted_flags()
         stats: dict[str, dict[str, float]] = {}
+        names = ("proposed", "parsed", "valid", "unique", "relaxed", "metastable", "metastable_new")
         for c in self.candidates():
-            row = stats.setdefault(
-                c.origin,
-                dict.fromkeys(
-                    ("proposed", "parsed", "valid", "unique", "relaxed", "metastable"), 0
-                ),
-            )
+            row = stats.setdefault(key(c), dict.fromkeys((*names, "screened"), 0))
+            metastable = c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
             row["proposed"] += 1
             row["parsed"] += c.structure is not None
-            row["valid"] += c.status in (
-                Status.VALID,
-                Status.SCORED,
-                Status.FAILED,
-                Status.DUPLICATE,
-            )
+            row["valid"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE)
             row["unique"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED)
             row["relaxed"] += c.status == Status.SCORED
-            row["metastable"] += (
-                c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
-            )
+            row["metastable"] += metastable
+            row["metastable_new"] += metastable and is_new(c) and not is_artefact(c, admit)
+            row["screened"] += int(c.extra.get("screened", 0))
         for row in stats.values():
-            for key in ("parsed", "valid", "unique", "relaxed", "metastable"):
-                row[f"{key}_rate"] = row[key] / row["proposed"]
+            for name in names[1:]:
+                row[f"{name}_rate"] = row[name] / row["proposed"]
         return stats
 
     def generation_metrics(self) -> dict[int, dict]:

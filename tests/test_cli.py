@@ -49,10 +49,18 @@ def test_status_json_lists_every_relaxed_candidate_with_e_hull(run_dir: Path) ->
 
 
 def test_export_writes_files_and_rejects_unknown_formats(run_dir: Path, tmp_path: Path) -> None:
-    done = _cli("export", str(run_dir), "--top", "1", "-f", "cif", "-f", "csv", "--out", str(tmp_path))
+    out = tmp_path / "all"
+    done = _cli(
+        "export", str(run_dir), "--top", "1", "-f", "cif", "-f", "csv", "--out", str(out), "--include-known"
+    )
     assert done.returncode == 0, done.stderr
-    assert len(list(tmp_path.glob("*.cif"))) == 1
-    assert (tmp_path / "candidates.csv").read_text().startswith("id,formula,generation")
+    assert len(list(out.glob("*.cif"))) == 1
+    assert (out / "candidates.csv").read_text().startswith("id,formula,generation")
+    new_only = tmp_path / "new"
+    done = _cli("export", str(run_dir), "-f", "cif", "--out", str(new_only))
+    assert done.returncode == 0, done.stderr
+    for meta in new_only.glob("*.json"):  # known seeds are left out by default
+        assert json.loads(meta.read_text())["novelty"] in ("new_structure", "new_composition")
     bad = _cli("export", str(run_dir), "-f", "xyzzy")
     assert bad.returncode == 2
     assert "unknown export format 'xyzzy'; allowed: cif, poscar, extxyz, csv" in bad.stderr

@@ -69,7 +69,8 @@ def test_second_writer_is_refused_and_kill_releases_the_lock(tmp_path: Path) -> 
         [
             sys.executable,
             "-c",
-            f"from matsearch.store import RunStore; s = RunStore.open({str(run_dir)!r}); print('ok', flush=True); "
+            f"from matsearch.store import RunStore; s = RunStore.open({str(run_dir)!r}); "
+            "print('ok', flush=True); "
             "import time; time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

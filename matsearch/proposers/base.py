@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -10,6 +11,9 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate
 from matsearch.structures.limits import ChemistryLimits
+
+Screen = Callable[[Structure], str | None]
+"""A check a child must pass before it counts: None to accept it, else the reason it fails."""
 
 
 @dataclass

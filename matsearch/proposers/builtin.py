@@ -18,13 +18,14 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate
 from matsearch.errors import SpecError
-from matsearch.proposers.base import Proposal
+from matsearch.proposers.base import Proposal, Screen
 from matsearch.proposers.operators import OperatorResult, crossover, strain, substitute, swap
 from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.random_structures import (
+    max_formula_units,
     random_composition,
     random_structure,
-    target_cell_composition,
+    random_target_structure,
 )
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "crossover": 0.25,
     "random": 0.15,
 }
+_RANDOM_START_TRIES = 5  # pyxtal attempts per generation-0 structure
 _PARENTS_NEEDED = {"substitution": 1, "strain": 1, "swap": 1, "crossover": 2, "random": 0}
 
 
@@ -43,15 +45,22 @@ class BuiltinProposer:
     """Proposes children with substitution, strain, swap, crossover and random operators.
 
     weights: relative probability of each operator (missing names get 0); None uses
-        DEFAULT_WEIGHTS. max_attempts: operator draws per child before giving up on it.
+        DEFAULT_WEIGHTS. screen: a child that fails it (invalid, already seen) is discarded and
+        another operator draw made; a child records how many draws were screened out.
+        max_attempts: operator draws per child before giving up on it.
     """
 
     name = "builtin"
 
     def __init__(
-        self, weights: Mapping[str, float] | None = None, *, max_attempts: int = 10
+        self,
+        weights: Mapping[str, float] | None = None,
+        *,
+        screen: Screen | None = None,
+        max_attempts: int = 20,
     ) -> None:
         self.weights = _checked_weights(DEFAULT_WEIGHTS if weights is None else weights)
+        self.screen = screen
         self.max_attempts = max_attempts
 
     def propose(
@@ -73,34 +82,36 @@ class BuiltinProposer:
         rng: np.random.Generator,
     ) -> Proposal:
         names, probabilities = self._operator_distribution(len(pool), limits)
-        operator = names[0]
+        operator, screened, last_reason = names[0], 0, "the operators did not apply"
         for _ in range(self.max_attempts):
             operator = names[int(rng.choice(len(names), p=probabilities))]
             chosen = [
-                pool[int(i)]
-                for i in rng.choice(len(pool), size=_PARENTS_NEEDED[operator], replace=False)
+                pool[int(i)] for i in rng.choice(len(pool), size=_PARENTS_NEEDED[operator], replace=False)
             ]
             result = _apply(operator, [s for _, s in chosen], limits, rng)
-            if result is not None:
-                child, info = result
-                return Proposal(
-                    structure=child,
-                    operator=operator,
-                    parents=[p.id for p, _ in chosen if p.id is not None],
-                    origin=self.name,
-                    extra=info,
-                )
+            if result is None:
+                continue
+            child, info = result
+            if self.screen is not None and (why := self.screen(child)) is not None:
+                screened, last_reason = screened + 1, why
+                continue
+            return Proposal(
+                structure=child,
+                operator=operator,
+                parents=[p.id for p, _ in chosen if p.id is not None],
+                origin=self.name,
+                extra=info | ({"screened": screened} if screened else {}),
+            )
         return Proposal(
             structure=None,
             operator=operator,
             parents=[],
             origin=self.name,
-            reason=f"no_child: {self.max_attempts} operator draws produced no structure",
+            reason=f"no_child: {self.max_attempts} operator draws produced no usable structure "
+            f"({screened} screened out; last: {last_reason})",
         )
 
-    def _operator_distribution(
-        self, n_parents: int, limits: ChemistryLimits
-    ) -> tuple[list[str], np.ndarray]:
+    def _operator_distribution(self, n_parents: int, limits: ChemistryLimits) -> tuple[list[str], np.ndarray]:
         """Operators that can run with `n_parents` parents, with normalised probabilities."""
         usable = {
             name: w
@@ -130,18 +141,44 @@ def _apply(
     return _random(limits, rng)
 
 
-def _random(limits: ChemistryLimits, rng: np.random.Generator) -> OperatorResult:
+def _random(limits: ChemistryLimits, rng: np.random.Generator, units: int | None = None) -> OperatorResult:
+    """A random symmetric crystal within the limits; for CSP, of the target with `units` formula
+    units (default: drawn uniformly from those that fit in max_atoms)."""
     if limits.target is not None:
-        composition = target_cell_composition(limits.target, limits.max_atoms, rng)
+        max_units = max_formula_units(limits.target, limits.max_atoms)
+        if max_units < 1:
+            return None
+        units = units or int(rng.integers(1, max_units + 1))
+        structure = random_target_structure(limits.target, units, rng)
     else:
         composition = random_composition(limits, rng)
-    if composition is None:
-        return None
-    structure = random_structure(composition, rng)
+        structure = None if composition is None else random_structure(composition, rng)
     if structure is None:
         return None
-    info: dict[str, Any] = {"formula": composition.formula.replace(" ", "")}
+    info: dict[str, Any] = {"formula": structure.composition.formula.replace(" ", "")}
     return structure, info
+
+
+def random_starts(limits: ChemistryLimits, n: int, rng: np.random.Generator) -> list[Proposal]:
+    """`n` random symmetric structures for generation 0. For CSP they take every formula-unit count
+    that fits in max_atoms in turn (Z = 1, 2, ..., 1, 2, ...), so small and large cells are both
+    explored; each proposal whose structure pyxtal could not build says so."""
+    proposals = []
+    max_units = max(1, max_formula_units(limits.target, limits.max_atoms)) if limits.target else 1
+    for i in range(n):
+        units = i % max_units + 1 if limits.target is not None else None
+        result = next(
+            (r for _ in range(_RANDOM_START_TRIES) if (r := _random(limits, rng, units)) is not None), None
+        )
+        if result is None:
+            proposals.append(
+                Proposal(
+                    None, "random", [], BuiltinProposer.name, reason="no_child: pyxtal built no structure"
+                )
+            )
+        else:
+            proposals.append(Proposal(result[0], "random", [], BuiltinProposer.name, extra=result[1]))
+    return proposals
 
 
 def _checked_weights(weights: Mapping[str, float]) -> dict[str, float]:

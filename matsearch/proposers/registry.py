@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matsearch.proposers.base import Proposer
+from matsearch.proposers.base import Proposer, Screen
 from matsearch.spec import BuiltinProposerSpec, ProposerSpec
 
 
-def build_proposer(spec: ProposerSpec, run_dir: Path) -> Proposer:
-    """The proposer for one entry of the spec's `proposers` list."""
+def build_proposer(spec: ProposerSpec, run_dir: Path, screen: Screen | None = None) -> Proposer:
+    """The proposer for one entry of the spec's `proposers` list. The builtin proposer redraws
+    children that fail `screen` (LLM proposers are judged on what they propose)."""
     if isinstance(spec, BuiltinProposerSpec):
         from matsearch.proposers.builtin import BuiltinProposer
 
-        return BuiltinProposer(weights=spec.weights)
+        return BuiltinProposer(weights=spec.weights, screen=screen)
     from matsearch.proposers.llm.factory import build_llm_proposer
 
     return build_llm_proposer(spec, cache_path=run_dir / "llm_cache.sqlite")

@@ -89,6 +89,13 @@ class HullReference:
         )
 
     @classmethod
+    def named(cls, reference: str) -> HullReference:
+        """`reference` as a spec's `reference.hull` gives it: a registry name or a file path."""
+        if reference in data.HULL_REFERENCES:
+            return cls.from_registry(reference)
+        return cls.from_file(Path(reference))
+
+    @classmethod
     def from_file(cls, path: str | Path, name: str | None = None) -> HullReference:
         """A user's hull entries (CSV/JSON of formula, formation_energy_per_atom in eV/atom) with
         the MP 2023-02-07 elemental references."""

@@ -2,9 +2,10 @@
 
 Compositions are drawn within a run's ChemistryLimits (preferring charge-balanced ones, see
 `matsearch.structures.validity.is_charge_balanced`), or given (CSP: the target formula times a
-random number of formula units). Space groups are drawn uniformly from those whose Wyckoff
-positions can hold the atom counts. pyxtal's atom counts refer to its conventional cell, which is
-the cell returned, so the structure never has more than `limits.max_atoms` atoms.
+number of formula units). Space groups are drawn uniformly from those whose Wyckoff positions can
+hold the atom counts. pyxtal's atom counts refer to its conventional cell, which `random_structure`
+returns; `random_target_structure` returns the Niggli-reduced primitive cell of a possibly larger
+centred one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_REDUCED_COUNT = 6  # largest stoichiometric coefficient drawn for a random composition
 _N_SPACE_GROUPS = 230
+_LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}  # per conventional cell
 
 
 def random_composition(
@@ -59,15 +61,32 @@ def random_composition(
     return fallback
 
 
-def target_cell_composition(
-    target: Composition, max_atoms: int, rng: np.random.Generator
-) -> Composition | None:
-    """The reduced `target` times a random number of formula units fitting in `max_atoms`."""
+def max_formula_units(target: Composition, max_atoms: int) -> int:
+    """How many formula units of `target` fit in a cell of `max_atoms` atoms (0 if none)."""
+    return int(max_atoms // target.element_composition.reduced_composition.num_atoms)
+
+
+def random_target_structure(
+    target: Composition, units: int, rng: np.random.Generator, *, max_space_group_tries: int = 30
+) -> Structure | None:
+    """A random symmetric crystal of `units` formula units of `target` in its primitive cell.
+
+    The space group is drawn first; for a centred group (A, B, C, I: 2 lattice points, R in the
+    hexagonal setting: 3, F: 4) pyxtal builds the conventional cell with that many times the atoms
+    and the primitive cell is returned, so conventional cells larger than max_atoms are reachable
+    (rock salt: 8 atoms conventional, 2 primitive). None if pyxtal found no arrangement.
+    """
     reduced = target.element_composition.reduced_composition
-    max_units = int(max_atoms // reduced.num_atoms)
-    if max_units < 1:
-        return None
-    return reduced * int(rng.integers(1, max_units + 1))
+    wanted = int(round(reduced.num_atoms)) * units
+    for group in (int(g) for g in rng.integers(1, _N_SPACE_GROUPS + 1, size=max_space_group_tries)):
+        points = _LATTICE_POINTS[_group(group).symbol[0]]
+        structure = random_structure(reduced * (units * points), rng, space_group=group)
+        if structure is None:
+            continue
+        primitive = structure.get_primitive_structure()
+        if len(primitive) == wanted:
+            return primitive.get_reduced_structure()  # Niggli: no needlessly skewed cell for the MLIP
+    return None
 
 
 def random_structure(

@@ -34,6 +34,7 @@ KINDS = (
     "too_many_atoms",
     "element_not_allowed",
     "too_many_elements",
+    "not_in_systems",
     "wrong_composition",
     "volume_ratio",
     "too_close",
@@ -72,6 +73,9 @@ def check_validity(
         return f"element_not_allowed: {', '.join(not_allowed)} (allowed: {', '.join(limits.elements)})"
     if len(symbols) > limits.max_elements:
         return f"too_many_elements: {len(symbols)} > {limits.max_elements} ({', '.join(symbols)})"
+    outside = limits.outside_systems(symbols)
+    if outside is not None:
+        return outside
     if limits.target is not None:
         target = limits.target.element_composition.reduced_composition
         if not composition.reduced_composition.almost_equals(target):

@@ -14,8 +14,9 @@ from pymatgen.core import Composition, Lattice, Structure
 from matsearch.candidate import Candidate, Status
 from matsearch.errors import SpecError
 from matsearch.proposers.base import Proposal, Proposer
-from matsearch.proposers.builtin import BuiltinProposer
+from matsearch.proposers.builtin import BuiltinProposer, random_starts
 from matsearch.structures.limits import ChemistryLimits
+from matsearch.structures.random_structures import random_target_structure
 from matsearch.structures.validity import check_validity, is_charge_balanced
 
 PARENT_IDS = {
@@ -43,9 +44,7 @@ def from_cif(text: str) -> Structure:
 
 @pytest.fixture(scope="module")
 def mp20(mirror_dir: Path) -> pd.DataFrame:
-    frame = pd.read_csv(
-        mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
-    )
+    frame = pd.read_csv(mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""])
     return frame[frame["cif"].notna()].set_index("material_id")
 
 
@@ -68,9 +67,7 @@ def parents(mp20: pd.DataFrame) -> list[Candidate]:
 def within_limits(s: Structure, limits: ChemistryLimits) -> bool:
     symbols = {el.symbol for el in s.composition.elements}
     return (
-        len(s) <= limits.max_atoms
-        and symbols <= set(limits.elements)
-        and len(symbols) <= limits.max_elements
+        len(s) <= limits.max_atoms and symbols <= set(limits.elements) and len(symbols) <= limits.max_elements
     )
 
 
@@ -102,13 +99,9 @@ MIN_VALID_SHARE = {"substitution": 1.0, "strain": 1.0, "swap": 0.8, "random": 0.
 
 
 @pytest.mark.parametrize("operator", sorted(MIN_VALID_SHARE))
-def test_each_operator_makes_children_within_limits(
-    operator: str, parents: list[Candidate]
-) -> None:
+def test_each_operator_makes_children_within_limits(operator: str, parents: list[Candidate]) -> None:
     n = 12
-    proposals = BuiltinProposer({operator: 1.0}).propose(
-        parents, n, LIMITS, np.random.default_rng(3)
-    )
+    proposals = BuiltinProposer({operator: 1.0}).propose(parents, n, LIMITS, np.random.default_rng(3))
     assert len(proposals) == n
     n_valid = 0
     for p in proposals:
@@ -160,9 +153,7 @@ def test_csp_children_keep_target_composition(mp20: pd.DataFrame) -> None:
         candidate(from_cif(mp20.loc["mp-22526", "cif"]), 1),  # LiCoO2 R-3m, 4 atoms
         candidate(from_cif(mp20.loc["mp-849273", "cif"]), 2),  # LiCoO2 Imma
     ]
-    limits = ChemistryLimits(
-        elements=("Li", "Co", "O", "Ni"), max_atoms=16, target=Composition("LiCoO2")
-    )
+    limits = ChemistryLimits(elements=("Li", "Co", "O", "Ni"), max_atoms=16, target=Composition("LiCoO2"))
     proposals = BuiltinProposer().propose(polymorphs, 40, limits, np.random.default_rng(5))
     operators = Counter(p.operator for p in proposals)
     assert "substitution" not in operators
@@ -217,3 +208,54 @@ def test_one_parent_cannot_cross_over(parents: list[Candidate]) -> None:
 def test_bad_weights_are_rejected(weights: dict[str, float], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         BuiltinProposer(weights)
+
+
+TWO_SYSTEMS = ChemistryLimits(
+    elements=("Li", "Na", "K", "Co", "O", "Cl", "Br"),
+    max_atoms=16,
+    max_elements=3,
+    systems=(frozenset({"Li", "Co", "O"}), frozenset({"Na", "K", "Cl", "Br"})),
+)
+
+
+def test_children_stay_inside_the_chemical_systems(parents: list[Candidate]) -> None:
+    """Parents NaCl and LiCoO2; no child mixes the two systems (e.g. Li into NaCl, Cl into LiCoO2)."""
+    inside = [parents[0], parents[4]]
+    proposals = BuiltinProposer().propose(inside, 60, TWO_SYSTEMS, np.random.default_rng(3))
+    operators = Counter(p.operator for p in proposals if p.structure is not None)
+    assert operators["substitution"] >= 5 and operators["random"] >= 3
+    for p in proposals:
+        assert p.structure is not None
+        elements = {el.symbol for el in p.structure.composition.elements}
+        assert TWO_SYSTEMS.allows(elements), (p.operator, elements)
+
+
+def test_screened_children_are_redrawn_and_counted(parents: list[Candidate]) -> None:
+    """A screen that refuses any change of the lattice: strained children never count, swaps do,
+    and the redraws are recorded on the children that passed."""
+    nacl = parents[0].structure
+
+    def same_lattice(structure: Structure) -> str | None:
+        return None if np.allclose(structure.lattice.matrix, nacl.lattice.matrix) else "lattice changed"
+
+    proposer = BuiltinProposer({"strain": 1.0, "swap": 1.0}, screen=same_lattice)
+    proposals = proposer.propose(parents[:1], 10, NACL_ONLY, np.random.default_rng(0))
+    assert {p.operator for p in proposals} == {"swap"}
+    assert sum(p.extra.get("screened", 0) for p in proposals) >= 3
+
+
+NACL_ONLY = ChemistryLimits(elements=("Na", "Cl"), max_atoms=8)
+
+
+def test_csp_random_starts_take_every_formula_unit_count() -> None:
+    """NaCl within 8 atoms: Z = 1..4 in turn, primitive cells (rock salt's conventional cell is 8)."""
+    limits = ChemistryLimits(elements=("Na", "Cl"), max_atoms=8, target=Composition("NaCl"))
+    starts = random_starts(limits, 8, np.random.default_rng(0))
+    sizes = [len(p.structure) for p in starts if p.structure is not None]
+    assert len(sizes) >= 7
+    assert set(sizes) == {2, 4, 6, 8}
+    for p in starts:
+        if p.structure is not None:
+            assert p.structure.composition.reduced_formula == "NaCl" and p.operator == "random"
+    centred = random_target_structure(Composition("NaCl"), 1, np.random.default_rng(5))
+    assert centred is not None and len(centred) == 2

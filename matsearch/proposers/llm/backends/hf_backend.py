@@ -1,6 +1,7 @@
 """Chat backend running a transformers model in-process: chat template, batched sampling, a device
 and dtype of choice, and the same SQLite answer cache as the server backend. Offline
-(HF_HUB_OFFLINE=1) models come from local folders or the local Hugging Face cache only.
+(HF_HUB_OFFLINE=1 or MATSEARCH_OFFLINE=1) models come from local folders or the local Hugging Face
+cache only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from matsearch.data import downloads_allowed
 from matsearch.proposers.llm.backends.base import (
     ChatRequest,
     Completion,
@@ -28,9 +30,11 @@ DEFAULT_CONTEXT_TOKENS = 4096  # used when neither config nor tokenizer states a
 
 
 def hub_offline() -> bool:
-    """True when Hugging Face downloads are off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE set)."""
+    """True when Hugging Face downloads are off (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or
+    MATSEARCH_OFFLINE set)."""
     flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
-    return any(flag.strip().lower() in ("1", "true", "yes", "on") for flag in flags)
+    hf_off = any(flag.strip().lower() in ("1", "true", "yes", "on") for flag in flags)
+    return hf_off or not downloads_allowed()
 
 
 def _source(model: str | Path) -> tuple[str, bool]:
