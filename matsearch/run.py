@@ -43,9 +43,7 @@ class Run:
                 generation = store.last_completed_generation()
             return [] if generation is None else store.get(store.population(generation))
 
-    def best(
-        self, n: int | None = None, *, max_e_above_hull: float | None = None
-    ) -> list[Candidate]:
+    def best(self, n: int | None = None, *, max_e_above_hull: float | None = None) -> list[Candidate]:
         """Scored candidates from the whole history, lowest e_above_hull (eV/atom) first."""
         scored = [c for c in self.candidates(Status.SCORED) if c.e_above_hull is not None]
         if max_e_above_hull is not None:
@@ -60,9 +58,7 @@ class Run:
         for c in self.candidates():
             row = stats.setdefault(
                 c.origin,
-                dict.fromkeys(
-                    ("proposed", "parsed", "valid", "unique", "relaxed", "metastable"), 0
-                ),
+                dict.fromkeys(("proposed", "parsed", "valid", "unique", "relaxed", "metastable"), 0),
             )
             row["proposed"] += 1
             row["parsed"] += c.structure is not None
@@ -74,13 +70,16 @@ class Run:
             )
             row["unique"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED)
             row["relaxed"] += c.status == Status.SCORED
-            row["metastable"] += (
-                c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
-            )
+            row["metastable"] += c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
         for row in stats.values():
             for key in ("parsed", "valid", "unique", "relaxed", "metastable"):
                 row[f"{key}_rate"] = row[key] / row["proposed"]
         return stats
+
+    def llm_call(self, call_id: int) -> dict:
+        """Prompt and response of the LLM call `candidate.extra["llm_call_id"]` (see RunStore.llm_call)."""
+        with self._store() as store:
+            return store.llm_call(call_id)
 
     def generation_metrics(self) -> dict[int, dict]:
         with self._store() as store:
