@@ -26,6 +26,7 @@ from matsearch.errors import ModelError, SpecError
 MAX_SPEC_BYTES = 1_000_000  # a spec file larger than this is refused before it is parsed
 MAX_SPEC_NODES = 100_000  # values in the loaded YAML (after anchors and aliases are expanded)
 MAX_POPULATION = 10_000  # upper bound of population_size and children_per_generation
+MAX_TARGET_ATOMS = 1000  # atoms of one element in a CSP target formula
 
 
 class _Strict(BaseModel):
@@ -98,9 +99,13 @@ class Task(_Strict):
             raise ValueError("'target' is only allowed when kind is 'csp'")
         if self.target:
             try:
-                Composition(self.target)
+                amounts = Composition(self.target).values()
             except Exception as exc:
                 raise ValueError(f"'{self.target}' is not a valid composition") from exc
+            if not amounts or not all(0 < a <= MAX_TARGET_ATOMS for a in amounts):
+                raise ValueError(
+                    f"'{self.target}' is not a composition with 0 to {MAX_TARGET_ATOMS} atoms per element"
+                )
         return self
 
     @property
@@ -374,7 +379,12 @@ class Reference(_Strict):
 class RunSpec(_Strict):
     """A whole search. Load from YAML with `load_spec(path)`."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name (folder name).")
+    name: str = Field(
+        ...,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=100,
+        description="Run name (folder name).",
+    )
     seed: int = Field(0, ge=0, lt=2**63, description="Random seed; a seeded run is reproducible.")
     chemistry: Chemistry
     task: Task = Field(default_factory=Task)
@@ -401,6 +411,13 @@ class RunSpec(_Strict):
     validity: Validity = Field(default_factory=Validity)
     reference: Reference = Field(default_factory=Reference)
     output: Path = Field(Path("runs"), description="Folder that holds runs/<name>/.")
+
+    @field_validator("output")
+    @classmethod
+    def _usable_folder_name(cls, value: Path) -> Path:
+        if "\x00" in str(value):
+            raise ValueError("the folder name contains a NUL character")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
