@@ -230,3 +230,21 @@ def test_oversized_spec_and_alias_bomb_are_refused_quickly(tmp_path: Path) -> No
     (tmp_path / "bomb.yaml").write_text("\n".join(["name: t", "chemistry: {elements: [Na]}", *bomb]))
     with pytest.raises(SpecError, match="holds more than 100000 values"):
         load_spec(tmp_path / "bomb.yaml")
+
+
+def test_file_paths_resolve_against_the_spec_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matsearch.scoring.custom import load_fitness
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "fit.py").write_text("def atoms(structure, results):\n    return float(len(structure))\n")
+    data = {
+        **BASE,
+        "custom": {"n": "fit.py:atoms", "dotted": "examples.custom_fitness:density"},
+        "objectives": [{"name": "custom:n"}],
+    }
+    (folder / "spec.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)  # not the spec's folder
+    spec = load_spec(folder / "spec.yaml")
+    assert spec.custom == {"n": f"{folder}/fit.py:atoms", "dotted": "examples.custom_fitness:density"}
+    assert load_fitness(spec.custom["n"])([1, 2, 3], {}) == 3.0
