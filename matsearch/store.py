@@ -151,7 +151,7 @@ class RunStore:
             version = store.meta().get("schema_version")
             if version == SCHEMA_VERSION and lock:
                 store._db.execute(_LLM_CALLS_TABLE)  # runs made before the table existed
-            store._db.execute("SELECT COUNT(*) FROM candidates").fetchone()
+            store._db.execute("SELECT id FROM candidates LIMIT 1").fetchone()
         except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: meta that is not JSON
             store.close()
             raise _unreadable(run_dir, exc) from None
