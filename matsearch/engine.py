@@ -21,7 +21,7 @@ import yaml
 from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
-from matsearch.errors import DataError, MatsearchError, RunInterrupted
+from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecError
 from matsearch.executors.base import Executor
 from matsearch.executors.registry import build_executor
 from matsearch.proposers.base import Proposal, Proposer, Screen
@@ -37,7 +37,7 @@ from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_relax_res
 from matsearch.scoring.properties import PropertyScorer
 from matsearch.selection import select
 from matsearch.spec import RunSpec, dump_spec, load_spec, parse_spec
-from matsearch.store import LOG_NAME, RunStore
+from matsearch.store import LOG_NAME, SPEC_NAME, RunStore
 from matsearch.structures.dedup import DuplicateIndex, MatchTolerances
 from matsearch.structures.known import KnownMaterials
 from matsearch.structures.limits import ChemistryLimits
@@ -82,6 +82,7 @@ class Search:
         elif isinstance(spec, dict):
             spec = parse_spec(spec)
         self.spec = spec
+        self.run_dir = spec.run_dir  # where the run is stored; a resumed run stays where it is
         self.limits = chemistry_limits(spec)
         self.on_progress = on_progress
         self._executor: Executor | None = None
@@ -93,12 +94,18 @@ class Search:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, *, on_progress: ProgressCallback | None = None) -> Search:
-        """The search stored in a run folder (its resolved spec.yaml), for `resume`."""
+        """The search stored in a run folder (its resolved spec.yaml), for `resume`. The run
+        continues in `run_dir` itself, also when the folder was copied or moved."""
         run_dir = Path(run_dir)
         with RunStore.open(run_dir, lock=False) as store:
-            data = yaml.safe_load(store.spec_yaml())
-        data["output"] = str(run_dir.parent)
-        return cls(data, on_progress=on_progress)
+            text = store.spec_yaml()
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise SpecError(f"'{run_dir / SPEC_NAME}' is not valid YAML; restore it") from None
+        search = cls(data, on_progress=on_progress)
+        search.run_dir = run_dir
+        return search
 
     # --- entry points -----------------------------------------------------------------------
 
@@ -109,12 +116,12 @@ class Search:
             "hull_reference": hull.describe(),
             "known_materials": self.known.provenance(),
         }
-        store = RunStore.create(self.spec.run_dir, dump_spec(self.spec), meta)
+        store = RunStore.create(self.run_dir, dump_spec(self.spec), meta)
         return self._drive(store)
 
     def resume(self) -> Run:
-        """Continue the run in `spec.output/spec.name` from its store."""
-        return self._drive(RunStore.open(self.spec.run_dir))
+        """Continue the run in `self.run_dir` from its store."""
+        return self._drive(RunStore.open(self.run_dir))
 
     # --- lazily built parts -----------------------------------------------------------------
 
@@ -181,7 +188,7 @@ class Search:
             package_logger.removeHandler(handler)
             handler.close()
             store.close()
-        return Run(self.spec.run_dir)
+        return Run(self.run_dir)
 
     def _rebuild_dedup(self, store: RunStore) -> DuplicateIndex:
         index = DuplicateIndex(self.tolerances)

@@ -101,6 +101,11 @@ class Run:
                 row[f"{name}_rate"] = row[name] / row["proposed"]
         return stats
 
+    def llm_call(self, call_id: int) -> dict:
+        """Prompt and response of the LLM call `candidate.extra["llm_call_id"]` (see RunStore.llm_call)."""
+        with self._store() as store:
+            return store.llm_call(call_id)
+
     def generation_metrics(self) -> dict[int, dict]:
         with self._store() as store:
             return store.generation_metrics()

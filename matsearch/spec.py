@@ -21,11 +21,16 @@ from pydantic import (
 from pymatgen.core import Composition, Element
 
 from matsearch.data import HULL_REFERENCES
-from matsearch.errors import SpecError
+from matsearch.errors import ModelError, SpecError
+
+MAX_SPEC_BYTES = 1_000_000  # a spec file larger than this is refused before it is parsed
+MAX_SPEC_NODES = 100_000  # values in the loaded YAML (after anchors and aliases are expanded)
+MAX_POPULATION = 10_000  # upper bound of population_size and children_per_generation
+MAX_TARGET_ATOMS = 1000  # atoms of one element in a CSP target formula
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 def _check_element(symbol: str) -> str:
@@ -94,9 +99,13 @@ class Task(_Strict):
             raise ValueError("'target' is only allowed when kind is 'csp'")
         if self.target:
             try:
-                Composition(self.target)
+                amounts = Composition(self.target).values()
             except Exception as exc:
                 raise ValueError(f"'{self.target}' is not a valid composition") from exc
+            if not amounts or not all(0 < a <= MAX_TARGET_ATOMS for a in amounts):
+                raise ValueError(
+                    f"'{self.target}' is not a composition with 0 to {MAX_TARGET_ATOMS} atoms per element"
+                )
         return self
 
     @property
@@ -121,6 +130,12 @@ class BuiltinProposerSpec(_Strict):
         for key in value or {}:
             if key not in allowed:
                 raise ValueError(f"unknown operator '{key}'; allowed: {', '.join(sorted(allowed))}")
+        if value is not None:
+            negative = {k: w for k, w in value.items() if w < 0}
+            if negative:
+                raise ValueError(f"operator weights must not be negative: {negative}")
+            if not any(w > 0 for w in value.values()):
+                raise ValueError("give at least one operator a positive weight")
         return value
 
 
@@ -128,7 +143,7 @@ class _LLMProposerSpec(_Strict):
     fraction: float = Field(1.0, gt=0, description="Share of children from this proposer.")
     model: str = Field(..., description="Model name (openai) or local path / hub id (hf).")
     temperature: float = Field(1.0, ge=0, le=2)
-    max_tokens: int = Field(2048, ge=16)
+    max_tokens: int = Field(2048, ge=16, le=1_000_000)
     k_parents: int = Field(2, ge=1, le=8, description="Parents shown in each prompt.")
     structures_per_prompt: int = Field(2, ge=1, le=10, description="Children asked of each prompt.")
     repair_attempts: int = Field(1, ge=0, le=3, description="Repair prompts after a parse error.")
@@ -153,7 +168,7 @@ class HFProposerSpec(_LLMProposerSpec):
     kind: Literal["hf"] = "hf"
     device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'; default: cuda if available.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(4, ge=1, le=1024)
 
 
 ProposerSpec = Annotated[
@@ -171,9 +186,40 @@ class MLIPSpec(_Strict):
     model: str = Field("default", description="Model name or path to a fine-tuned model file.")
     device: str | None = Field(None, description="'cpu' or 'cuda'; default: cuda when available.")
     fmax: float = Field(0.05, gt=0, description="Force convergence, eV/Å.")
-    steps: int = Field(300, ge=1, description="Maximum optimiser steps per structure.")
+    steps: int = Field(300, ge=1, le=100_000, description="Maximum optimiser steps per structure.")
     timeout_s: float = Field(300.0, gt=0, description="Wall-clock limit per structure's relaxation, s.")
-    batch_size: int = Field(32, ge=1, description="Structures relaxed (and committed) together.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Structures relaxed (and committed) together.")
+    max_batch_memory_gb: float = Field(
+        4.0,
+        gt=0,
+        description="matsearch backend: estimated peak memory of one batched model call, GB; "
+        "a structure that alone needs more fails with the reason.",
+    )
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> MLIPSpec:
+        """Options the chosen backend would ignore are refused; a model file must load."""
+        if self.backend == "chgnet":
+            for key in ("model", "device", "max_batch_memory_gb"):
+                if getattr(self, key) != MLIPSpec.model_fields[key].default:
+                    raise ValueError(
+                        f"'{key}' is not used by backend 'chgnet' (it runs the chgnet package's "
+                        "own model); remove it or use backend 'matsearch'"
+                    )
+            return self
+        from matsearch.mlip.weights import load_model_file, model_names
+
+        if self.model not in model_names():
+            if not Path(self.model).expanduser().is_file():
+                raise ValueError(
+                    f"'{self.model}' is neither a model name ({', '.join(model_names())}) nor an "
+                    "existing model file"
+                )
+            try:
+                load_model_file(Path(self.model).expanduser())
+            except ModelError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
 
 class ExecutorSpec(_Strict):
@@ -184,7 +230,7 @@ class ExecutorSpec(_Strict):
         None,
         description="Ray cluster address ('auto', 'ray://host:10001'); default: start a local Ray.",
     )
-    workers: int = Field(2, ge=1, description="Ray actors, each holding one model.")
+    workers: int = Field(2, ge=1, le=100_000, description="Ray actors, each holding one model.")
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per Ray actor (0 on CPU machines).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray actor.")
 
@@ -229,6 +275,12 @@ class Objective(_Strict):
             self.direction = "min"
         if self.direction is not None and self.target is not None:
             raise ValueError(f"objective '{self.name}' has both 'direction' and 'target'; give one")
+        low, high = self.bounds or (None, None)
+        if low is not None and high is not None and low > high:
+            raise ValueError(
+                f"objective '{self.name}' has bounds [{low}, {high}]: the lower bound is above the "
+                "upper one, so every candidate would violate them"
+            )
         return self
 
     @property
@@ -315,9 +367,13 @@ class Validity(_Strict):
 
     @field_validator("volume_ratio")
     @classmethod
-    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < value[0] < value[1]:
-            raise ValueError(f"needs 0 < lower < upper, got [{value[0]:g}, {value[1]:g}]")
+    def _ordered_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low < high:
+            raise ValueError(
+                f"[{low}, {high}] is not a range of volume ratios: give [lower, upper] with "
+                "0 < lower < upper, or every candidate is rejected"
+            )
         return value
 
 
@@ -353,13 +409,20 @@ class Reference(_Strict):
 class RunSpec(_Strict):
     """A whole search. Load from YAML with `load_spec(path)`."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name (folder name).")
-    seed: int = Field(0, ge=0, description="Random seed; a seeded run is reproducible.")
+    name: str = Field(
+        ...,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=100,
+        description="Run name (folder name).",
+    )
+    seed: int = Field(0, ge=0, lt=2**63, description="Random seed; a seeded run is reproducible.")
     chemistry: Chemistry
     task: Task = Field(default_factory=Task)
-    population_size: int = Field(16, ge=1, description="Survivors kept each generation.")
-    children_per_generation: int = Field(16, ge=1, description="Children proposed each generation.")
-    generations: int = Field(5, ge=0, description="Generations after the initial population.")
+    population_size: int = Field(16, ge=1, le=MAX_POPULATION, description="Survivors kept each generation.")
+    children_per_generation: int = Field(
+        16, ge=1, le=MAX_POPULATION, description="Children proposed each generation."
+    )
+    generations: int = Field(5, ge=0, le=100_000, description="Generations after the initial population.")
     proposers: list[ProposerSpec] = Field(
         default_factory=lambda: [BuiltinProposerSpec()], min_length=1, description="Proposer mix."
     )
@@ -381,6 +444,13 @@ class RunSpec(_Strict):
     reference: Reference = Field(default_factory=Reference)
     output: Path = Field(Path("runs"), description="Folder that holds runs/<name>/.")
 
+    @field_validator("output")
+    @classmethod
+    def _usable_folder_name(cls, value: Path) -> Path:
+        if "\x00" in str(value):
+            raise ValueError("the folder name contains a NUL character")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
         target = self.task.target_composition
@@ -399,6 +469,15 @@ class RunSpec(_Strict):
                 )
             if len(target.elements) > self.chemistry.max_elements:
                 raise ValueError("task.target has more elements than chemistry.max_elements")
+            if self.validity.charge_neutrality:
+                from matsearch.structures.validity import is_charge_balanced
+
+                if not is_charge_balanced(target):
+                    raise ValueError(
+                        f"task.target '{self.task.target}' has no charge-balanced oxidation states, "
+                        "so validity would reject every candidate; fix the target or set "
+                        "validity.charge_neutrality: false"
+                    )
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives are listed twice: {names}")
@@ -494,17 +573,64 @@ def parse_spec(data: dict[str, Any]) -> RunSpec:
         raise SpecError(f"invalid spec: {_one_sentence(exc)}") from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, mark: yaml.Mark) -> None:
+        super().__init__(f"the key '{key}' appears twice")
+        self.key, self.problem_mark = key, mark
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list):  # unhashable; construct_mapping reports it
+                continue
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _too_many_nodes(data: Any, budget: int = MAX_SPEC_NODES) -> bool:
+    """True when `data` holds more than `budget` values (aliases counted each time they occur)."""
+    stack, seen = [data], 0
+    while stack:
+        seen += 1
+        if seen > budget:
+            return True
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 def load_spec(path: str | Path) -> RunSpec:
-    """Read and validate a YAML run spec."""
+    """Read and validate a YAML run spec (at most MAX_SPEC_BYTES, no key given twice)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file '{path}' does not exist")
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(f"spec file '{path}' has {size} bytes; a spec may have at most {MAX_SPEC_BYTES}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as exc:
+        line = exc.problem_mark.line + 1
+        raise SpecError(
+            f"spec file '{path}' gives the key '{exc.key}' twice (line {line}); keep one"
+        ) from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise SpecError(f"spec file '{path}' is not valid YAML{where}") from None
+    if _too_many_nodes(data):
+        raise SpecError(f"spec file '{path}' holds more than {MAX_SPEC_NODES} values; a spec is smaller")
     if isinstance(data, dict):
         _resolve_relative_paths(data, path.parent)
     return parse_spec(data)
@@ -524,9 +650,19 @@ def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:
     reference = data.get("reference")
     if isinstance(reference, dict) and reference.get("hull") not in (None, *HULL_REFERENCES):
         reference["hull"] = resolve(reference["hull"])
-    for proposer in data.get("proposers") or []:
+    proposers = data.get("proposers")
+    for proposer in proposers if isinstance(proposers, list) else []:
         if isinstance(proposer, dict) and "templates" in proposer:
             proposer["templates"] = resolve(proposer["templates"])
+    mlip = data.get("mlip")
+    if isinstance(mlip, dict) and isinstance(mlip.get("model"), str):
+        model = resolve(mlip["model"])
+        if Path(model).is_file():  # a file next to the spec; otherwise a model name
+            mlip["model"] = model
+    custom = data.get("custom")
+    for name, reference in (custom if isinstance(custom, dict) else {}).items():
+        if isinstance(reference, str) and ".py:" in reference:
+            custom[name] = resolve(reference)
 
 
 def dump_spec(spec: RunSpec) -> str:

@@ -8,6 +8,7 @@ when a process dies, even by `kill -9`.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import sqlite3
 import threading
@@ -28,7 +29,23 @@ DB_NAME = "run.sqlite"
 SPEC_NAME = "spec.yaml"
 LOG_NAME = "run.log"
 
-_SCHEMA = """
+# One row per LLM call (prompt and answer), referenced from the candidates made from it by
+# extra["llm_call_id"]; texts longer than MAX_LLM_TEXT_CHARS are cut and the cut is recorded.
+_LLM_CALLS_TABLE = """
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    prompt TEXT NOT NULL,
+    response TEXT NOT NULL,
+    response_chars INTEGER NOT NULL,
+    truncated INTEGER NOT NULL
+)
+"""
+MAX_LLM_TEXT_CHARS = 256 * 1024  # characters kept of a response and of each prompt message
+_LLM_TEXT_KEYS = ("prompt", "response")
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
     id INTEGER PRIMARY KEY,
@@ -71,6 +88,9 @@ CREATE TABLE IF NOT EXISTS generations (
     metrics TEXT NOT NULL DEFAULT '{}'
 );
 """
+    + _LLM_CALLS_TABLE
+)
+
 
 _COLUMNS = (
     "id, generation, origin, operator, parents, status, reason, formula, n_atoms, structure, relaxed, "
@@ -85,6 +105,7 @@ class RunStore:
     def __init__(self, run_dir: Path, *, lock: bool) -> None:
         self.run_dir = run_dir
         self._lock_file = None
+        self._db: sqlite3.Connection | None = None
         if lock:
             self._lock_file = open(run_dir / ".lock", "w")  # noqa: SIM115 - held for the store's life
             try:
@@ -94,11 +115,15 @@ class RunStore:
                 raise RunStoreError(
                     f"run '{run_dir}' is in use by another matsearch process; wait for it or stop it"
                 ) from None
-        self._db = sqlite3.connect(run_dir / DB_NAME, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
         self._write_lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(run_dir / DB_NAME, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise _unreadable(run_dir, exc) from None
 
     @classmethod
     def create(cls, run_dir: Path, spec_yaml: str, meta: dict[str, Any]) -> RunStore:
@@ -126,7 +151,14 @@ class RunStore:
         if not (run_dir / DB_NAME).is_file():
             raise RunStoreError(f"'{run_dir}' is not a matsearch run folder (no {DB_NAME} in it)")
         store = cls(run_dir, lock=lock)
-        version = store.meta().get("schema_version")
+        try:
+            version = store.meta().get("schema_version")
+            if version == SCHEMA_VERSION and lock:
+                store._db.execute(_LLM_CALLS_TABLE)  # runs made before the table existed
+            store._db.execute("SELECT id FROM candidates LIMIT 1").fetchone()
+        except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: meta that is not JSON
+            store.close()
+            raise _unreadable(run_dir, exc) from None
         if version != SCHEMA_VERSION:
             store.close()
             raise RunStoreError(
@@ -135,7 +167,9 @@ class RunStore:
         return store
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -164,7 +198,15 @@ class RunStore:
         return {key: json.loads(value) for key, value in rows}
 
     def spec_yaml(self) -> str:
-        return (self.run_dir / SPEC_NAME).read_text()
+        """The run's resolved spec; RunStoreError when spec.yaml is missing or unreadable."""
+        path = self.run_dir / SPEC_NAME
+        try:
+            return path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = "is missing" if isinstance(exc, FileNotFoundError) else "cannot be read"
+            raise RunStoreError(
+                f"'{path}' {reason}; restore the run's spec.yaml (it holds the resolved spec)"
+            ) from None
 
     # --- candidates -------------------------------------------------------------------------
 
@@ -185,7 +227,7 @@ class RunStore:
                     (proposed_generation, now),
                 )
             for candidate in candidates:
-                row = _to_row(candidate)
+                row = _to_row(candidate, _extra_json(db, candidate.extra))
                 cursor = db.execute(
                     f"INSERT INTO candidates ({_COLUMNS}, created_at, updated_at) "
                     f"VALUES ({', '.join('?' * (len(row) + 2))})",
@@ -203,7 +245,7 @@ class RunStore:
             for candidate in candidates:
                 if candidate.id is None:
                     raise ValueError("update() needs stored candidates; use add() for new ones")
-                row = _to_row(candidate)
+                row = _to_row(candidate, _extra_json(db, candidate.extra))
                 db.execute(
                     f"UPDATE candidates SET {assignments}, updated_at = ? WHERE id = ?",
                     (*row[1:], now, candidate.id),
@@ -235,6 +277,23 @@ class RunStore:
         ).fetchall()
         by_id = {row[0]: _from_row(row) for row in rows}
         return [by_id[i] for i in ids]
+
+    def llm_call(self, call_id: int) -> dict[str, Any]:
+        """The LLM call a candidate came from (its extra["llm_call_id"]): prompt messages, response
+        (at most MAX_LLM_TEXT_CHARS characters), response_chars (its full length) and truncated."""
+        row = self._db.execute(
+            "SELECT prompt, response, response_chars, truncated FROM llm_calls WHERE id = ?",
+            (call_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no LLM call {call_id} in run '{self.run_dir}'")
+        prompt, response, chars, truncated = row
+        return {
+            "prompt": json.loads(prompt),
+            "response": response,
+            "response_chars": chars,
+            "truncated": bool(truncated),
+        }
 
     # --- generations and populations -------------------------------------------------------
 
@@ -312,7 +371,43 @@ class RunStore:
         return pd.DataFrame.from_records(records)
 
 
-def _to_row(c: Candidate) -> tuple:
+def _unreadable(run_dir: Path, exc: Exception) -> RunStoreError:
+    return RunStoreError(
+        f"'{run_dir / DB_NAME}' is not a readable matsearch run database ({exc}); "
+        "restore it from a copy or start a new run"
+    )
+
+
+def _capped(text: str) -> tuple[str, bool]:
+    return (text[:MAX_LLM_TEXT_CHARS], True) if len(text) > MAX_LLM_TEXT_CHARS else (text, False)
+
+
+def _extra_json(db: sqlite3.Connection, extra: dict[str, Any]) -> str:
+    """`extra` as JSON, with an LLM prompt and response moved to the llm_calls table (once per
+    distinct call, capped) and replaced by their row id."""
+    if not any(key in extra for key in _LLM_TEXT_KEYS):
+        return json.dumps(extra)
+    prompt = extra.get("prompt") or []
+    response = str(extra.get("response") or "")
+    digest = hashlib.sha256(json.dumps([prompt, response]).encode()).hexdigest()
+    row = db.execute("SELECT id FROM llm_calls WHERE digest = ?", (digest,)).fetchone()
+    if row is None:
+        kept, truncated = _capped(response)
+        messages = []
+        for message in prompt:
+            content, cut = _capped(str(message.get("content", "")))
+            messages.append(message | {"content": content})
+            truncated = truncated or cut
+        row = db.execute(
+            "INSERT INTO llm_calls (digest, prompt, response, response_chars, truncated) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (digest, json.dumps(messages), kept, len(response), int(truncated)),
+        ).fetchone()
+    rest = {key: value for key, value in extra.items() if key not in _LLM_TEXT_KEYS}
+    return json.dumps(rest | {"llm_call_id": row[0]})
+
+
+def _to_row(c: Candidate, extra_json: str) -> tuple:
     return (
         c.id,
         c.generation,
@@ -336,7 +431,7 @@ def _to_row(c: Candidate) -> tuple:
         c.duplicate_of,
         json.dumps(c.scores),
         json.dumps(c.timings),
-        json.dumps(c.extra),
+        extra_json,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,24 @@ def test_data_list_says_where_each_dataset_comes_from(use_mirror: Path) -> None:
 def test_fetch_names_unknown_datasets() -> None:
     unknown = _cli("data", "fetch", "no-such-dataset")
     assert unknown.returncode == 2 and "Unknown dataset 'no-such-dataset'" in unknown.stderr
+
+
+def _one_line_exit_2(done: subprocess.CompletedProcess, message: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert message in done.stderr
+
+
+def test_missing_spec_and_corrupted_store_are_one_line_errors(run_dir: Path, tmp_path: Path) -> None:
+    no_spec = tmp_path / "no_spec"
+    shutil.copytree(run_dir, no_spec)
+    (no_spec / "spec.yaml").unlink()
+    for command in ("resume", "report"):
+        _one_line_exit_2(_cli(command, str(no_spec)), "spec.yaml' is missing")
+    corrupted = tmp_path / "corrupted"
+    shutil.copytree(run_dir, corrupted)
+    (corrupted / "run.sqlite").write_bytes(b"\x00garbage" * 4096)
+    for wal in corrupted.glob("run.sqlite-*"):
+        wal.unlink()
+    for command in ("status", "resume", "report"):
+        _one_line_exit_2(_cli(command, str(corrupted)), "is not a readable matsearch run database")

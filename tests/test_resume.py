@@ -3,7 +3,9 @@ ends with the same population as one that was never interrupted."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -76,10 +78,26 @@ def test_kill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     assert set(before) <= set(after)
     assert resumed.last_generation == reference.last_generation == 3
     for generation in range(4):
-        ours = [
-            (c.id, c.formula, round(c.energy_per_atom, 5)) for c in resumed.population(generation)
-        ]
-        theirs = [
-            (c.id, c.formula, round(c.energy_per_atom, 5)) for c in reference.population(generation)
-        ]
+        ours = [(c.id, c.formula, round(c.energy_per_atom, 5)) for c in resumed.population(generation)]
+        theirs = [(c.id, c.formula, round(c.energy_per_atom, 5)) for c in reference.population(generation)]
         assert ours == theirs, f"generation {generation} differs after resume"
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+
+def test_copied_run_folder_resumes_in_place_and_leaves_the_original_alone(tmp_path: Path) -> None:
+    spec = {**SPEC, "name": "ren_a", "output": str(tmp_path), "generations": 0}
+    original = Search(spec).run().run_dir
+    copy = tmp_path / "moved" / "ren_b"
+    shutil.copytree(original, copy)
+    stored = yaml.safe_load((copy / "spec.yaml").read_text())
+    (copy / "spec.yaml").write_text(yaml.safe_dump(stored | {"generations": 1}))  # one more
+    before = _file_digests(original)
+
+    resumed = Search.from_run_dir(copy).resume()
+
+    assert resumed.run_dir == copy and resumed.last_generation == 1
+    assert Run(copy).last_generation == 1
+    assert _file_digests(original) == before and Run(original).last_generation == 0

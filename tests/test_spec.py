@@ -36,9 +36,7 @@ MALFORMED = [
         "'generations': Input should be a valid integer",
         id="wrong-type",
     ),
-    pytest.param(
-        {"chemistry": {"elements": ["Na"]}}, "missing required key 'name'", id="missing-name"
-    ),
+    pytest.param({"chemistry": {"elements": ["Na"]}}, "missing required key 'name'", id="missing-name"),
     pytest.param(
         {**BASE, "chemistry": {"elements": ["Na", "Xx"]}},
         "'chemistry.elements': 'Xx' is not a chemical element symbol",
@@ -63,9 +61,7 @@ MALFORMED = [
         "task.target 'NaCl' needs more atoms than chemistry.max_atoms = 1",
         id="csp-target-too-big",
     ),
-    pytest.param(
-        {**BASE, "task": {"kind": "csp"}}, "a 'csp' task needs 'target'", id="csp-without-target"
-    ),
+    pytest.param({**BASE, "task": {"kind": "csp"}}, "a 'csp' task needs 'target'", id="csp-without-target"),
     pytest.param(
         {**BASE, "objectives": [{"name": "beauty"}]},
         "'objectives[0].name': unknown objective 'beauty'; allowed: e_above_hull",
@@ -80,6 +76,46 @@ MALFORMED = [
         {**BASE, "reference": {"hull": "no/such/hull.csv"}},
         "hull.csv' is neither a known reference (mp20-subset, mp-2023-01-10) nor an existing CSV/JSON file",
         id="missing-reference-data",
+    ),
+    pytest.param(
+        {**BASE, "proposers": [{"kind": "builtin", "weights": {"strain": -1.0, "swap": 1.0}}]},
+        "operator weights must not be negative: {'strain': -1.0}",
+        id="negative-operator-weight",
+    ),
+    pytest.param(
+        {**BASE, "validity": {"volume_ratio": [3, 0.25]}},
+        "'validity.volume_ratio': [3.0, 0.25] is not a range of volume ratios",
+        id="reversed-volume-range",
+    ),
+    pytest.param(
+        {**BASE, "objectives": [{"name": "e_above_hull", "bounds": [0.5, 0.1]}]},
+        "has bounds [0.5, 0.1]: the lower bound is above the upper one",
+        id="reversed-objective-bounds",
+    ),
+    pytest.param(
+        {**BASE, "chemistry": {"elements": ["Na", "F"]}, "task": {"kind": "csp", "target": "NaF2"}},
+        "task.target 'NaF2' has no charge-balanced oxidation states",
+        id="csp-target-not-charge-balanced",
+    ),
+    pytest.param(
+        {**BASE, "mlip": {"backend": "chgnet", "model": "mine.pt"}},
+        "'model' is not used by backend 'chgnet'",
+        id="option-the-backend-ignores",
+    ),
+    pytest.param(
+        {**BASE, "mlip": {"model": "no/such/model.pt"}},
+        "'no/such/model.pt' is neither a model name (default, chgnet-0.3.0",
+        id="missing-model-file",
+    ),
+    pytest.param(
+        {**BASE, "population_size": 1e9},
+        "'population_size': Input should be less than or equal to 10000",
+        id="huge-population",
+    ),
+    pytest.param(
+        {**BASE, "mlip": {"fmax": float("inf")}},
+        "'mlip.fmax': Input should be a finite number",
+        id="infinite-number",
     ),
     pytest.param(
         {**BASE, "mlip": {"backend": "mace"}},
@@ -98,7 +134,7 @@ def test_malformed_spec_names_the_key(data: dict, message: str) -> None:
     assert "\n" not in text
 
 
-@pytest.mark.parametrize(("data", "message"), MALFORMED[:3] + MALFORMED[-2:])
+@pytest.mark.parametrize(("data", "message"), MALFORMED[:3] + MALFORMED[-5:])
 def test_cli_reports_one_line_and_exit_code_2(tmp_path: Path, data: dict, message: str) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(data))
@@ -155,3 +191,60 @@ def test_systems_give_allowed_elements_and_api_key_is_not_dumped() -> None:
     assert spec.chemistry.allowed_elements == ("Li", "O", "P", "Fe")
     assert spec.proposers[0].api_key.get_secret_value() == "sk-secret-123"
     assert "sk-secret" not in dump_spec(spec)
+
+
+def _cli_run(spec: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "matsearch.cli", "run", str(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+        timeout=120,
+    )
+
+
+def test_garbage_model_file_is_refused_before_the_run_folder_exists(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"not a model" * 100)
+    data = {**BASE, "output": str(tmp_path / "runs"), "mlip": {"model": "model.pt"}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data))  # model.pt is next to the spec
+    done = _cli_run(tmp_path / "spec.yaml")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "'mlip': cannot read model file" in done.stderr and "resume" not in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\nchemistry:\n  elements: [Na, Cl]\n  max_atoms: 8\n  max_atoms: 20\n")
+    with pytest.raises(SpecError, match=r"gives the key 'max_atoms' twice \(line 5\); keep one"):
+        load_spec(spec)
+
+
+def test_oversized_spec_and_alias_bomb_are_refused_quickly(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("name: t\n" + "# padding\n" * 200_000)
+    with pytest.raises(SpecError, match="a spec may have at most 1000000"):
+        load_spec(big)
+    bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"{c}: &{c} [{', '.join(['*' + p] * 10)}]" for p, c in zip("abcdefg", "bcdefgh", strict=True)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(["name: t", "chemistry: {elements: [Na]}", *bomb]))
+    with pytest.raises(SpecError, match="holds more than 100000 values"):
+        load_spec(tmp_path / "bomb.yaml")
+
+
+def test_file_paths_resolve_against_the_spec_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matsearch.scoring.custom import load_fitness
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "fit.py").write_text("def atoms(structure, results):\n    return float(len(structure))\n")
+    data = {
+        **BASE,
+        "custom": {"n": "fit.py:atoms", "dotted": "examples.custom_fitness:density"},
+        "objectives": [{"name": "custom:n"}],
+    }
+    (folder / "spec.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)  # not the spec's folder
+    spec = load_spec(folder / "spec.yaml")
+    assert spec.custom == {"n": f"{folder}/fit.py:atoms", "dotted": "examples.custom_fitness:density"}
+    assert load_fitness(spec.custom["n"])([1, 2, 3], {}) == 3.0

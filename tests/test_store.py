@@ -16,9 +16,7 @@ from matsearch.store import RunStore
 
 
 def _nacl() -> Structure:
-    return Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
 def _candidate(generation: int = 0) -> Candidate:
@@ -104,4 +102,47 @@ def test_failed_insert_leaves_no_half_generation(tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         store.add([_candidate(), broken], proposed_generation=0)
     assert store.candidates() == [] and not store.is_proposed(0)
+    store.close()
+
+
+def test_corrupted_database_is_a_clear_error(tmp_path: Path) -> None:
+    RunStore.create(tmp_path / "run", "name: run\n", {}).close()
+    (tmp_path / "run" / "run.sqlite").write_bytes(b"this is no database " * 500)
+    for lock in (True, False):
+        with pytest.raises(RunStoreError, match="is not a readable matsearch run database"):
+            RunStore.open(tmp_path / "run", lock=lock)
+
+
+def test_missing_spec_is_a_clear_error(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", "name: run\n", {})
+    (tmp_path / "run" / "spec.yaml").unlink()
+    with pytest.raises(RunStoreError, match=r"spec.yaml' is missing; restore"):
+        store.spec_yaml()
+    store.close()
+
+
+def _llm_candidate(prompt: list[dict], response: str) -> Candidate:
+    candidate = _candidate(1)
+    candidate.origin, candidate.operator = "openai", "llm_mutate"
+    candidate.extra = {"prompt": prompt, "response": response, "prompt_tokens": 10}
+    return candidate
+
+
+def test_llm_text_is_stored_once_per_call_and_capped(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", "name: run\n", {})
+    prompt = [{"role": "user", "content": "Propose NaCl polymorphs."}]
+    small = _llm_candidate(prompt, "short answer")
+    (first, second, third) = store.add(
+        [_llm_candidate(prompt, "short answer"), small, _llm_candidate(prompt, "x" * 300_000)]
+    )
+    stored = store.get([first.id, second.id, third.id])
+    assert stored[0].extra["llm_call_id"] == stored[1].extra["llm_call_id"]
+    assert "response" not in stored[0].extra and stored[0].extra["prompt_tokens"] == 10
+    call = store.llm_call(stored[0].extra["llm_call_id"])
+    assert call == {"prompt": prompt, "response": "short answer", "response_chars": 12, "truncated": False}
+    big = store.llm_call(stored[2].extra["llm_call_id"])
+    assert big["truncated"] and big["response_chars"] == 300_000 and len(big["response"]) == 256 * 1024
+    store.update(stored)  # writing a candidate again adds no second copy
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM llm_calls").fetchone() == (2,)
     store.close()

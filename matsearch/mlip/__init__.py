@@ -5,6 +5,7 @@ Public API: :func:`load_model` -> :class:`MLIPModel` (``predict``, ``compute``, 
 filter) and :class:`BatchedState` for the batched tensor entry point.
 """
 
+from matsearch.mlip.inputs import UnsupportedStructure
 from matsearch.mlip.model import EV_PER_A3_IN_GPA, MLIPModel, ModelConfig
 from matsearch.mlip.relax import relax
 from matsearch.mlip.state import BatchedState
@@ -15,6 +16,7 @@ __all__ = [
     "BatchedState",
     "MLIPModel",
     "ModelConfig",
+    "UnsupportedStructure",
     "load_model",
     "model_names",
     "relax",

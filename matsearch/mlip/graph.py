@@ -14,12 +14,23 @@ Conventions: a bond ``u`` joins atom ``i = bond_atoms[0, u]`` to the periodic im
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from matsearch.mlip.inputs import (
+    MAX_NEIGHBORS_PER_ATOM,
+    MIN_SEPARATION_A,
+    UnsupportedStructure,
+    expected_neighbors_per_atom,
+)
+
 # Most candidate (atom, atom, image) pairs tested at once; bounds the peak memory of the search.
 MAX_CANDIDATES_PER_CHUNK = 1 << 21
+# Most (bin, neighbour bin) tuples of one cell list (~100 bytes each); only very skewed or flat
+# cells need more, and they fail with a reason instead of allocating.
+MAX_BIN_TUPLES = 1 << 23
 
 
 @dataclass
@@ -126,6 +137,7 @@ def neighbor_pairs(
     device = positions.device
     n_systems = cell.shape[0]
     counts = torch.bincount(batch, minlength=n_systems)
+    _check_bounded(positions, cell, counts, cutoff)
 
     # Wrap fractional coordinates into [0, 1) along periodic directions; remember the shift so
     # that images can be expressed relative to the caller's (unwrapped) positions.
@@ -155,6 +167,12 @@ def neighbor_pairs(
     widths = 2 * reach + 1
     n_offsets = widths.prod(dim=1)
     per_system = n_bins * n_offsets
+    if int(per_system.sum()) > MAX_BIN_TUPLES:
+        worst = int(torch.argmax(per_system))
+        raise UnsupportedStructure(
+            f"system {worst}: the cell is so skewed that its neighbour search needs "
+            f"{int(per_system[worst])} bin pairs (limit {MAX_BIN_TUPLES}); reduce the cell (LLL or Niggli)"
+        )
     tuple_system = torch.repeat_interleave(torch.arange(n_systems, device=device), per_system)
     local = (
         torch.arange(tuple_system.shape[0], device=device)
@@ -220,6 +238,22 @@ def neighbor_pairs(
     return i, j, images, torch.cat(found_d2).sqrt()
 
 
+def _check_bounded(positions: torch.Tensor, cell: torch.Tensor, counts: torch.Tensor, cutoff: float) -> None:
+    """UnsupportedStructure for non-finite input or a system too dense (or flat) for a bounded
+    neighbour list, before anything of the neighbour list's size is allocated."""
+    if not (torch.isfinite(positions).all() and torch.isfinite(cell).all()):
+        raise UnsupportedStructure("positions or cell contain NaN or infinity")
+    volumes = torch.linalg.det(cell.double()).abs()
+    per_atom = expected_neighbors_per_atom(1, 1.0, cutoff) * counts.double() / volumes
+    if bool((per_atom > MAX_NEIGHBORS_PER_ATOM).any()) or bool((volumes == 0).any()):
+        worst = int(torch.argmax(torch.where(volumes > 0, per_atom, torch.full_like(per_atom, math.inf))))
+        raise UnsupportedStructure(
+            f"system {worst}: {int(counts[worst])} atoms in {float(volumes[worst]):.3g} Å³ would give each "
+            f"atom about {float(per_atom[worst]):.3g} neighbours within {cutoff:g} Å, more than the "
+            f"{MAX_NEIGHBORS_PER_ATOM} the model accepts"
+        )
+
+
 def angle_triplets(
     i: torch.Tensor, j: torch.Tensor, n_atoms: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -267,6 +301,12 @@ def build_graph(
         positions = positions.detach()
         cell = cell.detach()
         i, j, images, lengths = neighbor_pairs(positions, cell, batch, pbc, atom_cutoff)
+        if lengths.numel() and float(lengths.min()) < MIN_SEPARATION_A:
+            at = int(torch.argmin(lengths))
+            raise UnsupportedStructure(
+                f"system {int(batch[i[at]])}: atoms {int(i[at])} and {int(j[at])} are "
+                f"{float(lengths[at]):.3g} Å apart (closer than {MIN_SEPARATION_A} Å: they coincide)"
+            )
         short = torch.nonzero(lengths < bond_cutoff).squeeze(1)
         center, first, second, sign = angle_triplets(i[short], j[short], positions.shape[0])
         return CrystalGraph(

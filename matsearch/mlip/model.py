@@ -20,6 +20,7 @@ from torch import nn
 
 from matsearch.mlip.basis import FourierAngle, RadialBessel, bond_angles
 from matsearch.mlip.graph import CrystalGraph, build_graph
+from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
 from matsearch.mlip.layers import AngleUpdate, AtomConv, BondConv
 from matsearch.mlip.state import BatchedState
 
@@ -263,12 +264,16 @@ class MLIPModel(nn.Module):
 
         Keys: ``energy`` (float, eV per cell), ``forces`` ([n, 3] eV/Å), ``stress`` ([3, 3] GPa,
         CHGNet's sign, see :meth:`compute`), ``magmoms`` ([n] μB), ``charges`` ([n] e).
+        Skewed cells are evaluated on their LLL-reduced basis (same crystal, same site order).
+        Raises UnsupportedStructure, naming the structure, for non-finite numbers, a flat cell,
+        coincident atoms or a density whose neighbour list would be unbounded.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        prepared = [self._prepared(index, s) for index, s in enumerate(structures)]
         results: list[dict[str, Any]] = []
-        for start in range(0, len(structures), batch_size):
-            chunk = list(structures[start : start + batch_size])
+        for start in range(0, len(prepared), batch_size):
+            chunk = prepared[start : start + batch_size]
             state = BatchedState.from_structures(chunk, device=self.device, dtype=self.dtype)
             out = self.compute(state)
             energy = out["energy"].cpu().double().numpy()
@@ -289,6 +294,15 @@ class MLIPModel(nn.Module):
                     }
                 )
         return results
+
+    def _prepared(self, index: int, structure: Structure) -> Structure:
+        """`structure` on a reduced cell, checked; UnsupportedStructure names it by `index`."""
+        reduced = reduce_cell(structure)
+        try:
+            check_structure(reduced, self.config.atom_cutoff)
+        except UnsupportedStructure as exc:
+            raise UnsupportedStructure(f"structure {index} ({structure.formula}): {exc}") from None
+        return reduced
 
     def as_ase_calculator(self) -> Any:
         """ASE calculator (energy, free_energy, forces, stress, magmoms, charges) of this model."""

@@ -27,16 +27,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+import numpy as np
 import torch
 from pymatgen.core import Lattice, Structure
 
-from matsearch.mlip.autobatch import AtomBudgetQueue
+from matsearch.mlip.autobatch import AtomBudgetQueue, estimated_bytes
+from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
 from matsearch.mlip.state import BatchedState
 from matsearch.scoring.base import RelaxResult
 
 logger = logging.getLogger(__name__)
 
 EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa
+MAX_BATCH_MEMORY_GB = 4.0  # default estimated peak memory of one batched model call, GB
+CHGNET_CUTOFFS_A = (6.0, 3.0)  # atom and bond cutoffs assumed for models without a config
 
 
 class BatchedModel(Protocol):
@@ -294,17 +298,33 @@ class _Running:
     initial_energy_per_atom: float | None = None
 
 
-def _input_problem(structure: Structure) -> str | None:
-    """One sentence saying why `structure` cannot be relaxed at all, or None."""
+def _input_problem(structure: Structure, atom_cutoff: float) -> str | None:
+    """One sentence saying why `structure` (cell already reduced) cannot be relaxed, or None."""
     if len(structure) == 0:
         return "the structure has no atoms"
     if not structure.is_ordered:
         return "the structure has partial occupancies; only ordered structures can be relaxed"
-    if not (math.isfinite(structure.volume) and structure.volume > 1e-6):
-        return f"the cell volume {structure.volume:g} Å³ is not a positive finite number"
-    if not all(math.isfinite(x) for site in structure for x in site.coords):
-        return "the structure has NaN or infinite coordinates"
+    try:
+        check_structure(structure, atom_cutoff)
+    except UnsupportedStructure as exc:
+        return str(exc)
     return None
+
+
+def _reduced(structure: Structure) -> Structure:
+    """The structure on a reduced basis; unchanged when it cannot be reduced (non-finite cell)."""
+    try:
+        return reduce_cell(structure)
+    except (ValueError, np.linalg.LinAlgError):
+        return structure
+
+
+def model_cutoffs(model: object) -> tuple[float, float]:
+    """(atom, bond) cutoffs in Å of `model` (its config), else CHGNet's."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return CHGNET_CUTOFFS_A
+    return float(config.atom_cutoff), float(config.bond_cutoff)
 
 
 def _structure_at(original: Structure, cell: torch.Tensor, positions: torch.Tensor) -> Structure:
@@ -329,6 +349,7 @@ def relax(
     params: FireParams | None = None,
     max_volume_ratio: float = 5.0,
     min_distance: float = 0.5,
+    max_batch_memory_gb: float = MAX_BATCH_MEMORY_GB,
 ) -> list[RelaxResult]:
     """Relax positions (and, with `cell_filter`, the cell) of many structures in batches.
 
@@ -343,11 +364,15 @@ def relax(
         params: FIRE parameters (ASE's defaults).
         max_volume_ratio: a structure whose volume grows or shrinks by more than this factor fails.
         min_distance: a structure with two atoms closer than this (Å) fails.
+        max_batch_memory_gb: estimated peak memory of one model call (GB, from each structure's
+            density and the model's cutoffs); a structure that alone needs more fails.
 
     Returns:
-        One RelaxResult per input, same order. A structure that cannot be relaxed (NaN from the
-        model, exploding or collapsing cell, overlapping atoms, timeout, model error) gets
-        ``error`` set while the others carry on; this function does not raise for one bad input.
+        One RelaxResult per input, same order, relaxed on the LLL-reduced basis of the input cell.
+        A structure that cannot be relaxed (non-finite, flat, coincident atoms or too dense to
+        evaluate; NaN from the model, exploding or collapsing cell, overlapping atoms, timeout,
+        model error) gets ``error`` set while the others carry on; this function does not raise
+        for one bad input.
     """
     if fmax <= 0:
         raise ValueError(f"fmax must be positive (eV/Å), got {fmax}")
@@ -357,6 +382,8 @@ def relax(
         raise ValueError(f"timeout_s must be positive seconds or None, got {timeout_s}")
     if max_volume_ratio <= 1:
         raise ValueError(f"max_volume_ratio must be above 1, got {max_volume_ratio}")
+    if max_batch_memory_gb <= 0:
+        raise ValueError(f"max_batch_memory_gb must be positive, got {max_batch_memory_gb}")
     params = params or FireParams()
     if model is None:
         from matsearch.mlip.weights import load_model
@@ -373,6 +400,7 @@ def relax(
         params,
         max_volume_ratio,
         min_distance,
+        max_batch_memory_gb * 1e9,
     ).run()
 
 
@@ -391,8 +419,9 @@ class _BatchRelaxation:
         params: FireParams,
         max_volume_ratio: float,
         min_distance: float,
+        max_batch_bytes: float,
     ) -> None:
-        self.structures = list(structures)
+        self.structures = [_reduced(s) for s in structures]
         self.model = model
         self.fmax = fmax
         self.steps = steps
@@ -402,7 +431,13 @@ class _BatchRelaxation:
         self.max_volume_ratio = max_volume_ratio
         self.min_distance = min_distance
         self.sizes = [len(s) for s in self.structures]
-        self.queue = AtomBudgetQueue(self.sizes, max_batch_atoms)
+        self.atom_cutoff, bond_cutoff = model_cutoffs(model)
+        self.max_batch_bytes = max_batch_bytes
+        self.memory = [
+            estimated_bytes(len(s), abs(s.volume), self.atom_cutoff, bond_cutoff) if len(s) else 0.0
+            for s in self.structures
+        ]
+        self.queue = AtomBudgetQueue(self.sizes, max_batch_atoms, self.memory, max_batch_bytes)
         self.results: list[RelaxResult | None] = [None] * len(self.structures)
         self.fire: FireState | None = None
         self.running: list[_Running] = []
@@ -410,7 +445,12 @@ class _BatchRelaxation:
     def run(self) -> list[RelaxResult]:
         start = time.perf_counter()
         for index, structure in enumerate(self.structures):
-            problem = _input_problem(structure)
+            problem = _input_problem(structure, self.atom_cutoff)
+            if problem is None and self.memory[index] > self.max_batch_bytes:
+                problem = (
+                    f"evaluating it would need about {self.memory[index] / 1e9:.3g} GB, more than "
+                    f"the {self.max_batch_bytes / 1e9:g} GB batch memory limit"
+                )
             if problem is None:
                 self.queue.put(index)
             else:
@@ -430,7 +470,10 @@ class _BatchRelaxation:
         return results
 
     def _admit(self) -> None:
-        indices = self.queue.take(sum(self.sizes[r.index] for r in self.running))
+        indices = self.queue.take(
+            sum(self.sizes[r.index] for r in self.running),
+            sum(self.memory[r.index] for r in self.running),
+        )
         if not indices:
             return
         new = fire_init([self.structures[i] for i in indices], self.model.device, self.params)

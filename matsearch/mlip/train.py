@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pymatgen.core import Element, Structure
+from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, MatsearchError, ModelError
@@ -93,6 +93,32 @@ def _from_ase_frames(frames: Sequence[Any], path: Path) -> list[LabelledStructur
     return examples
 
 
+def _structure_from_dict(data: Any, where: str) -> Structure:
+    """A Structure from pymatgen's ``Structure.as_dict()`` layout, reading only the lattice, the
+    element of each site and its fractional coordinates. Unlike ``Structure.from_dict`` it never
+    decodes site properties, so an ``"@module"`` entry in the file cannot import a module."""
+    try:
+        lattice = data["lattice"]
+        matrix = lattice.get("matrix")
+        if matrix is None:
+            params = [float(lattice[k]) for k in ("a", "b", "c", "alpha", "beta", "gamma")]
+            matrix = Lattice.from_parameters(*params).matrix
+        species, coords = [], []
+        for site in data["sites"]:
+            occupancy = site["species"]
+            if len(occupancy) != 1 or float(occupancy[0].get("occu", 1.0)) != 1.0:
+                raise DataError(f"{where}: a site is partly occupied; only ordered structures train")
+            species.append(str(occupancy[0]["element"]))
+            coords.append([float(x) for x in site["abc"]])
+        return Structure(np.asarray(matrix, dtype=float), species, coords)
+    except DataError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(
+            f"{where}: 'structure' is not a pymatgen Structure.as_dict() ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 def _read_pymatgen_json(path: Path) -> list[LabelledStructure]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt") as handle:
@@ -108,7 +134,7 @@ def _read_pymatgen_json(path: Path) -> list[LabelledStructure]:
         stress = record.get("stress")
         examples.append(
             LabelledStructure(
-                structure=Structure.from_dict(record["structure"]),
+                structure=_structure_from_dict(record["structure"], where),
                 energy=float(record["energy"]),
                 forces=None if forces is None else np.asarray(forces, dtype=float),
                 stress=None if stress is None else _stress_matrix(stress, where) / EV_PER_A3_IN_GPA,

@@ -282,7 +282,11 @@ def load_model_file(path: str | Path) -> MLIPModel:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelError(f"cannot read model file {path}: {exc}") from exc
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ModelError(
+            f"cannot read model file {path} ({type(exc).__name__}: {first_line}); "
+            "give a file saved by MLIPModel.save or `matsearch mlip finetune`"
+        ) from exc
     if not isinstance(saved, dict) or saved.get("format") != FILE_FORMAT:
         raise ModelError(f"{path} is not a matsearch model file (saved by MLIPModel.save)")
     version = saved.get("format_version")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from pymatgen.core import Structure
 
-from matsearch.mlip.relax import relax
+from matsearch.mlip.relax import MAX_BATCH_MEMORY_GB, relax
 from matsearch.mlip.state import BatchedState
 from matsearch.scoring.base import RelaxResult
 
@@ -30,6 +30,7 @@ class MLIPRelaxer:
         timeout_s: wall-clock seconds per structure, counted from when it joins the batch;
             None for no limit.
         batch_atoms: atom budget of one batched model call.
+        max_batch_memory_gb: estimated peak memory budget of one batched model call, GB.
     """
 
     name = "matsearch"
@@ -42,6 +43,7 @@ class MLIPRelaxer:
         steps: int = 500,
         timeout_s: float | None = 600.0,
         batch_atoms: int = 1024,
+        max_batch_memory_gb: float = MAX_BATCH_MEMORY_GB,
     ) -> None:
         if batch_atoms < 1:
             raise ValueError(f"batch_atoms must be at least 1, got {batch_atoms}")
@@ -51,6 +53,7 @@ class MLIPRelaxer:
         self.steps = steps
         self.timeout_s = timeout_s
         self.batch_atoms = batch_atoms
+        self.max_batch_memory_gb = max_batch_memory_gb
         self._model: MLIPModel | None = None
 
     @property
@@ -74,6 +77,7 @@ class MLIPRelaxer:
             max_batch_atoms=self.batch_atoms,
             cell_filter=True,
             timeout_s=self.timeout_s,
+            max_batch_memory_gb=self.max_batch_memory_gb,
         )
 
     def single_point(self, structures: list[Structure]) -> list[float]:

@@ -17,6 +17,7 @@ def build_relaxer(spec: MLIPSpec) -> Relaxer:
             fmax=spec.fmax,
             steps=spec.steps,
             timeout_s=spec.timeout_s,
+            max_batch_memory_gb=spec.max_batch_memory_gb,
         )
     if spec.backend == "chgnet":
         from matsearch.scoring.chgnet_relaxer import CHGNetRelaxer

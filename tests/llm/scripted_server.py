@@ -29,7 +29,7 @@ GOOD_ANSWER = json.dumps(
 class Action:
     """What the server does with one request."""
 
-    kind: str = "ok"  # ok | status | drop
+    kind: str = "ok"  # ok | status | drop | raw (`text` sent as the whole body)
     text: str = GOOD_ANSWER
     status: int = 200
     delay_s: float = 0.0
@@ -67,10 +67,10 @@ class ScriptedServer:
                         self.connection.shutdown(socket.SHUT_RDWR)
                         self.connection.close()
                         return
-                    if action.kind == "status":
-                        payload = {
-                            "error": {"message": f"scripted {action.status}", "type": "scripted"}
-                        }
+                    if action.kind == "raw":
+                        payload = None
+                    elif action.kind == "status":
+                        payload = {"error": {"message": f"scripted {action.status}", "type": "scripted"}}
                     else:
                         p, c = action.usage
                         payload = {
@@ -91,7 +91,7 @@ class ScriptedServer:
                                 "total_tokens": p + c,
                             },
                         }
-                    data = json.dumps(payload).encode()
+                    data = action.text.encode() if payload is None else json.dumps(payload).encode()
                     self.send_response(action.status)
                     for key, value in action.headers.items():
                         self.send_header(key, value)

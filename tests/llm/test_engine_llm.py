@@ -8,12 +8,17 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from matsearch import Run, Search
 from matsearch.errors import RunInterrupted
+from matsearch.proposers.base import ChemistryLimits
+from matsearch.proposers.llm import LLMProposer
+from matsearch.proposers.llm.backends.openai_backend import OpenAIBackend
+from matsearch.store import RunStore
 
-from .scripted_server import Action, ScriptedServer
+from .scripted_server import GOOD_ANSWER, Action, ScriptedServer
 
 API_KEY = "sk-engine-test-7Hq2-do-not-store"
 
@@ -68,7 +73,9 @@ def test_llm_run_stores_prompts_and_survives_a_dead_server(
     llm = [c for c in run.candidates() if c.origin == "openai"]
     assert llm, "no candidate came from the LLM"
     first = llm[0].extra
-    assert first["prompt"] and first["response"] and first["prompt_tokens"] == 1000
+    call = run.llm_call(first["llm_call_id"])
+    assert call["prompt"] and call["response"] and not call["truncated"]
+    assert first["prompt_tokens"] == 1000
     assert first["completion_tokens"] == 500 and first["parse_outcome"] == "parsed"
     assert any(c.extra.get("cached") for c in llm)
     assert len(set(prompts)) == len(prompts)
@@ -81,3 +88,31 @@ def test_llm_run_stores_prompts_and_survives_a_dead_server(
         ).fetchone()
     assert n_with_tokens == len(llm)
     assert API_KEY.encode() not in _all_bytes(run_dir)
+
+
+def test_two_five_megabyte_answers_leave_a_small_store(tmp_path: Path) -> None:
+    padding = "\nThe structure above is stable because " + "it is very stable " * 290_000
+    answer = GOOD_ANSWER + padding  # two structures, then 5 MB of prose
+    assert len(answer) > 5_000_000
+    with ScriptedServer() as server:
+        server.script.extend([Action(text=answer + " (first)"), Action(text=answer + " (second)")])
+        backend = OpenAIBackend(
+            "scripted-model",
+            base_url=server.url,
+            api_key=API_KEY,
+            cache_path=tmp_path / "llm_cache.sqlite",
+        )
+        proposer = LLMProposer(backend, structures_per_prompt=2)
+        limits = ChemistryLimits(elements=("Na", "K", "Cl"), max_atoms=16)
+        proposals = proposer.propose([], 4, limits, np.random.default_rng(0))
+        assert len(server.requests) == 2
+    assert sum(p.structure is not None for p in proposals) == 4
+    store = RunStore.create(tmp_path / "run", "name: run\n", {})
+    store.add([Search._to_candidate(1, p) for p in proposals], proposed_generation=1)
+    calls = [c.extra["llm_call_id"] for c in store.candidates()]
+    assert len(calls) > 4 and len(set(calls)) == 2  # each answer stored once for all its records
+    for call in map(store.llm_call, set(calls)):
+        assert call["truncated"] and call["response_chars"] > 5_000_000
+        assert call["response"].startswith(GOOD_ANSWER)
+    store.close()
+    assert (tmp_path / "run" / "run.sqlite").stat().st_size < 12_000_000

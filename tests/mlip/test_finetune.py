@@ -230,3 +230,28 @@ def test_finetune_trains_only_the_chosen_layers(base_model, mirror_dir, one_thre
         p.numel() for name, p in model.named_parameters() if name.startswith("atom_convs.3.")
     )
     assert all(p.requires_grad for p in model.parameters())  # flags restored after training
+
+
+def test_pymatgen_json_never_imports_modules_named_in_the_file(tmp_path, monkeypatch) -> None:
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "planted_module.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nclass Payload:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    structure = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    data = structure.as_dict()
+    data["sites"][0]["properties"] = {"x": {"@module": "planted_module", "@class": "Payload"}}
+    (tmp_path / "data.json").write_text(json.dumps([{"structure": data, "energy": -6.5}]))
+
+    (example,) = read_dataset(tmp_path / "data.json")
+
+    assert example.structure == structure and example.energy == -6.5
+    assert not marker.exists()
+    Structure.from_dict(copy.deepcopy(data))  # control: pymatgen itself imports the module
+    assert marker.read_text() == "ran"
+
+
+def test_pymatgen_json_with_a_broken_structure_is_a_data_error(tmp_path) -> None:
+    (tmp_path / "data.json").write_text(json.dumps([{"structure": {"lattice": 5}, "energy": -1.0}]))
+    with pytest.raises(DataError, match=r"record 0: 'structure' is not a pymatgen Structure.as_dict\(\)"):
+        read_dataset(tmp_path / "data.json")

@@ -275,12 +275,13 @@ def test_overlapping_nan_and_unknown_structures_fail_alone() -> None:
     assert "no Lennard-Jones parameters for atomic numbers [29]" in results[3].error
 
 
-def test_coincident_atoms_give_a_nan_error_when_the_distance_check_is_off() -> None:
+def test_coincident_atoms_are_refused_before_the_model_when_the_distance_check_is_off() -> None:
     good = _binary_starts()[1]
     coincident = fcc(A0_AR)
     coincident.append("Ar", coincident.frac_coords[0])
     results = relax([coincident, good], LennardJones(), fmax=0.005, min_distance=0.0)
-    assert results[0].error == "the model returned NaN or infinite energy, forces or stress at step 0"
+    assert results[0].error == "two atoms are 0 Å apart (closer than 0.1 Å: they coincide)"
+    assert results[0].steps == 0
     assert results[1].converged
 
 

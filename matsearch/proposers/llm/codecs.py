@@ -22,9 +22,7 @@ from pymatgen.io.cif import CifParser, CifWriter
 
 LATTICE_DECIMALS = 4  # Å
 COORD_DECIMALS = 4  # fractional coordinates
-MIN_CELL_SKEW = (
-    1e-4  # |det| / (|a||b||c|) below this: the three lattice vectors are (nearly) coplanar
-)
+MIN_CELL_SKEW = 1e-4  # |det| / (|a||b||c|) below this: the three lattice vectors are (nearly) coplanar
 
 
 class StructureFormat(StrEnum):
@@ -79,9 +77,7 @@ def to_cif(structure: Structure, decimals: int = COORD_DECIMALS) -> str:
 def to_json(structure: Structure, decimals: int = COORD_DECIMALS) -> dict[str, Any]:
     """{"lattice": 3×3 Å, "species": [...], "coords": fractional} with fixed decimals."""
     return {
-        "lattice": [
-            [round(float(x), LATTICE_DECIMALS) for x in row] for row in structure.lattice.matrix
-        ],
+        "lattice": [[round(float(x), LATTICE_DECIMALS) for x in row] for row in structure.lattice.matrix],
         "species": [_symbol(site) for site in structure],
         "coords": [[round(float(x), decimals) for x in site.frac_coords] for site in structure],
     }
@@ -99,7 +95,8 @@ def encode(structure: Structure, fmt: StructureFormat) -> str | dict[str, Any]:
 # --- small readers shared by all formats -----------------------------------------------------
 
 _FRACTION = re.compile(r"^([-+]?\d+(?:\.\d*)?)/(\d+(?:\.\d*)?)$")
-_NUMBER_START = re.compile(r"[-+]?\d*\.?\d*(?:[eE][-+]?|/)?")  # what a number cut short looks like
+# what a number cut short looks like; unambiguous (one way to match a digit run: linear time)
+_NUMBER_START = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d*)?(?:[eE][-+]?|/)?")
 _LETTERS = re.compile(r"^[A-Za-z]+")
 
 
@@ -125,15 +122,11 @@ def read_element(label: str) -> str:
     symbol = letters[:1].upper() + letters[1:].lower()
     if not symbol or len(symbol) > 2 or not Element.is_valid_symbol(symbol):
         cut = len(symbol) == 1 and any(e.symbol.startswith(symbol) for e in Element)
-        raise DecodeError(
-            "unknown_element", f"'{label[:40]}' is not a chemical element symbol", cut=cut
-        )
+        raise DecodeError("unknown_element", f"'{label[:40]}' is not a chemical element symbol", cut=cut)
     return symbol
 
 
-def build_structure(
-    matrix: Any, species: list[str], coords: Any, *, cartesian: bool = False
-) -> Structure:
+def build_structure(matrix: Any, species: list[str], coords: Any, *, cartesian: bool = False) -> Structure:
     """A pymatgen Structure after checks with reason codes: counts, finite numbers, a 3D cell."""
     try:
         m = np.asarray(matrix, dtype=float)
@@ -213,11 +206,7 @@ def _site(line: str, selective: bool) -> tuple[list[float], str | None] | None:
         return None
     coords = [read_number(x) for x in t[:3]]
     rest = t[3:]
-    if (
-        rest
-        and (selective or (len(rest) >= 4 and set(rest[:3]) <= _FLAGS))
-        and set(rest[:3]) <= _FLAGS
-    ):
+    if rest and (selective or (len(rest) >= 4 and set(rest[:3]) <= _FLAGS)) and set(rest[:3]) <= _FLAGS:
         rest = rest[3:]
     return coords, (rest[0] if rest else None)
 
@@ -248,9 +237,7 @@ def _species(
                 raise DecodeError(
                     "site_count_mismatch", f"{len(header)} species names but {len(counts)} counts"
                 )
-            from_header = [
-                read_element(e) for e, c in zip(header, counts, strict=True) for _ in range(c)
-            ]
+            from_header = [read_element(e) for e, c in zip(header, counts, strict=True) for _ in range(c)]
         except DecodeError as exc:
             if from_labels is None:
                 raise fail(exc.reason, exc.detail, end, False) from None
@@ -259,8 +246,7 @@ def _species(
         if by_labels != by_header:
             raise fail(
                 "site_count_mismatch",
-                f"the site labels give {_formula(by_labels)} "
-                f"but the header says {_formula(by_header)}",
+                f"the site labels give {_formula(by_labels)} but the header says {_formula(by_header)}",
                 end,
             )
     species = from_labels or from_header
@@ -375,7 +361,7 @@ def read_poscar(lines: list[str], start: int, *, at_end: bool) -> tuple[Structur
 # --- CIF -------------------------------------------------------------------------------------
 
 
-_FORMULA_SUM = re.compile(r"^\s*_chemical_formula_sum\s+['\"]?([^'\"\n]+)", re.MULTILINE)
+_FORMULA_SUM = re.compile(r"^[ \t]*_chemical_formula_sum\s+['\"]?([^'\"\n]+)", re.MULTILINE)
 
 
 def _formula_sum(block: str) -> Composition | None:
@@ -391,18 +377,14 @@ def read_cif(block: str, *, at_end: bool) -> list[Structure]:
     """Structures in one CIF data block, read by pymatgen; DecodeError when none can be read."""
     lower = block.lower()
     if "_cell_length_a" not in lower:
-        raise DecodeError(
-            "truncated" if at_end else "no_lattice", "the CIF block has no _cell_length_a"
-        )
+        raise DecodeError("truncated" if at_end else "no_lattice", "the CIF block has no _cell_length_a")
     if "_atom_site_fract_x" not in lower and "_atom_site_cartn_x" not in lower:
         reason = "truncated" if at_end else "no_sites"
         raise DecodeError(reason, "the CIF block has no _atom_site coordinates")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            structures = CifParser.from_str(block).parse_structures(
-                primitive=False, on_error="raise"
-            )
+            structures = CifParser.from_str(block).parse_structures(primitive=False, on_error="raise")
     except Exception as exc:  # pymatgen raises many types on malformed CIF
         reason = "truncated" if at_end else "cif_error"
         raise DecodeError(reason, f"pymatgen could not read the CIF: {str(exc)[:200]}") from None
@@ -413,9 +395,7 @@ def read_cif(block: str, *, at_end: bool) -> list[Structure]:
             if not Element.is_valid_symbol(getattr(specie, "symbol", "")):
                 raise DecodeError("unknown_element", f"'{specie}' is not a chemical element symbol")
         if not s.is_ordered:
-            raise DecodeError(
-                "invalid_structure", "the CIF has partly occupied sites; give ordered sites"
-            )
+            raise DecodeError("invalid_structure", "the CIF has partly occupied sites; give ordered sites")
         stated = _formula_sum(block)
         if stated is not None and not stated.almost_equals(s.composition.reduced_composition):
             reason = "truncated" if at_end else "site_count_mismatch"
@@ -444,16 +424,10 @@ def _json_lattice(value: Any) -> Any:
             try:
                 return Lattice.from_parameters(*params).matrix.tolist()
             except Exception:
-                raise DecodeError(
-                    "singular_lattice", "the lattice parameters give no 3D cell"
-                ) from None
-        raise DecodeError(
-            "no_lattice", "the lattice object has neither 'matrix' nor a b c alpha beta gamma"
-        )
+                raise DecodeError("singular_lattice", "the lattice parameters give no 3D cell") from None
+        raise DecodeError("no_lattice", "the lattice object has neither 'matrix' nor a b c alpha beta gamma")
     if isinstance(value, list) and len(value) == 6 and all(not isinstance(x, list) for x in value):
-        return _json_lattice(
-            dict(zip(("a", "b", "c", "alpha", "beta", "gamma"), value, strict=True))
-        )
+        return _json_lattice(dict(zip(("a", "b", "c", "alpha", "beta", "gamma"), value, strict=True)))
     return value
 
 
@@ -464,9 +438,13 @@ def _json_numbers(value: Any, what: str) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, dict):
         raise DecodeError("bad_number", f"{what} holds {json.dumps(value)[:40]}, not a number")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float, e.g. 400 digits
+            raise DecodeError("bad_number", f"{what} holds an integer too large for a float") from None
+        if not math.isfinite(number):
             raise DecodeError("bad_number", f"{what} holds a non-finite number")
-        return float(value)
+        return number
     return read_number(str(value))
 
 

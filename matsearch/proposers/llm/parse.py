@@ -29,6 +29,8 @@ from matsearch.proposers.llm.codecs import (
 logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 300  # longest offending text kept with a rejection
+MAX_ANSWER_CHARS = 200_000  # characters of an answer that are read; the rest is rejected
+MAX_LINE_CHARS = 10_000  # longer lines are skipped with a rejection (no structure line is that long)
 MAX_JSON_DEPTH = 32  # nesting below this is ignored (answers are not that deep)
 
 
@@ -49,6 +51,9 @@ class RejectReason(StrEnum):
     JSON_ERROR = "json_error"  # a JSON object with a syntax error and no readable structure
     CIF_ERROR = "cif_error"  # a CIF block pymatgen cannot read
     INVALID_STRUCTURE = "invalid_structure"  # pymatgen refused the structure for another reason
+    ANSWER_TOO_LONG = "answer_too_long"  # only the first MAX_ANSWER_CHARS were read
+    LINE_TOO_LONG = "line_too_long"  # a line longer than MAX_LINE_CHARS was skipped
+    TIME_LIMIT = "time_limit"  # parsing the answer took longer than its time limit
     INTERNAL_ERROR = "internal_error"  # a parser bug; logged with the answer
 
 
@@ -78,8 +83,7 @@ class ParseResult:
     def error_report(self) -> str:
         """One line per rejected piece, as handed back to the model in a repair prompt."""
         return "\n".join(
-            f"- {r.reason}: {r.detail}"
-            + (f' (near: "{_oneline(r.snippet, 80)}")' if r.snippet else "")
+            f"- {r.reason}: {r.detail}" + (f' (near: "{_oneline(r.snippet, 80)}")' if r.snippet else "")
             for r in self.rejected
         )
 
@@ -103,9 +107,7 @@ def parse_response(text: str) -> ParseResult:
         pieces = _parse(text if isinstance(text, str) else str(text))
     except Exception as exc:  # last guard: a parser bug must not stop a run
         logger.exception("parser failed on an answer of %d characters", len(str(text)))
-        pieces = [
-            Rejection(RejectReason.INTERNAL_ERROR, _snippet(str(text)), f"parser bug: {exc!r}")
-        ]
+        pieces = [Rejection(RejectReason.INTERNAL_ERROR, _snippet(str(text)), f"parser bug: {exc!r}")]
     result = ParseResult()
     for piece in pieces:
         if isinstance(piece, Rejection):
@@ -118,6 +120,11 @@ def parse_response(text: str) -> ParseResult:
 def _parse(text: str) -> list[Piece]:
     if not text.strip():
         return [Rejection(RejectReason.EMPTY_RESPONSE, "", "the answer is empty")]
+    cap: list[Piece] = []
+    if len(text) > MAX_ANSWER_CHARS:
+        detail = f"the answer has {len(text)} characters; only the first {MAX_ANSWER_CHARS} were read"
+        cap.append(Rejection(RejectReason.ANSWER_TOO_LONG, "", detail))
+        text = text[:MAX_ANSWER_CHARS]
     pieces: list[Piece] = []
     cursor = 0
     for start, end, found in _json_regions(text):
@@ -133,13 +140,21 @@ def _parse(text: str) -> list[Piece]:
                 "no lattice, POSCAR, CIF or JSON structure found",
             )
         )
-    return pieces
+    return pieces + cap
 
 
 # --- JSON ------------------------------------------------------------------------------------
 
 _JSON_START = re.compile(r"\{\s*\"|\[\s*[{\"]")
-_DECODER = json.JSONDecoder(strict=False)  # strict=False: raw newlines inside strings are common
+
+
+def _parse_int(digits: str) -> int | float:
+    """JSON integers; very long ones become floats (inf when huge) instead of raising."""
+    return int(digits) if len(digits) <= 300 else float(digits)
+
+
+# strict=False: raw newlines inside strings are common
+_DECODER = json.JSONDecoder(strict=False, parse_int=_parse_int)
 
 
 def _json_regions(text: str) -> list[tuple[int, int, list[Piece]]]:
@@ -150,7 +165,7 @@ def _json_regions(text: str) -> list[tuple[int, int, list[Piece]]]:
         start = match.start()
         try:
             value, end = _DECODER.raw_decode(text, start)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also integers of > 4300 digits
             close = _closing_index(text, start)
             if close is None:
                 regions.append((start, len(text), _salvage_truncated(text[start:])))
@@ -242,9 +257,7 @@ _DANGLING_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{0,3})?$")  # an escape sequence 
 
 
 def _unescape(fragment: str) -> str:
-    return (
-        fragment.replace("\\n", "\n").replace("\\t", " ").replace('\\"', '"').replace("\\\\", "\\")
-    )
+    return fragment.replace("\\n", "\n").replace("\\t", " ").replace('\\"', '"').replace("\\\\", "\\")
 
 
 def _is_truncation(piece: Piece) -> bool:
@@ -259,7 +272,7 @@ def _salvage_truncated(fragment: str) -> list[Piece]:
     for cut, closing in reversed(_safe_cuts(fragment)[-64:]):
         try:
             value = _DECODER.decode(fragment[:cut] + closing)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             continue
         _walk(value, found, 0)
         tail = fragment[cut:]
@@ -269,18 +282,21 @@ def _salvage_truncated(fragment: str) -> list[Piece]:
         return found + tail_pieces
     leftover = _snippet(tail.lstrip(",]} \n"))
     if any(c.isdigit() for c in leftover) or not (found or tail_pieces):
-        tail_pieces.append(
-            Rejection(RejectReason.TRUNCATED, leftover, "the answer ends inside a JSON value")
-        )
+        tail_pieces.append(Rejection(RejectReason.TRUNCATED, leftover, "the answer ends inside a JSON value"))
     return found + tail_pieces
+
+
+def _json_snippet(value: Any) -> str:
+    try:
+        return _snippet(json.dumps(value))
+    except ValueError:  # integers too long to print
+        return _snippet(repr(value)[: SNIPPET_CHARS * 2])
 
 
 def _salvage_broken(fragment: str, error: str) -> list[Piece]:
     """A closed JSON value with a syntax error: the POSCAR/CIF text inside it, else json_error."""
     found = _scan_text(_unescape(fragment), at_end=False)
-    return found or [
-        Rejection(RejectReason.JSON_ERROR, _snippet(fragment), f"invalid JSON: {error}")
-    ]
+    return found or [Rejection(RejectReason.JSON_ERROR, _snippet(fragment), f"invalid JSON: {error}")]
 
 
 _COORD_KEYS = {
@@ -303,18 +319,19 @@ def _walk(value: Any, found: list[Piece], depth: int) -> None:
         keys = set(value)
         if "lattice" in keys or (keys & _COORD_KEYS and keys & _SPECIES_KEYS):
             if _CUT_MARK in keys:
-                snippet = _snippet(json.dumps({k: v for k, v in value.items() if k != _CUT_MARK}))
+                snippet = _json_snippet({k: v for k, v in value.items() if k != _CUT_MARK})
                 found.append(
-                    Rejection(
-                        RejectReason.TRUNCATED, snippet, "the answer ends inside this structure"
-                    )
+                    Rejection(RejectReason.TRUNCATED, snippet, "the answer ends inside this structure")
                 )
                 return
             try:
                 found.append(read_json_structure(value))
             except DecodeError as exc:
+                found.append(Rejection(RejectReason(exc.reason), _json_snippet(value), exc.detail))
+            except Exception as exc:  # a parser bug in one structure keeps the others
+                logger.exception("parser failed on one JSON structure")
                 found.append(
-                    Rejection(RejectReason(exc.reason), _snippet(json.dumps(value)), exc.detail)
+                    Rejection(RejectReason.INTERNAL_ERROR, _json_snippet(value), f"parser bug: {exc!r}")
                 )
             return
         for k, v in value.items():
@@ -337,6 +354,11 @@ def _scan_text(text: str, *, at_end: bool) -> list[Piece]:
     at_end = at_end and not text.rstrip().endswith("```")  # a closed code block was not cut off
     lines = ["" if line.strip().startswith("```") else line for line in text.splitlines()]
     pieces: list[tuple[int, Piece]] = []
+    for i, line in enumerate(lines):
+        if len(line) > MAX_LINE_CHARS:
+            detail = f"a line of {len(line)} characters was skipped (limit {MAX_LINE_CHARS})"
+            pieces.append((i, Rejection(RejectReason.LINE_TOO_LONG, _snippet(line), detail)))
+            lines[i] = ""
     for first, last in _cif_blocks(lines):
         block = "\n".join(lines[first:last])
         block_at_end = at_end and last >= len(lines) - 1  # at most a cut-off line follows
@@ -415,11 +437,15 @@ def _poscar_blocks(lines: list[str], at_end: bool) -> list[tuple[int, Piece]]:
     return pieces
 
 
-_MODE_LINE = re.compile(
-    r"^\s*(direct|cartesian|fractional)\s*(coordinates)?\s*:?\s*$", re.IGNORECASE
-)
+# Line patterns for orphaned site lists. Each is unambiguous: a run of digits or spaces can be
+# matched in only one way, so a failed match costs time linear in the line (no backtracking blow-up
+# on repetition loops such as "Na1 0.3333…3 0.5 0.5 (approx)").
+_MODE_LINE = re.compile(r"^\s*(?:direct|cartesian|fractional)(?:\s+coordinates)?\s*:?\s*$", re.IGNORECASE)
+_NUM = r"[-+]?[\d.]+"
+_GAP = r"(?:[,\s]+|(?=[-+]))"  # separators, or none before a sign ("0.5-0.25")
 _LABELLED_SITE = re.compile(
-    r"^\s*(?:[-+]?[\d.]+[,\s]+){3}[A-Z][a-z]?\d*[+-]?\s*$|^\s*[A-Z][a-z]?\d*[,\s]+(?:[-+]?[\d.]+[,\s]*){3}$"
+    rf"^\s*(?:{_NUM}[,\s]+){{3}}[A-Z][a-z]?\d*[+-]?\s*$"  # "0 0 0 Na1"
+    rf"|^\s*[A-Z][a-z]?\d*[,\s]+{_NUM}{_GAP}{_NUM}{_GAP}{_NUM}[,\s]*$"  # "Na1 0 0 0"
 )
 
 
@@ -428,11 +454,7 @@ def _orphans(lines: list[str], used: list[bool]) -> list[tuple[int, Piece]]:
     pieces: list[tuple[int, Piece]] = []
     run: list[int] = []
     for i, line in enumerate([*lines, ""]):
-        orphan = (
-            i < len(lines)
-            and not used[i]
-            and (_MODE_LINE.match(line) or _LABELLED_SITE.match(line))
-        )
+        orphan = i < len(lines) and not used[i] and (_MODE_LINE.match(line) or _LABELLED_SITE.match(line))
         if orphan:
             run.append(i)
         elif run:
@@ -440,9 +462,7 @@ def _orphans(lines: list[str], used: list[bool]) -> list[tuple[int, Piece]]:
             pieces.append(
                 (
                     run[0],
-                    Rejection(
-                        RejectReason.NO_LATTICE, _snippet(snippet), "sites without lattice vectors"
-                    ),
+                    Rejection(RejectReason.NO_LATTICE, _snippet(snippet), "sites without lattice vectors"),
                 )
             )
             run = []

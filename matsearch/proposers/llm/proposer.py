@@ -27,8 +27,9 @@ from matsearch.proposers.llm.backends.base import (
     LLMConfigError,
     Message,
 )
+from matsearch.proposers.llm.bounded import PARSE_TIME_LIMIT_S, BoundedParser
 from matsearch.proposers.llm.codecs import StructureFormat, encode
-from matsearch.proposers.llm.parse import ParseResult, parse_response
+from matsearch.proposers.llm.parse import ParseResult
 from matsearch.proposers.prompts import PromptTemplates, load_templates
 from matsearch.structures.limits import ChemistryLimits
 
@@ -70,6 +71,7 @@ class LLMProposer:
 
     temperature and max_tokens (answer tokens) are the sampling settings; `operator_weights`
     sets how often reproduce / mutate / crossover prompts are chosen (default: equal).
+    Each answer is parsed in a worker process within `parse_time_limit_s` seconds.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class LLMProposer:
         repair_attempts: int = 1,
         structure_format: StructureFormat | str = StructureFormat.POSCAR,
         operator_weights: Mapping[str, float] | None = None,
+        parse_time_limit_s: float = PARSE_TIME_LIMIT_S,
     ) -> None:
         if k_parents < 1 or structures_per_prompt < 1 or repair_attempts < 0:
             raise LLMConfigError(
@@ -93,11 +96,7 @@ class LLMProposer:
             )
         weights = dict(operator_weights or dict.fromkeys(OPERATOR_KINDS, 1.0))
         unknown = set(weights) - set(OPERATOR_KINDS)
-        if (
-            unknown
-            or not any(w > 0 for w in weights.values())
-            or any(w < 0 for w in weights.values())
-        ):
+        if unknown or not any(w > 0 for w in weights.values()) or any(w < 0 for w in weights.values()):
             raise LLMConfigError(
                 f"operator_weights {weights} must give non-negative weights to "
                 f"{', '.join(OPERATOR_KINDS)}, at least one positive"
@@ -113,6 +112,7 @@ class LLMProposer:
         self.repair_attempts = repair_attempts
         self.structure_format = StructureFormat(structure_format)
         self.operator_weights = weights
+        self.parse = BoundedParser(parse_time_limit_s)
 
     def __repr__(self) -> str:
         return f"LLMProposer(backend={self.backend!r}, k_parents={self.k_parents})"
@@ -143,13 +143,9 @@ class LLMProposer:
             answers = self.backend.complete([p.request for p in pending])
             repairs = []
             for prompt, answer in zip(pending, answers, strict=True):
-                result = parse_response(answer.text) if answer.error is None else None
+                result = self.parse(answer.text) if answer.error is None else None
                 proposals += self._proposals(prompt, answer, result)
-                if (
-                    result is not None
-                    and result.rejected
-                    and prompt.repair_attempt < self.repair_attempts
-                ):
+                if result is not None and result.rejected and prompt.repair_attempt < self.repair_attempts:
                     repair = self._repair(prompt, answer, result)
                     if repair is not None:
                         repairs.append(repair)
@@ -179,9 +175,7 @@ class LLMProposer:
         if kind == "zero_shot":
             wanted = 0
         chosen = (
-            [parents[int(i)] for i in rng.choice(len(parents), size=wanted, replace=False)]
-            if wanted
-            else []
+            [parents[int(i)] for i in rng.choice(len(parents), size=wanted, replace=False)] if wanted else []
         )
         seed = int(rng.integers(0, 2**31 - 1))
         while True:
@@ -259,9 +253,7 @@ class LLMProposer:
 
     # --- answers → proposals --------------------------------------------------------------
 
-    def _proposals(
-        self, prompt: _Prompt, answer: Completion, result: ParseResult | None
-    ) -> list[Proposal]:
+    def _proposals(self, prompt: _Prompt, answer: Completion, result: ParseResult | None) -> list[Proposal]:
         operator = f"llm_{prompt.kind}"
         parent_ids = [p.id for p, _ in prompt.parents if p.id is not None]
         extra: dict[str, Any] = {
@@ -326,7 +318,5 @@ class LLMProposer:
                     continue
             kept.append(p)
         if n_structures > n_children:
-            logger.info(
-                "model gave %d structures for %d children; extras dropped", n_structures, n_children
-            )
+            logger.info("model gave %d structures for %d children; extras dropped", n_structures, n_children)
         return kept

@@ -51,15 +51,34 @@ _REFUSED = (400, 413, 422)  # the server refused this one request; other request
 
 def price_for(model: str) -> tuple[float, float] | None:
     """(prompt, completion) USD per million tokens for a known model or dated snapshot of one."""
-    matches = [
-        name for name in PRICES_USD_PER_MTOK if model == name or model.startswith(name + "-")
-    ]
+    matches = [name for name in PRICES_USD_PER_MTOK if model == name or model.startswith(name + "-")]
     return PRICES_USD_PER_MTOK[max(matches, key=len)] if matches else None
 
 
+class MalformedReply(Exception):
+    """The server answered (HTTP 200) with a body that is not a chat completion."""
+
+
+def _check_reply(response: Any) -> Any:
+    """The response when it has the shape of a chat completion; else MalformedReply."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise MalformedReply("a body without a list of choices")
+    for choice in choices[:1]:
+        content = getattr(getattr(choice, "message", None), "content", None)
+        if content is not None and not isinstance(content, str):
+            raise MalformedReply("a choice whose message content is not text")
+    usage = getattr(response, "usage", None)
+    if usage is not None:
+        tokens = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+        if not all(isinstance(t, int) for t in tokens):
+            raise MalformedReply("token counts that are not integers")
+    return response
+
+
 def _transient(exc: BaseException) -> bool:
-    """Worth retrying: timeouts, dropped connections, 408/409/429 and 5xx answers."""
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+    """Worth retrying: timeouts, dropped connections, malformed replies, 408/409/429 and 5xx."""
+    if isinstance(exc, openai.APIConnectionError | MalformedReply):  # incl. APITimeoutError
         return True
     return isinstance(exc, openai.APIStatusError) and (
         exc.status_code in (408, 409, 429) or exc.status_code >= 500
@@ -68,6 +87,8 @@ def _transient(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     """Error class and HTTP status only; server messages stay out (they may echo headers)."""
+    if isinstance(exc, MalformedReply):
+        return f"a malformed reply: {exc}"
     status = getattr(exc, "status_code", None)
     return type(exc).__name__ + (f" (HTTP {status})" if status else "")
 
@@ -106,8 +127,7 @@ class OpenAIBackend:
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise LLMConfigError(
-                f"max_concurrency ({max_concurrency}) and max_attempts ({max_attempts}) "
-                "must be at least 1"
+                f"max_concurrency ({max_concurrency}) and max_attempts ({max_attempts}) must be at least 1"
             )
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -124,13 +144,10 @@ class OpenAIBackend:
         if not key:
             if official:
                 raise LLMConfigError(
-                    "No OpenAI API key: set the OPENAI_API_KEY environment variable "
-                    "or api_key in the spec."
+                    "No OpenAI API key: set the OPENAI_API_KEY environment variable or api_key in the spec."
                 )
             key = "no-key"  # local servers usually accept any key
-        self._client = openai.OpenAI(
-            api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s
-        )
+        self._client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s)
         self._cache = CompletionCache(cache_path) if cache_path is not None else None
         self._tokenizer_name = tokenizer
         self._tokenizer: Any = None
@@ -178,9 +195,7 @@ class OpenAIBackend:
                 todo[key] = request
         if todo:
             with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(todo))) as pool:
-                futures = {
-                    key: pool.submit(self._fetch, key, request) for key, request in todo.items()
-                }
+                futures = {key: pool.submit(self._fetch, key, request) for key, request in todo.items()}
             errors = [f.exception() for f in futures.values() if f.exception() is not None]
             if errors:
                 raise errors[0]  # type: ignore[misc]
@@ -230,7 +245,7 @@ class OpenAIBackend:
             reraise=True,
         )
         try:
-            response = retrying(self._client.chat.completions.create, **params)
+            response = retrying(self._create, **params)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise LLMConfigError(
                 f"The LLM server at {self.where} rejected the API key ({_describe(exc)}); "
@@ -251,9 +266,17 @@ class OpenAIBackend:
                     "cannot handle; check the server and its logs."
                 ) from None
             raise self._unavailable(exc, started) from None
-        except openai.APIConnectionError as exc:
+        except (openai.APIConnectionError, MalformedReply) as exc:
             raise self._unavailable(exc, started) from None
         return self._completion(key, request, response)
+
+    def _create(self, **params: Any) -> Any:
+        """One request; a reply that is not a well-formed chat completion raises MalformedReply."""
+        try:
+            response = self._client.chat.completions.create(**params)
+        except ValueError:  # the body is not JSON (json.JSONDecodeError)
+            raise MalformedReply("a body that is not JSON") from None
+        return _check_reply(response)
 
     def _unavailable(self, exc: BaseException, started: float) -> LLMUnavailableError:
         return LLMUnavailableError(
