@@ -24,8 +24,9 @@ from matsearch.data import HULL_REFERENCES
 from matsearch.errors import MatsearchError, RunInterrupted
 from matsearch.executors.base import Executor
 from matsearch.executors.registry import build_executor
-from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer
+from matsearch.proposers.base import ChemistryLimits, Proposal, Proposer, RunContext
 from matsearch.proposers.builtin import BuiltinProposer
+from matsearch.proposers.goals import docstring_summary, goals_from_objectives
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
 from matsearch.scoring.csp import csp_match, load_known_structure
@@ -65,6 +66,7 @@ def chemistry_limits(spec: RunSpec) -> ChemistryLimits:
         max_atoms=spec.chemistry.max_atoms,
         max_elements=spec.chemistry.max_elements,
         target=spec.task.target_composition,
+        systems=tuple(spec.chemistry.systems),
     )
 
 
@@ -141,7 +143,8 @@ class Search:
         package_logger.addHandler(handler)
         package_logger.setLevel(logging.INFO)
         try:
-            proposers = [build_proposer(p, store.run_dir) for p in self.spec.proposers]
+            context = self._proposer_context()
+            proposers = [build_proposer(p, store.run_dir, context) for p in self.spec.proposers]
             dedup = self._rebuild_dedup(store)
             for generation in range(self.spec.generations + 1):
                 if not store.is_completed(generation):
@@ -161,6 +164,17 @@ class Search:
             handler.close()
             store.close()
         return Run(self.spec.run_dir)
+
+    def _proposer_context(self) -> RunContext:
+        """The objectives (custom ones described by their docstrings), selection and validity
+        check, as proposers see them."""
+        meanings = {name: docstring_summary(fn) for name, fn in self.properties.functions.items()}
+        return RunContext(
+            goals=goals_from_objectives(self.spec.objectives, meanings),
+            selection=self.spec.selection,
+            charge_neutrality=self.spec.validity.charge_neutrality,
+            check=self.validity_reason,
+        )
 
     @staticmethod
     def _rebuild_dedup(store: RunStore) -> DuplicateIndex:
@@ -240,16 +254,9 @@ class Search:
     def _check(self, store: RunStore, generation: int, dedup: DuplicateIndex) -> None:
         """Validity then dedup for every new child, committed one by one in id order."""
         self._report(store, generation, "checking")
-        validity = self.spec.validity
         for candidate in store.candidates(generation=generation, status=Status.PROPOSED):
             started = time.perf_counter()
-            reason = check_validity(
-                candidate.structure,
-                self.limits,
-                check_charge_neutrality=validity.charge_neutrality,
-                min_distance_factor=validity.min_distance_factor,
-                volume_per_atom_range=validity.volume_per_atom,
-            ) or self._outside_systems(candidate.structure)
+            reason = self.validity_reason(candidate.structure)
             if reason is not None:
                 candidate.status, candidate.reason = Status.INVALID, reason
             elif (match := dedup.find(candidate.structure)) is not None:
@@ -263,6 +270,17 @@ class Search:
             candidate.timings["check"] = time.perf_counter() - started
             store.update([candidate])
         self._report(store, generation, "relaxing")
+
+    def validity_reason(self, structure: Structure) -> str | None:
+        """None when `structure` passes the run's validity checks, else the first failure."""
+        validity = self.spec.validity
+        return check_validity(
+            structure,
+            self.limits,
+            check_charge_neutrality=validity.charge_neutrality,
+            min_distance_factor=validity.min_distance_factor,
+            volume_per_atom_range=validity.volume_per_atom,
+        ) or self._outside_systems(structure)
 
     def _outside_systems(self, structure: Structure) -> str | None:
         systems = self.spec.chemistry.systems

@@ -43,9 +43,7 @@ class Run:
                 generation = store.last_completed_generation()
             return [] if generation is None else store.get(store.population(generation))
 
-    def best(
-        self, n: int | None = None, *, max_e_above_hull: float | None = None
-    ) -> list[Candidate]:
+    def best(self, n: int | None = None, *, max_e_above_hull: float | None = None) -> list[Candidate]:
         """Scored candidates from the whole history, lowest e_above_hull (eV/atom) first."""
         scored = [c for c in self.candidates(Status.SCORED) if c.e_above_hull is not None]
         if max_e_above_hull is not None:
@@ -55,28 +53,37 @@ class Run:
 
     def origin_stats(self) -> dict[str, dict[str, float]]:
         """Per proposer (origin): counts and rates of parsed, valid, unique, relaxed and metastable
-        (e_above_hull < 0.1 eV/atom) children, so proposers can be compared in one run."""
+        (e_above_hull < 0.1 eV/atom) children, so proposers can be compared in one run; and how
+        many structures came back from repair prompts (`repaired`) and how many of those were
+        valid (`repaired_valid`)."""
         stats: dict[str, dict[str, float]] = {}
         for c in self.candidates():
             row = stats.setdefault(
                 c.origin,
                 dict.fromkeys(
-                    ("proposed", "parsed", "valid", "unique", "relaxed", "metastable"), 0
+                    (
+                        "proposed",
+                        "parsed",
+                        "valid",
+                        "unique",
+                        "relaxed",
+                        "metastable",
+                        "repaired",
+                        "repaired_valid",
+                    ),
+                    0,
                 ),
             )
+            valid = c.status in (Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE)
+            repaired = c.structure is not None and "repair_of" in c.extra
             row["proposed"] += 1
             row["parsed"] += c.structure is not None
-            row["valid"] += c.status in (
-                Status.VALID,
-                Status.SCORED,
-                Status.FAILED,
-                Status.DUPLICATE,
-            )
+            row["valid"] += valid
+            row["repaired"] += repaired
+            row["repaired_valid"] += repaired and valid
             row["unique"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED)
             row["relaxed"] += c.status == Status.SCORED
-            row["metastable"] += (
-                c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
-            )
+            row["metastable"] += c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
         for row in stats.values():
             for key in ("parsed", "valid", "unique", "relaxed", "metastable"):
                 row[f"{key}_rate"] = row[key] / row["proposed"]

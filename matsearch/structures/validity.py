@@ -14,6 +14,7 @@ metals, which a run can admit by turning the check off.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -63,18 +64,13 @@ def check_validity(
     symbols = [el.symbol for el in composition.elements]
     not_allowed = [s for s in symbols if s not in limits.elements]
     if not_allowed:
-        return (
-            f"element_not_allowed: {', '.join(not_allowed)} (allowed: {', '.join(limits.elements)})"
-        )
+        return f"element_not_allowed: {', '.join(not_allowed)} (allowed: {', '.join(limits.elements)})"
     if len(symbols) > limits.max_elements:
         return f"too_many_elements: {len(symbols)} > {limits.max_elements} ({', '.join(symbols)})"
     if limits.target is not None:
         target = limits.target.element_composition.reduced_composition
         if not composition.reduced_composition.almost_equals(target):
-            return (
-                f"wrong_composition: {composition.reduced_formula} "
-                f"!= target {target.reduced_formula}"
-            )
+            return f"wrong_composition: {composition.reduced_formula} != target {target.reduced_formula}"
 
     volume_per_atom = structure.volume / n_atoms
     low, high = volume_per_atom_range
@@ -113,6 +109,12 @@ def _is_metallic(element: Element) -> bool:
     return bool(element.is_metal or element.is_metalloid)
 
 
+def all_metallic(symbols: Iterable[str]) -> bool:
+    """True when every element is a metal or metalloid: such compositions are exempt from the
+    charge-neutrality rule (alloys, intermetallics, Zintl-like phases)."""
+    return all(_is_metallic(Element(s)) for s in symbols)
+
+
 def _closest_contact(structure: Structure, factor: float) -> str | None:
     """Reason string for the worst pair closer than factor × (r_cov,i + r_cov,j), or None."""
     numbers = np.array([site.specie.Z for site in structure])
@@ -140,10 +142,7 @@ def _closest_contact(structure: Structure, factor: float) -> str | None:
     if worst is None:
         return None
     _, i, j, d = worst
-    return (
-        f"too_close: {symbols[i]}-{symbols[j]} {d:.2f} Å < "
-        f"{factor:g}×(r_cov sum) {limit[i, j]:.2f} Å"
-    )
+    return f"too_close: {symbols[i]}-{symbols[j]} {d:.2f} Å < {factor:g}×(r_cov sum) {limit[i, j]:.2f} Å"
 
 
 def _shortest_lattice_vector(lattice: Lattice) -> float:
