@@ -49,17 +49,13 @@ def backend(server: ScriptedServer, tmp_path: Path, **kw: Any) -> OpenAIBackend:
 
 
 def request(text: str = "Propose NaCl polymorphs.", seed: int = 1) -> ChatRequest:
-    return ChatRequest(
-        [{"role": "user", "content": text}], temperature=0.7, max_tokens=256, seed=seed
-    )
+    return ChatRequest([{"role": "user", "content": text}], temperature=0.7, max_tokens=256, seed=seed)
 
 
 # --- backend ---------------------------------------------------------------------------------
 
 
-def test_answer_tokens_cost_and_cache_across_a_resume(
-    server: ScriptedServer, tmp_path: Path
-) -> None:
+def test_answer_tokens_cost_and_cache_across_a_resume(server: ScriptedServer, tmp_path: Path) -> None:
     b = backend(server, tmp_path)
     [first] = b.complete([request()])
     assert first.text == GOOD_ANSWER and not first.cached
@@ -78,9 +74,7 @@ def test_answer_tokens_cost_and_cache_across_a_resume(
     assert third.cached and third.prompt_hash == first.prompt_hash
     assert len(server.requests) == 1  # neither call reached the server
 
-    [other] = resumed.complete(
-        [request(seed=2)]
-    )  # another sample of the same prompt is a new request
+    [other] = resumed.complete([request(seed=2)])  # another sample of the same prompt is a new request
     assert not other.cached and len(server.requests) == 2
 
 
@@ -123,9 +117,7 @@ def test_gives_up_after_max_attempts(server: ScriptedServer, tmp_path: Path) -> 
 
 def test_gives_up_after_max_total_seconds(server: ScriptedServer, tmp_path: Path) -> None:
     server.default = Action(kind="status", status=500)
-    b = backend(
-        server, tmp_path, max_attempts=50, backoff_initial_s=0.2, backoff_max_s=0.2, max_total_s=0.5
-    )
+    b = backend(server, tmp_path, max_attempts=50, backoff_initial_s=0.2, backoff_max_s=0.2, max_total_s=0.5)
     started = time.monotonic()
     with pytest.raises(LLMUnavailableError):
         b.complete([request()])
@@ -149,9 +141,7 @@ def test_unreachable_server(tmp_path: Path) -> None:
     assert API_KEY not in str(info.value)
 
 
-def test_rejected_key_and_unknown_model_are_config_errors(
-    server: ScriptedServer, tmp_path: Path
-) -> None:
+def test_rejected_key_and_unknown_model_are_config_errors(server: ScriptedServer, tmp_path: Path) -> None:
     server.script.extend([Action(kind="status", status=401), Action(kind="status", status=404)])
     b = backend(server, tmp_path)
     with pytest.raises(LLMConfigError, match="rejected the API key") as info:
@@ -164,9 +154,7 @@ def test_rejected_key_and_unknown_model_are_config_errors(
 
 def test_refused_request_is_reported_not_raised(server: ScriptedServer, tmp_path: Path) -> None:
     server.script.append(Action(kind="status", status=400))
-    b = backend(
-        server, tmp_path, max_concurrency=1
-    )  # one at a time: the first request gets the 400
+    b = backend(server, tmp_path, max_concurrency=1)  # one at a time: the first request gets the 400
     [refused, ok] = b.complete([request("too long"), request("fine")])
     assert refused.error == "http_400" and refused.text == ""
     assert ok.error is None and ok.text == GOOD_ANSWER
@@ -176,9 +164,7 @@ def test_refused_request_is_reported_not_raised(server: ScriptedServer, tmp_path
 
 def test_concurrency_is_bounded(server: ScriptedServer, tmp_path: Path) -> None:
     server.default = Action(delay_s=0.25)
-    answers = backend(server, tmp_path, max_concurrency=2).complete(
-        [request(seed=i) for i in range(6)]
-    )
+    answers = backend(server, tmp_path, max_concurrency=2).complete([request(seed=i) for i in range(6)])
     assert len(answers) == 6 and all(a.text == GOOD_ANSWER for a in answers)
     assert server.max_in_flight == 2
 
@@ -281,9 +267,7 @@ def test_proposer_turns_answers_into_proposals(server: ScriptedServer, tmp_path:
     assert '"e_above_hull": 0.0123' in user or '"e_above_hull": 0.0' in user
     assert "Na, K, Li, Cl" in server.requests[0]["messages"][0]["content"]
 
-    again = proposer.propose(
-        parents(), 4, LIMITS, np.random.default_rng(0)
-    )  # same rng state: all cached
+    again = proposer.propose(parents(), 4, LIMITS, np.random.default_rng(0))  # same rng state: all cached
     assert len(server.requests) == 2 and all(p.extra["cached"] for p in again)
 
 
@@ -295,19 +279,13 @@ def test_proposer_repairs_a_malformed_answer(server: ScriptedServer, tmp_path: P
     failed = [p for p in proposals if p.structure is None]
     repaired = [p for p in proposals if p.structure is not None]
     assert [p.reason for p in failed] == ["parse_error: unknown_element"]
-    assert (
-        failed[0].extra["parse_outcome"] == "unknown_element"
-        and "Qx" in failed[0].extra["parse_snippet"]
-    )
+    assert failed[0].extra["parse_outcome"] == "unknown_element" and "Qx" in failed[0].extra["parse_snippet"]
     assert len(repaired) == 1 and repaired[0].extra["parse_outcome"] == "repaired"
     assert repaired[0].extra["repair_of"] == failed[0].extra["prompt_hash"]
     repair_messages = server.requests[1]["messages"]
     assert [m["role"] for m in repair_messages] == ["system", "user", "assistant", "user"]
     assert repair_messages[2]["content"].startswith("Here it is:")
-    assert (
-        "unknown_element: site 5: 'Qx' is not a chemical element symbol"
-        in repair_messages[3]["content"]
-    )
+    assert "unknown_element: site 5: 'Qx' is not a chemical element symbol" in repair_messages[3]["content"]
 
 
 def test_proposer_zero_shot_csp_and_refusals(server: ScriptedServer, tmp_path: Path) -> None:
@@ -336,9 +314,7 @@ def test_proposer_raises_when_server_is_down(server: ScriptedServer, tmp_path: P
         proposer.propose(parents(), 2, LIMITS, np.random.default_rng(0))
 
 
-def test_factory_builds_the_proposer_from_a_spec_entry(
-    server: ScriptedServer, tmp_path: Path
-) -> None:
+def test_factory_builds_the_proposer_from_a_spec_entry(server: ScriptedServer, tmp_path: Path) -> None:
     from matsearch.proposers.llm.factory import build_llm_proposer
     from matsearch.spec import OpenAIProposerSpec
 
