@@ -358,17 +358,23 @@ class LLMProposer:
 
     @staticmethod
     def _cap(proposals: list[Proposal], n_children: int) -> list[Proposal]:
-        """Keep the first `n_children` structures that passed the validity check (and every
-        failure record, invalid structures included)."""
-        kept, n_structures = [], 0
+        """Keep the first `n_children` structures that passed the validity check, the first
+        `n_children` that failed it, and every unreadable-piece record."""
+        kept, counts = [], {True: 0, False: 0}
         for p in proposals:
-            if p.structure is not None and "invalid_reason" not in p.extra:
-                n_structures += 1
-                if n_structures > n_children:
+            if p.structure is not None:
+                valid = "invalid_reason" not in p.extra
+                counts[valid] += 1
+                if counts[valid] > n_children:
                     continue
             kept.append(p)
-        if n_structures > n_children:
-            logger.info("model gave %d structures for %d children; extras dropped", n_structures, n_children)
+        if max(counts.values()) > n_children:
+            logger.info(
+                "model gave %d valid and %d invalid structures for %d children; extras dropped",
+                counts[True],
+                counts[False],
+                n_children,
+            )
         return kept
 
 
