@@ -84,6 +84,7 @@ def test_prompt_states_objectives_answers_follow_the_schema_and_invalid_ones_are
     prompt = children[0].extra["prompt"][1]["content"]
     assert "- e_above_hull (eV/atom): minimise" in prompt
     assert "- bulk_modulus (GPa): maximise" in prompt
+    assert '"bulk_modulus": ' in prompt and "formation_energy" not in prompt  # parents' scores
     invalid = [c for c in children if c.status == Status.INVALID]
     assert [c.reason.split(":")[0] for c in invalid] == ["volume_per_atom"]
     repaired = [c for c in children if "repair_of" in c.extra]

@@ -23,6 +23,7 @@ from pymatgen.core import Structure
 from matsearch.candidate import Candidate
 from matsearch.proposers.base import ChemistryLimits, Proposal, RunContext
 from matsearch.proposers.chemistry_text import composition_rule, systems_text
+from matsearch.proposers.goals import DEFAULT_GOALS
 from matsearch.proposers.llm.backends.base import (
     ChatBackend,
     ChatRequest,
@@ -58,12 +59,13 @@ def _parent_structure(candidate: Candidate) -> Structure | None:
     return candidate.relaxed or candidate.structure
 
 
-def _scores(candidate: Candidate) -> dict[str, float]:
+def _scores(candidate: Candidate, names: set[str]) -> dict[str, float]:
+    """e_above_hull (eV/atom) and the scores named by the run's objectives (units in the goal)."""
     scores = {}
     if candidate.e_above_hull is not None and math.isfinite(candidate.e_above_hull):
         scores["e_above_hull"] = round(candidate.e_above_hull, SCORE_DECIMALS)
     for name, value in candidate.scores.items():
-        if isinstance(value, int | float) and math.isfinite(value):
+        if name in names and isinstance(value, int | float) and math.isfinite(value):
             scores[name] = round(float(value), SCORE_DECIMALS)
     return scores
 
@@ -109,6 +111,7 @@ class LLMProposer:
         self.templates = templates or load_templates()
         self.objective_text = objective_text
         self.context = context or RunContext()
+        self.score_names = {g.name for g in self.context.goals or DEFAULT_GOALS}
         self.k_parents = k_parents
         self.structures_per_prompt = structures_per_prompt
         self.temperature = temperature
@@ -215,7 +218,7 @@ class LLMProposer:
         for p, structure in parents:
             entry: dict[str, Any] = {
                 "formula": structure.composition.reduced_formula,
-                "scores": _scores(p),
+                "scores": _scores(p, self.score_names),
             }
             entry[self.structure_format.value] = encode(structure, self.structure_format)
             entries.append(json.dumps(entry, ensure_ascii=False))
