@@ -196,7 +196,6 @@ def table_row(run: Run, label: str, wall_s: float) -> dict[str, Any]:
     metrics = [m for g, m in run.generation_metrics().items() if g >= 1]
     n_novel = sum(m.get("n_novel") or 0 for m in metrics)
     n_sun = sum(m.get("n_sun") or 0 for m in metrics)
-    costs = [c.extra.get("cost_usd") for c in children if "prompt_tokens" in c.extra]
     by_call = {c.extra["prompt_hash"]: c.extra for c in children if "prompt_hash" in c.extra}
 
     def rate(n: int, d: int) -> float | None:
@@ -221,7 +220,6 @@ def table_row(run: Run, label: str, wall_s: float) -> dict[str, Any]:
         ),
         "output_modes": sorted({e.get("output_mode", "free_text") for e in by_call.values()}),
         "repaired": sum(1 for c in children if c.structure is not None and "repair_of" in c.extra),
-        "costed_children": len(costs),
         "wall_time_s": round(wall_s, 1),
     }
 
