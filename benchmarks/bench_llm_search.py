@@ -120,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ehull-gate", type=float, default=0.1, help="parent gate, eV/atom")
     parser.add_argument("--fmax", type=float, default=0.1, help="relaxation force limit, eV/Å")
     parser.add_argument("--steps", type=int, default=300, help="relaxation step cap")
+    parser.add_argument(
+        "--timeout-s",
+        type=float,
+        default=3600.0,
+        help="wall-clock limit per relaxation, s (a batch shares it: keep it large on a busy CPU)",
+    )
     parser.add_argument("--max-atoms", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=4096, help="answer tokens per prompt")
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -154,7 +160,12 @@ def protocol_spec(args: argparse.Namespace, label: str, proposer: dict[str, Any]
         "children_per_generation": children_per_iteration(args),
         "generations": args.iterations,
         "proposers": [proposer],
-        "mlip": {"fmax": args.fmax, "steps": args.steps, "device": args.device},
+        "mlip": {
+            "fmax": args.fmax,
+            "steps": args.steps,
+            "timeout_s": args.timeout_s,
+            "device": args.device,
+        },
         "objectives": [{"name": "e_above_hull", "direction": "min", "bounds": [None, args.ehull_gate]}],
         "metrics": {"stable_threshold": STABLE_EV_PER_ATOM},
     }
@@ -206,6 +217,7 @@ def table_row(run: Run, label: str, wall_s: float) -> dict[str, Any]:
         "proposed": len(children),
         "validity": rate(len(valid), len(children)),
         "relaxed": len(relaxed),
+        "failed_relaxations": sum(c.status == Status.FAILED for c in children),
         "metastable_rate": rate(sum(c.e_above_hull < METASTABLE_EV_PER_ATOM for c in relaxed), len(relaxed)),
         "stable_rate": rate(sum(c.e_above_hull <= STABLE_EV_PER_ATOM for c in relaxed), len(relaxed)),
         "novelty_rate": rate(n_novel, len(relaxed)),
@@ -266,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         "ehull_gate_ev_per_atom": args.ehull_gate,
         "fmax_ev_per_a": args.fmax,
         "steps": args.steps,
+        "timeout_s": args.timeout_s,
         "max_atoms": args.max_atoms,
         "seed": args.seed,
     }
