@@ -148,13 +148,15 @@ def _print_status(run_dir: Path, top: int) -> None:
         )
     console.print(gens)
     origins = Table(title="per proposer (rates of proposed)")
-    for column in ("origin", "proposed", "parsed", "valid", "unique", "relaxed", "metastable"):
+    columns = ("origin", "proposed", "parsed", "valid", "unique", "relaxed", "metastable", "repaired (valid)")
+    for column in columns:
         origins.add_column(column, justify="right" if column != "origin" else "left")
     for origin, row in data["origins"].items():
         origins.add_row(
             origin,
             str(row["proposed"]),
             *(f"{row[k + '_rate']:.0%}" for k in ("parsed", "valid", "unique", "relaxed", "metastable")),
+            f"{row['repaired']} ({row['repaired_valid']})",
         )
     console.print(origins)
     operators = Table(

@@ -24,8 +24,9 @@ from matsearch.candidate import Candidate, Status
 from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecError
 from matsearch.executors.base import Executor
 from matsearch.executors.registry import build_executor
-from matsearch.proposers.base import Proposal, Proposer, Screen
+from matsearch.proposers.base import Proposal, Proposer, RunContext, StructureCheck
 from matsearch.proposers.builtin import random_starts
+from matsearch.proposers.goals import docstring_summary, goals_from_objectives
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
 from matsearch.scoring.csp import csp_match, load_known_structure
@@ -167,8 +168,8 @@ class Search:
         package_logger.setLevel(logging.INFO)
         try:
             dedup = self._rebuild_dedup(store)
-            screen = self._screen(dedup)
-            proposers = [build_proposer(p, store.run_dir, screen) for p in self.spec.proposers]
+            context = self._proposer_context(dedup)
+            proposers = [build_proposer(p, store.run_dir, context) for p in self.spec.proposers]
             marker = DiscoveryMarker(self.known, self.tolerances)
             marker.remember(store.candidates(status=Status.SCORED))
             for generation in range(self.spec.generations + 1):
@@ -189,6 +190,18 @@ class Search:
             handler.close()
             store.close()
         return Run(self.run_dir)
+
+    def _proposer_context(self, dedup: DuplicateIndex) -> RunContext:
+        """The objectives (custom ones described by their docstrings), selection, validity check
+        and builtin screen, as proposers see them."""
+        meanings = {name: docstring_summary(fn) for name, fn in self.properties.functions.items()}
+        return RunContext(
+            goals=goals_from_objectives(self.spec.objectives, meanings),
+            selection=self.spec.selection,
+            charge_neutrality=self.spec.validity.charge_neutrality,
+            check=self.validity_reason,
+            screen=self._screen(dedup),
+        )
 
     def _rebuild_dedup(self, store: RunStore) -> DuplicateIndex:
         index = DuplicateIndex(self.tolerances)
@@ -271,7 +284,7 @@ class Search:
             candidate.reason = proposal.reason or "proposer produced no structure"
         return candidate
 
-    def _invalid_reason(self, structure: Structure) -> str | None:
+    def validity_reason(self, structure: Structure) -> str | None:
         """Why `structure` breaks the spec's validity rules or chemistry (systems included), or None."""
         validity = self.spec.validity
         return check_validity(
@@ -282,11 +295,11 @@ class Search:
             volume_ratio=validity.volume_ratio,
         )
 
-    def _screen(self, dedup: DuplicateIndex) -> Screen:
+    def _screen(self, dedup: DuplicateIndex) -> StructureCheck:
         """The check a builtin child must pass before it counts: valid and not already seen."""
 
         def screen(structure: Structure) -> str | None:
-            if (reason := self._invalid_reason(structure)) is not None:
+            if (reason := self.validity_reason(structure)) is not None:
                 return reason
             match = dedup.find(structure)
             return None if match is None else f"duplicate of candidate {match}"
@@ -298,7 +311,7 @@ class Search:
         self._report(store, generation, "checking")
         for candidate in store.candidates(generation=generation, status=Status.PROPOSED):
             started = time.perf_counter()
-            reason = self._invalid_reason(candidate.structure)
+            reason = self.validity_reason(candidate.structure)
             if reason is not None:
                 candidate.status, candidate.reason = Status.INVALID, reason
             elif (match := dedup.find(candidate.structure)) is not None:

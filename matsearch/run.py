@@ -81,16 +81,24 @@ class Run:
     def yield_stats(self, key: Callable[[Candidate], str]) -> dict[str, dict[str, float]]:
         """Counts and rates (of proposed) per group: parsed, valid, unique (also after relaxation),
         relaxed, metastable (e_above_hull < 0.1 eV/atom) and metastable-new (metastable, not a known
-        material, not an artefact), plus builtin children screened out before they counted."""
+        material, not an artefact), plus builtin children screened out before they counted and
+        LLM structures that came back from repair prompts (`repaired`) and were valid
+        (`repaired_valid`)."""
         admit = self.admitted_flags()
         stats: dict[str, dict[str, float]] = {}
         names = ("proposed", "parsed", "valid", "unique", "relaxed", "metastable", "metastable_new")
         for c in self.candidates():
-            row = stats.setdefault(key(c), dict.fromkeys((*names, "screened"), 0))
+            row = stats.setdefault(
+                key(c), dict.fromkeys((*names, "screened", "repaired", "repaired_valid"), 0)
+            )
             metastable = c.status == Status.SCORED and c.e_above_hull < METASTABLE_EV_PER_ATOM
+            valid = c.status in (Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE)
+            repaired = c.structure is not None and "repair_of" in c.extra
             row["proposed"] += 1
             row["parsed"] += c.structure is not None
-            row["valid"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE)
+            row["valid"] += valid
+            row["repaired"] += repaired
+            row["repaired_valid"] += repaired and valid
             row["unique"] += c.status in (Status.VALID, Status.SCORED, Status.FAILED)
             row["relaxed"] += c.status == Status.SCORED
             row["metastable"] += metastable

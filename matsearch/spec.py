@@ -146,7 +146,9 @@ class _LLMProposerSpec(_Strict):
     max_tokens: int = Field(2048, ge=16, le=1_000_000)
     k_parents: int = Field(2, ge=1, le=8, description="Parents shown in each prompt.")
     structures_per_prompt: int = Field(2, ge=1, le=10, description="Children asked of each prompt.")
-    repair_attempts: int = Field(1, ge=0, le=3, description="Repair prompts after a parse error.")
+    repair_attempts: int = Field(
+        1, ge=0, le=3, description="Repair prompts for an answer with unreadable or invalid structures."
+    )
     templates: Path | None = Field(None, description="Directory of your own prompt templates.")
     objective_text: str | None = Field(None, description="Extra goal stated in the prompt.")
 
@@ -160,6 +162,11 @@ class OpenAIProposerSpec(_LLMProposerSpec):
     max_concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(5, ge=0, le=20)
+    structured_output: bool = Field(
+        True,
+        description="Ask for answers constrained to a JSON schema (response_format); servers that "
+        "refuse it are answered in free text.",
+    )
 
 
 class HFProposerSpec(_LLMProposerSpec):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from pymatgen.core import Structure
@@ -12,8 +12,25 @@ from pymatgen.core import Structure
 from matsearch.candidate import Candidate
 from matsearch.structures.limits import ChemistryLimits
 
-Screen = Callable[[Structure], str | None]
-"""A check a child must pass before it counts: None to accept it, else the reason it fails."""
+if TYPE_CHECKING:
+    from matsearch.proposers.goals import Goal
+
+
+StructureCheck = Callable[[Structure], "str | None"]  # None: acceptable, else "kind: detail"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a proposer may know about the run beyond its own spec entry: the objectives, how
+    survivors are selected, the validity check every child must pass (None: not checked before
+    the engine does), and the screen a builtin child must pass before it counts (valid and not a
+    structure the run has seen; a child that fails it is redrawn)."""
+
+    goals: tuple[Goal, ...] = ()
+    selection: str = "pareto"  # "pareto" or "weighted"
+    charge_neutrality: bool = True  # the run rejects ionic compositions that are not charge-balanced
+    check: StructureCheck | None = None
+    screen: StructureCheck | None = None
 
 
 @dataclass

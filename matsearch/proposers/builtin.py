@@ -18,7 +18,7 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate
 from matsearch.errors import SpecError
-from matsearch.proposers.base import Proposal, Screen
+from matsearch.proposers.base import Proposal, StructureCheck
 from matsearch.proposers.operators import OperatorResult, crossover, strain, substitute, swap
 from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.random_structures import (
@@ -56,7 +56,7 @@ class BuiltinProposer:
         self,
         weights: Mapping[str, float] | None = None,
         *,
-        screen: Screen | None = None,
+        screen: StructureCheck | None = None,
         max_attempts: int = 20,
     ) -> None:
         self.weights = _checked_weights(DEFAULT_WEIGHTS if weights is None else weights)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from matsearch.errors import SpecError
+from matsearch.proposers.goals import DEFAULT_GOALS, Goal, goal_line, selection_rule
 
 logger = logging.getLogger(__name__)
 
@@ -26,20 +27,26 @@ TEMPLATE_KINDS = (
     "zero_shot",
     "csp",
     "repair",
-    "objective_stability",
-    "objective_bulk_modulus",
+    "goal",
+    "answer_json",
+    "answer_poscar",
 )
 FIELDS = frozenset(
     {
-        "parents_json",  # JSON list of parents: formula, scores (eV/atom), structure text
+        "parents_json",  # JSON list of parents: formula, scores (units in the goal), structure text
         "n_parents",
         "n_children",
         "elements",  # comma-separated element symbols
+        "systems",  # which element combinations are allowed (chemical systems), in words
         "max_atoms",
         "max_elements",
         "target_formula",  # CSP target (reduced formula)
-        "objective_text",  # what to optimise, in words
-        "error",  # parse problems handed back in a repair prompt
+        "objective_text",  # the goal: the rendered `goal` template plus the spec's objective_text
+        "objective_lines",  # one line per objective: name (unit), direction/target, bounds, meaning
+        "selection_rule",  # how the objectives are combined (one, Pareto, weighted sum)
+        "composition_rule",  # charge-balance sentence fitting the compositions at hand
+        "answer_format",  # the rendered answer_json or answer_poscar template
+        "error",  # problems handed back in a repair prompt, one per line
     }
 )
 REQUIRED_FIELDS = {
@@ -49,8 +56,8 @@ REQUIRED_FIELDS = {
     "zero_shot": {"n_children"},
     "csp": {"target_formula", "n_children"},
     "repair": {"error"},
+    "goal": {"objective_lines"},
 }
-OBJECTIVES = {"stability": "objective_stability", "bulk_modulus": "objective_bulk_modulus"}
 
 _FIELD = re.compile(r"\{([a-z_]+)\}")
 
@@ -117,18 +124,23 @@ def load_templates(directory: Path | str | None = None) -> PromptTemplates:
     return PromptTemplates(texts=texts, sources=sources)
 
 
-def objective_text(
+def goal_text(
     templates: PromptTemplates,
-    objectives: Iterable[str] = ("stability",),
+    goals: Sequence[Goal],
+    selection: str = "pareto",
     user_text: str | None = None,
+    **values: object,
 ) -> str:
-    """The goal stated in prompts: builtin goals by name ('stability', 'bulk_modulus') then the
-    user's own text."""
-    parts = []
-    for name in objectives:
-        if name not in OBJECTIVES:
-            raise SpecError(f"unknown prompt objective '{name}'; allowed: {', '.join(OBJECTIVES)}")
-        parts.append(templates.render(OBJECTIVES[name]))
-    if user_text:
-        parts.append(user_text.strip())
-    return "\n".join(parts)
+    """The goal stated in prompts: the `goal` template filled with one line per objective, then
+    the user's own text. `values` fill any other field the goal template uses."""
+    goals = tuple(goals) or DEFAULT_GOALS
+    weighted = selection == "weighted" and len(goals) > 1
+    text = templates.render(
+        "goal",
+        **values
+        | {
+            "objective_lines": "\n".join(goal_line(g, weighted=weighted) for g in goals),
+            "selection_rule": selection_rule(goals, selection),
+        },
+    )
+    return text + ("\n" + user_text.strip() if user_text and user_text.strip() else "")

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matsearch.proposers.base import Proposer, Screen
+from matsearch.proposers.base import Proposer, RunContext
 from matsearch.spec import BuiltinProposerSpec, ProposerSpec
 
 
-def build_proposer(spec: ProposerSpec, run_dir: Path, screen: Screen | None = None) -> Proposer:
-    """The proposer for one entry of the spec's `proposers` list. The builtin proposer redraws
-    children that fail `screen` (LLM proposers are judged on what they propose)."""
+def build_proposer(spec: ProposerSpec, run_dir: Path, context: RunContext | None = None) -> Proposer:
+    """The proposer for one entry of the spec's `proposers` list. `context` tells LLM proposers
+    the run's objectives and validity check; the builtin proposer redraws children that fail its
+    `screen` (LLM proposers are judged on what they propose)."""
     if isinstance(spec, BuiltinProposerSpec):
         from matsearch.proposers.builtin import BuiltinProposer
 
-        return BuiltinProposer(weights=spec.weights, screen=screen)
+        return BuiltinProposer(weights=spec.weights, screen=None if context is None else context.screen)
     from matsearch.proposers.llm.factory import build_llm_proposer
 
-    return build_llm_proposer(spec, cache_path=run_dir / "llm_cache.sqlite")
+    return build_llm_proposer(spec, cache_path=run_dir / "llm_cache.sqlite", context=context)
 
 
 def split_children(n_children: int, fractions: list[float]) -> list[int]:

@@ -20,6 +20,7 @@ default rules reject 0.4 % (`benchmarks/bench_discovery.py --validity-only` meas
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -115,8 +116,7 @@ _AVOGADRO = 6.02214076e23
 @lru_cache(maxsize=65536)
 def _charge_balanced(reduced_formula: str) -> bool:
     composition = Composition(reduced_formula)
-    symbols = {el.symbol for el in composition.elements}
-    if len(symbols) == 1 or not symbols & IONIC_ANIONS:
+    if not is_ionic(el.symbol for el in composition.elements):
         return True
     return bool(
         composition.oxi_state_guesses(max_sites=-1)
@@ -140,6 +140,13 @@ def elemental_volume(composition: Composition) -> float | None:
 def _atomic_volume(symbol: str) -> float | None:
     molar_volume = Element(symbol).molar_volume  # cm³/mol
     return None if not molar_volume else float(molar_volume) * 1e24 / _AVOGADRO
+
+
+def is_ionic(symbols: Iterable[str]) -> bool:
+    """True for the compositions the charge-neutrality rule applies to: two or more elements, one
+    of them oxygen or a halogen."""
+    present = set(symbols)
+    return len(present) > 1 and bool(present & IONIC_ANIONS)
 
 
 def _closest_contact(structure: Structure, factor: float) -> str | None:

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from matsearch.proposers.llm.codecs import to_poscar
+from pymatgen.core import Structure
+
+from matsearch.proposers.llm.codecs import to_json, to_poscar
 
 from .crystals import rocksalt
 
@@ -23,6 +25,16 @@ GOOD_ANSWER = json.dumps(
         ]
     }
 )
+
+
+SCHEMA_REFUSAL = "response_format of type json_schema is not supported by this server"
+
+
+def schema_answer(*structures: Structure) -> str:
+    """An answer in the JSON-schema format: {"structures": [{formula, lattice, species, coords}]}."""
+    return json.dumps(
+        {"structures": [{"formula": s.composition.reduced_formula} | to_json(s) for s in structures]}
+    )
 
 
 @dataclass
@@ -38,9 +50,12 @@ class Action:
 
 
 class ScriptedServer:
-    """/v1/chat/completions playing `script` in order, then `default` for every further request."""
+    """/v1/chat/completions playing `script` in order, then `default` for every further request.
+    With `refuses_schema`, a request carrying `response_format` gets HTTP 400 (SCHEMA_REFUSAL),
+    as servers without structured output answer; it does not use up a scripted action."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, refuses_schema: bool = False) -> None:
+        self.refuses_schema = refuses_schema
         self.script: deque[Action] = deque()
         self.default = Action()
         self.requests: list[dict[str, Any]] = []
@@ -58,7 +73,10 @@ class ScriptedServer:
                 with outer._lock:
                     outer.requests.append(body)
                     outer.auth_headers.append(self.headers.get("Authorization", ""))
-                    action = outer.script.popleft() if outer.script else outer.default
+                    if outer.refuses_schema and "response_format" in body:
+                        action = Action(kind="status", status=400, text=SCHEMA_REFUSAL)
+                    else:
+                        action = outer.script.popleft() if outer.script else outer.default
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
                 try:
@@ -70,7 +88,10 @@ class ScriptedServer:
                     if action.kind == "raw":
                         payload = None
                     elif action.kind == "status":
-                        payload = {"error": {"message": f"scripted {action.status}", "type": "scripted"}}
+                        message = (
+                            SCHEMA_REFUSAL if action.text == SCHEMA_REFUSAL else f"scripted {action.status}"
+                        )
+                        payload = {"error": {"message": message, "type": "invalid_request_error"}}
                     else:
                         p, c = action.usage
                         payload = {

@@ -13,10 +13,10 @@ import pytest
 
 from matsearch import Run, Search
 from matsearch.errors import RunInterrupted
-from matsearch.proposers.base import ChemistryLimits
 from matsearch.proposers.llm import LLMProposer
 from matsearch.proposers.llm.backends.openai_backend import OpenAIBackend
 from matsearch.store import RunStore
+from matsearch.structures.limits import ChemistryLimits
 
 from .scripted_server import GOOD_ANSWER, Action, ScriptedServer
 

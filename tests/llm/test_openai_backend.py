@@ -327,7 +327,7 @@ def test_factory_builds_the_proposer_from_a_spec_entry(server: ScriptedServer, t
     assert [p.structure.composition.reduced_formula for p in proposals] == ["NaCl", "KCl"]
     assert (tmp_path / "run" / "llm_cache.sqlite").is_file()
     user = server.requests[0]["messages"][1]["content"]
-    assert "energy above the convex hull" in user and "Prefer K." in user
+    assert "e_above_hull (eV/atom): minimise" in user and "Prefer K." in user
     assert server.auth_headers == [f"Bearer {API_KEY}"]
 
 

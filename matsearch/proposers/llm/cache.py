@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from matsearch.proposers.llm.backends.base import ChatRequest, Completion
+from matsearch.proposers.llm.backends.base import ChatRequest, Completion, OutputMode
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS completions (
     completion_tokens INTEGER NOT NULL,
     cost_usd REAL,
     finish_reason TEXT,
-    created_unix_s REAL NOT NULL
+    created_unix_s REAL NOT NULL,
+    output_mode TEXT NOT NULL DEFAULT 'free_text'
 )
 """
 
@@ -39,6 +40,11 @@ class CompletionCache:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
+        if "output_mode" not in columns:  # a cache written before output modes were recorded
+            self._db.execute(
+                "ALTER TABLE completions ADD COLUMN output_mode TEXT NOT NULL DEFAULT 'free_text'"
+            )
         self._db.commit()
 
     def __repr__(self) -> str:
@@ -48,13 +54,13 @@ class CompletionCache:
         """The stored answer for `key` as a cache hit (cost 0.0, cached=True), or None."""
         with self._lock:
             row = self._db.execute(
-                "SELECT text, prompt_tokens, completion_tokens, finish_reason "
+                "SELECT text, prompt_tokens, completion_tokens, finish_reason, output_mode "
                 "FROM completions WHERE prompt_hash = ?",
                 (key,),
             ).fetchone()
         if row is None:
             return None
-        text, prompt_tokens, completion_tokens, finish_reason = row
+        text, prompt_tokens, completion_tokens, finish_reason, output_mode = row
         return Completion(
             text=text,
             prompt_hash=key,
@@ -63,6 +69,7 @@ class CompletionCache:
             cost_usd=0.0,
             cached=True,
             finish_reason=finish_reason,
+            output_mode=OutputMode(output_mode),
         )
 
     def put(self, model: str, request: ChatRequest, completion: Completion) -> None:
@@ -71,7 +78,7 @@ class CompletionCache:
             return
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     completion.prompt_hash,
                     model,
@@ -83,6 +90,7 @@ class CompletionCache:
                     completion.cost_usd,
                     completion.finish_reason,
                     time.time(),
+                    str(completion.output_mode),
                 ),
             )
             self._db.commit()

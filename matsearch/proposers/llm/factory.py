@@ -5,15 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from matsearch.proposers.base import RunContext
 from matsearch.proposers.llm.proposer import LLMProposer
-from matsearch.proposers.prompts import load_templates, objective_text
+from matsearch.proposers.prompts import load_templates
 
 if TYPE_CHECKING:
     from matsearch.spec import HFProposerSpec, OpenAIProposerSpec
 
 
-def build_llm_proposer(spec: OpenAIProposerSpec | HFProposerSpec, cache_path: Path) -> LLMProposer:
-    """The proposer of an `openai` or `hf` spec entry; answers are cached in `cache_path`."""
+def build_llm_proposer(
+    spec: OpenAIProposerSpec | HFProposerSpec, cache_path: Path, context: RunContext | None = None
+) -> LLMProposer:
+    """The proposer of an `openai` or `hf` spec entry; answers are cached in `cache_path`;
+    `context` gives the run's objectives and validity check."""
     if spec.kind == "openai":
         from matsearch.proposers.llm.backends.openai_backend import OpenAIBackend
 
@@ -25,6 +29,7 @@ def build_llm_proposer(spec: OpenAIProposerSpec | HFProposerSpec, cache_path: Pa
             max_concurrency=spec.max_concurrency,
             timeout_s=spec.timeout_s,
             max_attempts=spec.max_retries + 1,
+            structured_output=spec.structured_output,
         )
     else:
         from matsearch.proposers.llm.backends.hf_backend import HFBackend
@@ -40,7 +45,8 @@ def build_llm_proposer(spec: OpenAIProposerSpec | HFProposerSpec, cache_path: Pa
     return LLMProposer(
         backend,
         templates,
-        objective_text(templates, ("stability",), spec.objective_text),
+        spec.objective_text or "",
+        context=context,
         k_parents=spec.k_parents,
         structures_per_prompt=spec.structures_per_prompt,
         temperature=spec.temperature,

@@ -1,9 +1,11 @@
 """LLMProposer: MatLLMSearch-style reproduction, mutation and crossover by a pretrained chat model.
 
-Each prompt shows up to `k_parents` scored parents and asks for `structures_per_prompt` children;
-with no parents it asks zero-shot, and with a target composition it asks for crystal-structure
-prediction. Answers are parsed; pieces that cannot be read get one repair prompt (by default)
-that quotes the parse errors back to the model.
+Each prompt states the run's goal (every objective with its unit, direction or target and bounds),
+shows up to `k_parents` scored parents and asks for `structures_per_prompt` children; with no
+parents it asks zero-shot, and with a target composition it asks for crystal-structure prediction.
+When the backend supports it, answers are constrained to a JSON schema of structures. Answers are
+parsed and every structure is checked with the run's validity check; an answer with unreadable
+pieces or invalid structures gets one repair prompt (by default) that quotes the problems back.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate
-from matsearch.proposers.base import Proposal
+from matsearch.proposers.base import Proposal, RunContext
+from matsearch.proposers.chemistry_text import composition_rule, systems_text
+from matsearch.proposers.goals import DEFAULT_GOALS
 from matsearch.proposers.llm.backends.base import (
     ChatBackend,
     ChatRequest,
@@ -30,7 +34,8 @@ from matsearch.proposers.llm.backends.base import (
 from matsearch.proposers.llm.bounded import PARSE_TIME_LIMIT_S, BoundedParser
 from matsearch.proposers.llm.codecs import StructureFormat, encode
 from matsearch.proposers.llm.parse import ParseResult
-from matsearch.proposers.prompts import PromptTemplates, load_templates
+from matsearch.proposers.llm.schema import structures_schema
+from matsearch.proposers.prompts import PromptTemplates, goal_text, load_templates
 from matsearch.structures.limits import ChemistryLimits
 
 logger = logging.getLogger(__name__)
@@ -56,12 +61,13 @@ def _parent_structure(candidate: Candidate) -> Structure | None:
     return candidate.relaxed or candidate.structure
 
 
-def _scores(candidate: Candidate) -> dict[str, float]:
+def _scores(candidate: Candidate, names: set[str]) -> dict[str, float]:
+    """e_above_hull (eV/atom) and the scores named by the run's objectives (units in the goal)."""
     scores = {}
     if candidate.e_above_hull is not None and math.isfinite(candidate.e_above_hull):
         scores["e_above_hull"] = round(candidate.e_above_hull, SCORE_DECIMALS)
     for name, value in candidate.scores.items():
-        if isinstance(value, int | float) and math.isfinite(value):
+        if name in names and isinstance(value, int | float) and math.isfinite(value):
             scores[name] = round(float(value), SCORE_DECIMALS)
     return scores
 
@@ -69,6 +75,8 @@ def _scores(candidate: Candidate) -> dict[str, float]:
 class LLMProposer:
     """Proposer backed by a chat model. `name` is the backend's name ("openai" or "hf").
 
+    `context` holds the run's objectives, selection and validity check (default: minimise
+    e_above_hull, nothing checked here); `objective_text` is extra goal text from the user.
     temperature and max_tokens (answer tokens) are the sampling settings; `operator_weights`
     sets how often reproduce / mutate / crossover prompts are chosen (default: equal).
     Each answer is parsed in a worker process within `parse_time_limit_s` seconds.
@@ -80,6 +88,7 @@ class LLMProposer:
         templates: PromptTemplates | None = None,
         objective_text: str = "",
         *,
+        context: RunContext | None = None,
         k_parents: int = 2,
         structures_per_prompt: int = 2,
         temperature: float = 1.0,
@@ -105,6 +114,8 @@ class LLMProposer:
         self.name = backend.name
         self.templates = templates or load_templates()
         self.objective_text = objective_text
+        self.context = context or RunContext()
+        self.score_names = {g.name for g in self.context.goals or DEFAULT_GOALS}
         self.k_parents = k_parents
         self.structures_per_prompt = structures_per_prompt
         self.temperature = temperature
@@ -126,7 +137,8 @@ class LLMProposer:
         limits: ChemistryLimits,
         rng: np.random.Generator,
     ) -> list[Proposal]:
-        """Up to `n_children` structures, plus one structure-less Proposal per unreadable piece
+        """Up to `n_children` structures that pass the run's validity check, every structure that
+        fails it (extra "invalid_reason"), and one structure-less Proposal per unreadable piece
         of an answer (reason "parse_error: <code>") or refused request ("llm_error: <code>").
 
         Raises LLMUnavailableError when the model cannot be reached.
@@ -144,9 +156,12 @@ class LLMProposer:
             repairs = []
             for prompt, answer in zip(pending, answers, strict=True):
                 result = self.parse(answer.text) if answer.error is None else None
-                proposals += self._proposals(prompt, answer, result)
-                if result is not None and result.rejected and prompt.repair_attempt < self.repair_attempts:
-                    repair = self._repair(prompt, answer, result)
+                invalid = self._invalid(result)
+                proposals += self._proposals(prompt, answer, result, invalid)
+                problems = _problems(result, invalid)
+                if result is not None and problems and prompt.repair_attempt < self.repair_attempts:
+                    n_problems = len(invalid) + len(result.rejected)
+                    repair = self._repair(prompt, answer, problems, n_problems)
                     if repair is not None:
                         repairs.append(repair)
             pending = repairs
@@ -193,7 +208,8 @@ class LLMProposer:
             while len(chosen) < MIN_PARENTS[kind]:
                 kind = FALLBACK[kind]
             logger.info("prompt too long for the context: %s with %d parent(s)", kind, len(chosen))
-        request = ChatRequest(messages, self.temperature, self.max_tokens, seed)
+        schema = structures_schema(limits) if self.backend.structured_output else None
+        request = ChatRequest(messages, self.temperature, self.max_tokens, seed, json_schema=schema)
         return _Prompt(kind, chosen, request, n_children)
 
     def _messages(
@@ -207,53 +223,86 @@ class LLMProposer:
         for p, structure in parents:
             entry: dict[str, Any] = {
                 "formula": structure.composition.reduced_formula,
-                "scores": _scores(p),
+                "scores": _scores(p, self.score_names),
             }
             entry[self.structure_format.value] = encode(structure, self.structure_format)
             entries.append(json.dumps(entry, ensure_ascii=False))
-        values = {
+        if parents:
+            basis = {str(e) for _, s in parents for e in s.composition.elements}
+        elif limits.target is not None:
+            basis = {str(e) for e in limits.target.elements}
+        else:
+            basis = set(limits.elements)
+        values: dict[str, object] = {
             "parents_json": "[\n" + ",\n".join(entries) + "\n]",
             "n_parents": len(parents),
             "n_children": n_children,
             "elements": ", ".join(limits.elements),
+            "systems": systems_text(limits),
             "max_atoms": limits.max_atoms,
             "max_elements": limits.max_elements,
             "target_formula": limits.target.reduced_formula if limits.target is not None else "",
-            "objective_text": self.objective_text,
+            "composition_rule": composition_rule(basis, charge_neutrality=self.context.charge_neutrality),
+            "objective_text": "",
+            "answer_format": "",
             "error": "",
         }
+        values["objective_text"] = goal_text(
+            self.templates, self.context.goals, self.context.selection, self.objective_text, **values
+        )
+        answer = "answer_json" if self.backend.structured_output else "answer_poscar"
+        values["answer_format"] = self.templates.render(answer, **values)
         return [
             {"role": "system", "content": self.templates.render("system", **values)},
             {"role": "user", "content": self.templates.render(kind, **values)},
         ]
 
-    def _repair(self, prompt: _Prompt, answer: Completion, result: ParseResult) -> _Prompt | None:
-        """The conversation so far plus the parse errors; None when it would not fit the context."""
+    def _invalid(self, result: ParseResult | None) -> dict[int, str]:
+        """Index in `result.structures` → why the run's validity check rejects that structure."""
+        if result is None or self.context.check is None:
+            return {}
+        reasons = {i: self.context.check(s) for i, s in enumerate(result.structures)}
+        return {i: reason for i, reason in reasons.items() if reason is not None}
+
+    def _repair(self, prompt: _Prompt, answer: Completion, problems: str, n_children: int) -> _Prompt | None:
+        """The conversation so far plus the problems found in the answer (parse errors and
+        validity failures); None when it would not fit the context."""
         messages = [
             *prompt.request.messages,
             {"role": "assistant", "content": answer.text},
-            {
-                "role": "user",
-                "content": self.templates.render("repair", error=result.error_report()),
-            },
+            {"role": "user", "content": self.templates.render("repair", error=problems)},
         ]
         needed = self.backend.count_tokens(messages) + self.max_tokens
         if needed > self.backend.context_tokens:
             logger.info("no repair prompt: %d tokens exceed the context", needed)
             return None
-        request = ChatRequest(messages, self.temperature, self.max_tokens, prompt.request.seed)
+        request = ChatRequest(
+            messages,
+            self.temperature,
+            self.max_tokens,
+            prompt.request.seed,
+            json_schema=prompt.request.json_schema,
+        )
         return _Prompt(
             prompt.kind,
             prompt.parents,
             request,
-            prompt.n_children,
+            n_children,
             repair_of=answer.prompt_hash,
             repair_attempt=prompt.repair_attempt + 1,
         )
 
     # --- answers → proposals --------------------------------------------------------------
 
-    def _proposals(self, prompt: _Prompt, answer: Completion, result: ParseResult | None) -> list[Proposal]:
+    def _proposals(
+        self,
+        prompt: _Prompt,
+        answer: Completion,
+        result: ParseResult | None,
+        invalid: dict[int, str],
+    ) -> list[Proposal]:
+        """One Proposal per structure (those failing the validity check carry `invalid_reason`
+        in extra; the engine rejects them with that reason) and one per unreadable piece."""
         operator = f"llm_{prompt.kind}"
         parent_ids = [p.id for p, _ in prompt.parents if p.id is not None]
         extra: dict[str, Any] = {
@@ -267,6 +316,7 @@ class LLMProposer:
             "cached": answer.cached,
             "finish_reason": answer.finish_reason,
             "seed": prompt.request.seed,
+            "output_mode": str(answer.output_mode),
         }
         if prompt.repair_of is not None:
             extra |= {"repair_of": prompt.repair_of, "repair_attempt": prompt.repair_attempt}
@@ -286,8 +336,15 @@ class LLMProposer:
         extra["rejections_in_response"] = len(result.rejected)
         outcome = "repaired" if prompt.repair_of is not None else "parsed"
         proposals = [
-            Proposal(s, operator, parent_ids, self.name, None, extra | {"parse_outcome": outcome})
-            for s in result.structures
+            Proposal(
+                s,
+                operator,
+                parent_ids,
+                self.name,
+                None,
+                extra | {"parse_outcome": outcome} | ({"invalid_reason": invalid[i]} if i in invalid else {}),
+            )
+            for i, s in enumerate(result.structures)
         ]
         proposals += [
             Proposal(
@@ -309,14 +366,33 @@ class LLMProposer:
 
     @staticmethod
     def _cap(proposals: list[Proposal], n_children: int) -> list[Proposal]:
-        """Keep the first `n_children` structures (and every failure record)."""
-        kept, n_structures = [], 0
+        """Keep the first `n_children` structures that passed the validity check, the first
+        `n_children` that failed it, and every unreadable-piece record."""
+        kept, counts = [], {True: 0, False: 0}
         for p in proposals:
             if p.structure is not None:
-                n_structures += 1
-                if n_structures > n_children:
+                valid = "invalid_reason" not in p.extra
+                counts[valid] += 1
+                if counts[valid] > n_children:
                     continue
             kept.append(p)
-        if n_structures > n_children:
-            logger.info("model gave %d structures for %d children; extras dropped", n_structures, n_children)
+        if max(counts.values()) > n_children:
+            logger.info(
+                "model gave %d valid and %d invalid structures for %d children; extras dropped",
+                counts[True],
+                counts[False],
+                n_children,
+            )
         return kept
+
+
+def _problems(result: ParseResult | None, invalid: dict[int, str]) -> str:
+    """What a repair prompt quotes back: one line per unreadable piece and per invalid structure."""
+    if result is None:
+        return ""
+    lines = [result.error_report()] if result.rejected else []
+    lines += [
+        f"- structure {i + 1} ({result.structures[i].composition.reduced_formula}): {reason}"
+        for i, reason in sorted(invalid.items())
+    ]
+    return "\n".join(lines)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from matsearch.errors import MatsearchError
@@ -22,15 +24,25 @@ class LLMConfigError(MatsearchError):
     """The LLM backend is misconfigured: missing model, missing or rejected API key."""
 
 
+class OutputMode(StrEnum):
+    """How an answer was asked for, recorded with every call."""
+
+    JSON_SCHEMA = "json_schema"  # the request carried the schema and the server accepted it
+    FREE_TEXT = "free_text"  # no schema was asked for; the answer is parsed as text
+    FREE_TEXT_FALLBACK = "free_text_fallback"  # a schema was asked for, the server refused it
+
+
 @dataclass(frozen=True)
 class ChatRequest:
-    """One chat completion. `seed` makes repeated prompts distinct samples and cache keys."""
+    """One chat completion. `seed` makes repeated prompts distinct samples and cache keys;
+    `json_schema`, when set, asks a server that supports it to constrain the answer to it."""
 
     messages: list[Message]
     temperature: float
     max_tokens: int
     seed: int | None = None
     top_p: float = 1.0
+    json_schema: Mapping[str, Any] | None = None
 
     def sampling(self) -> dict[str, Any]:
         """The sampling parameters that change the answer (part of the cache key)."""
@@ -54,15 +66,22 @@ class Completion:
     cost_usd: float | None
     cached: bool
     finish_reason: str | None = None
-    error: str | None = (
-        None  # set when the server refused this one request (e.g. "bad_request: ...")
-    )
+    error: str | None = None  # set when the server refused this one request (e.g. "bad_request: ...")
+    output_mode: OutputMode = OutputMode.FREE_TEXT
 
 
 def prompt_hash(model: str, request: ChatRequest) -> str:
-    """sha256 of model + messages + sampling parameters: the cache key of a request."""
+    """sha256 of model + messages + sampling parameters (+ the JSON schema when one is asked
+    for): the cache key of a request."""
+    key: dict[str, Any] = {
+        "model": model,
+        "messages": request.messages,
+        "sampling": request.sampling(),
+    }
+    if request.json_schema is not None:
+        key["json_schema"] = request.json_schema
     payload = json.dumps(
-        {"model": model, "messages": request.messages, "sampling": request.sampling()},
+        key,
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -82,6 +101,7 @@ class ChatBackend(Protocol):
     name: str
     model: str
     context_tokens: int  # prompt + answer must fit in this many tokens
+    structured_output: bool  # requests with a json_schema are answered under it (while True)
 
     def count_tokens(self, messages: list[Message]) -> int:
         """Tokens the prompt occupies (exact with a tokenizer, else `estimate_tokens`)."""

@@ -44,14 +44,12 @@ def _source(model: str | Path) -> tuple[str, bool]:
     if path.is_dir():
         if not (path / "config.json").is_file() and not (path / "tokenizer_config.json").is_file():
             raise LLMConfigError(
-                f"The hf model folder '{path}' holds no config.json; "
-                "give a transformers model folder."
+                f"The hf model folder '{path}' holds no config.json; give a transformers model folder."
             )
         return str(path), True
     if path.exists() or path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
         raise LLMConfigError(
-            f"The hf model path '{path}' does not exist; "
-            "give a local model folder or a Hugging Face hub id."
+            f"The hf model path '{path}' does not exist; give a local model folder or a Hugging Face hub id."
         )
     return text, hub_offline()
 
@@ -91,18 +89,20 @@ def _ids(encoded: Any) -> list[int]:
 def chat_token_count(tokenizer: Any, messages: list[Message]) -> int:
     """Tokens of the chat after the model's chat template (with the generation prompt)."""
     if getattr(tokenizer, "chat_template", None):
-        return len(
-            _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
-        )
+        return len(_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)))
     return sum(len(tokenizer(m["content"])["input_ids"]) + 4 for m in messages)
 
 
 class HFBackend:
     """A transformers causal LM in-process. `model` is a local folder or a hub id; `device` 'cpu',
     'cuda', 'cuda:1' (default: cuda when available); `dtype` one of DTYPES; `batch_size` prompts
-    are generated together. Answers are cached in `cache_path` (SQLite) by prompt hash."""
+    are generated together. Answers are cached in `cache_path` (SQLite) by prompt hash.
+
+    No constrained decoding: requests carrying a JSON schema are generated as free text and parsed
+    by the tolerant parser (`output_mode` free_text); prompts then describe the POSCAR format."""
 
     name = "hf"
+    structured_output = False
 
     def __init__(
         self,
@@ -182,9 +182,7 @@ class HFBackend:
 
         first = batch[0][1]
         texts = [
-            self.tokenizer.apply_chat_template(
-                r.messages, add_generation_prompt=True, tokenize=False
-            )
+            self.tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
             for _, r in batch
         ]
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -196,9 +194,7 @@ class HFBackend:
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(first.seed if first.seed is not None else 0)
-            output = self._lm.generate(
-                **encoded, **options, pad_token_id=self.tokenizer.pad_token_id
-            )
+            output = self._lm.generate(**encoded, **options, pad_token_id=self.tokenizer.pad_token_id)
         prompt_width = encoded["input_ids"].shape[1]
         eos = self._lm.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}

@@ -28,6 +28,7 @@ from matsearch.proposers.llm.backends.base import (
     LLMConfigError,
     LLMUnavailableError,
     Message,
+    OutputMode,
     estimate_tokens,
     prompt_hash,
 )
@@ -47,6 +48,16 @@ PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
     "o4-mini": (1.10, 4.40),
 }
 _REFUSED = (400, 413, 422)  # the server refused this one request; other requests may still work
+# a refusal whose message says one of these is taken as "no JSON-schema output on this server"
+_SCHEMA_REFUSAL_WORDS = (
+    "response_format",
+    "json_schema",
+    "schema",
+    "guided",
+    "grammar",
+    "unsupported",
+    "not supported",
+)
 
 
 def price_for(model: str) -> tuple[float, float] | None:
@@ -85,6 +96,14 @@ def _transient(exc: BaseException) -> bool:
     )
 
 
+def _refuses_schema(exc: openai.APIStatusError) -> bool:
+    """A 400/422/501 answer that names the response format or an unsupported feature."""
+    if exc.status_code not in (400, 422, 501):
+        return False
+    text = f"{exc.message} {exc.body}".lower()
+    return any(word in text for word in _SCHEMA_REFUSAL_WORDS)
+
+
 def _describe(exc: BaseException) -> str:
     """Error class and HTTP status only; server messages stay out (they may echo headers)."""
     if isinstance(exc, MalformedReply):
@@ -104,6 +123,11 @@ class OpenAIBackend:
     `cache_path` (SQLite) by prompt hash. `tokenizer` (a local path or hub id) makes prompt-size
     checks exact; otherwise tokens are estimated as characters / 4. Prices are USD per million
     tokens (prompt, completion); the default is looked up by model name.
+
+    With `structured_output`, a request that carries a JSON schema is sent with
+    `response_format: {type: json_schema, ...}`. A server that refuses it (HTTP 400/422/501 naming
+    the response format or an unsupported feature) is asked again without it, and from then on
+    every request goes out as free text; each Completion records its `output_mode`.
     """
 
     name = "openai"
@@ -124,6 +148,7 @@ class OpenAIBackend:
         context_tokens: int = 128_000,
         tokenizer: str | None = None,
         price_usd_per_mtok: tuple[float, float] | None = None,
+        structured_output: bool = True,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise LLMConfigError(
@@ -137,6 +162,7 @@ class OpenAIBackend:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.context_tokens = context_tokens
+        self.structured_output = structured_output
         self.price_usd_per_mtok = price_usd_per_mtok or price_for(model)
         official = self.base_url is None or "api.openai.com" in self.base_url
         self._max_tokens_param = "max_completion_tokens" if official else "max_tokens"
@@ -236,6 +262,17 @@ class OpenAIBackend:
         }
         if request.seed is not None:
             params["seed"] = request.seed
+        schema = request.json_schema if self.structured_output else None
+        if schema is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "structures", "strict": True, "schema": dict(schema)},
+            }
+            mode = OutputMode.JSON_SCHEMA
+        elif request.json_schema is not None:
+            mode = OutputMode.FREE_TEXT_FALLBACK
+        else:
+            mode = OutputMode.FREE_TEXT
         started = time.monotonic()
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_total_s),
@@ -257,9 +294,14 @@ class OpenAIBackend:
                 "check the model name and that base_url ends in /v1."
             ) from None
         except openai.APIStatusError as exc:
+            if schema is not None and _refuses_schema(exc):
+                self._schema_refused(exc)
+                return self._fetch(key, request)
             if exc.status_code in _REFUSED:
                 logger.warning("LLM server refused a request: %s", _describe(exc))
-                return Completion("", key, 0, 0, 0.0, False, None, error=f"http_{exc.status_code}")
+                return Completion(
+                    "", key, 0, 0, 0.0, False, None, f"http_{exc.status_code}", output_mode=mode
+                )
             if not _transient(exc):
                 raise LLMConfigError(
                     f"The LLM server at {self.where} answered {_describe(exc)}, which matsearch "
@@ -268,7 +310,17 @@ class OpenAIBackend:
             raise self._unavailable(exc, started) from None
         except (openai.APIConnectionError, MalformedReply) as exc:
             raise self._unavailable(exc, started) from None
-        return self._completion(key, request, response)
+        return self._completion(key, request, response, mode)
+
+    def _schema_refused(self, exc: openai.APIStatusError) -> None:
+        if self.structured_output:
+            logger.warning(
+                "The LLM server at %s refused JSON-schema output (%s); answers are requested and "
+                "parsed as free text from now on.",
+                self.where,
+                _describe(exc),
+            )
+        self.structured_output = False
 
     def _create(self, **params: Any) -> Any:
         """One request; a reply that is not a well-formed chat completion raises MalformedReply."""
@@ -285,7 +337,7 @@ class OpenAIBackend:
             "start or fix it, then run `matsearch resume`."
         )
 
-    def _completion(self, key: str, request: ChatRequest, response: Any) -> Completion:
+    def _completion(self, key: str, request: ChatRequest, response: Any, mode: OutputMode) -> Completion:
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content if choice is not None else None) or ""
         usage = response.usage
@@ -305,6 +357,7 @@ class OpenAIBackend:
             cost_usd=self.cost_usd(prompt_tokens, completion_tokens),
             cached=False,
             finish_reason=choice.finish_reason if choice is not None else None,
+            output_mode=mode,
         )
         if self._cache is not None:
             self._cache.put(self.model, request, completion)
