@@ -42,6 +42,7 @@ from matsearch.store import LOG_NAME, SPEC_NAME, RunStore
 from matsearch.structures.dedup import DuplicateIndex, MatchTolerances
 from matsearch.structures.known import KnownMaterials
 from matsearch.structures.limits import ChemistryLimits
+from matsearch.structures.prototypes import prototype_seeds
 from matsearch.structures.seeds import initial_population
 from matsearch.structures.validity import check_validity
 from matsearch.versions import provenance
@@ -204,9 +205,14 @@ class Search:
         )
 
     def _rebuild_dedup(self, store: RunStore) -> DuplicateIndex:
+        """Every structure the run has seen: the proposed structure of each unique candidate and
+        the relaxed structure of each marked one (a strained copy of a relaxed parent is a
+        duplicate before it is relaxed back into it)."""
         index = DuplicateIndex(self.tolerances)
         for c in store.candidates(status=[Status.VALID, Status.SCORED, Status.FAILED]):
             index.add(c.id, c.structure)
+            if c.novelty is not None and c.status == Status.SCORED:
+                index.add(c.id, c.relaxed)
         return index
 
     def _generation(
@@ -226,7 +232,7 @@ class Search:
             logger.info("generation %d: %d children proposed", generation, len(children))
         self._check(store, generation, dedup)
         self._relax(store, generation)
-        self._mark(store, generation, marker)
+        self._mark(store, generation, marker, dedup)
         self._report(store, generation, "selecting")
         pool = parents + store.candidates(generation=generation, status=Status.SCORED)
         survivors = select(
@@ -257,16 +263,28 @@ class Search:
         return [self._to_candidate(generation, p) for p in proposals]
 
     def _initial_proposals(self) -> list[Proposal]:
-        """Known materials inside the chemistry, most stable first, then random symmetric
-        structures to fill the population. CSP starts from random structures only: known answers
-        are not handed in."""
-        n_seeds = 0 if self.spec.task.kind == "csp" else self.spec.population_size
+        """Generation 0: the known materials inside the chemistry, most stable first (at most half
+        the population), then prototypes of other systems decorated with the run's elements, then
+        random symmetric structures. CSP starts from random structures only: known answers are
+        not handed in."""
+        size = self.spec.population_size
+        if self.spec.task.kind == "csp":
+            known_seeds, prototypes = [], []
+        else:
+            known_seeds = initial_population(self.limits, (size + 1) // 2, self.known)
+            prototypes = prototype_seeds(self.limits, size - len(known_seeds), self.known)
         proposals = [
             Proposal(structure=s, operator="seed", parents=[], origin="known", extra={"material_id": mid})
-            for s, mid in initial_population(self.limits, n_seeds, self.known)
+            for s, mid in known_seeds
         ]
-        n_random = self.spec.population_size - len(proposals)
-        return proposals + random_starts(self.limits, n_random, np.random.default_rng([self.spec.seed, 0, 0]))
+        proposals += [
+            Proposal(
+                structure=s, operator="prototype", parents=[], origin="builtin", extra=dict(s.properties)
+            )
+            for s in prototypes
+        ]
+        rng = np.random.default_rng([self.spec.seed, 0, 0])
+        return proposals + random_starts(self.limits, size - len(proposals), rng)
 
     @staticmethod
     def _to_candidate(generation: int, proposal: Proposal) -> Candidate:
@@ -296,13 +314,18 @@ class Search:
         )
 
     def _screen(self, dedup: DuplicateIndex) -> StructureCheck:
-        """The check a builtin child must pass before it counts: valid and not already seen."""
+        """The check a builtin child must pass before it counts: valid, not already seen and, when
+        generating (not in CSP, where finding the known answer is the point), not a known material."""
+        generate = self.spec.task.kind == "generate"
 
         def screen(structure: Structure) -> str | None:
             if (reason := self.validity_reason(structure)) is not None:
                 return reason
-            match = dedup.find(structure)
-            return None if match is None else f"duplicate of candidate {match}"
+            if (match := dedup.find(structure)) is not None:
+                return f"duplicate of candidate {match}"
+            if generate and (known := self.known.match(structure)) is not None:
+                return f"known material {known.material_id}"
+            return None
 
         return screen
 
@@ -339,14 +362,17 @@ class Search:
             store.update([candidate])
             self._report(store, generation, "relaxing", throttle_s=1.0)
 
-    def _mark(self, store: RunStore, generation: int, marker: DiscoveryMarker) -> None:
-        """Known vs new, duplicates after relaxation and artefact flags, in id order, each committed."""
+    def _mark(self, store: RunStore, generation: int, marker: DiscoveryMarker, dedup: DuplicateIndex) -> None:
+        """Known vs new, duplicates after relaxation and artefact flags, in id order, each committed;
+        the relaxed structure of each unique one joins the dedup index."""
         for candidate in store.candidates(generation=generation, status=Status.SCORED):
             if candidate.novelty is None:
                 started = time.perf_counter()
                 marker.mark(candidate)
                 candidate.timings["mark"] = time.perf_counter() - started
                 store.update([candidate])
+                if candidate.status == Status.SCORED:
+                    dedup.add(candidate.id, candidate.relaxed)
 
     # --- reporting --------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ def build_elemental_refs(mirror: Path) -> Path:
     """Energy per atom (eV/atom) of each element's MP 2023-02-07 reference entry."""
     with gzip.open(mirror / "hull" / "mp_elemental_reference_entries_2023-02-07.json.gz", "rt") as fh:
         raw = json.load(fh)
-    refs = {symbol: round(ComputedEntry.from_dict(d).energy_per_atom, 8) for symbol, d in sorted(raw.items())}
+    refs = {symbol: ComputedEntry.from_dict(d).energy_per_atom for symbol, d in sorted(raw.items())}
     path = OUT / data.get_dataset(data.ELEMENTAL_REFERENCES).relpath
     path.write_text(json.dumps(refs, indent=0, sort_keys=True) + "\n")
     return path

@@ -92,7 +92,7 @@ def _free_port() -> int:
 
 def test_every_mirror_file_matches_its_pinned_checksum(use_mirror: Path) -> None:
     present = [d for d in data.list_datasets() if (use_mirror / d.relpath).is_file()]
-    assert len(present) == 20  # every mirror file the registry needs beside the shipped data
+    assert len(present) == 21  # every mirror file the registry needs beside the shipped data
     for dataset in present:
         assert data.availability(dataset) == data.Availability.MIRRORED
         assert data.dataset_path(dataset.name) == use_mirror / dataset.relpath

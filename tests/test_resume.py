@@ -4,6 +4,7 @@ ends with the same population as one that was never interrupted."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -29,11 +30,14 @@ SPEC = {
 
 
 def _scored(run_dir: Path) -> dict[int, tuple[float, float]]:
+    """(energy, relaxation wall time) of every relaxed candidate: re-relaxing would change the
+    time. (A candidate relaxed just before the kill may be marked a duplicate after relaxation on
+    resume: a new state, not a new score.)"""
     with sqlite3.connect(run_dir / "run.sqlite") as db:
         rows = db.execute(
-            "SELECT id, energy_per_atom_ev, updated_at FROM candidates WHERE status = 'scored'"
+            "SELECT id, energy_per_atom_ev, timings FROM candidates WHERE energy_per_atom_ev IS NOT NULL"
         ).fetchall()
-    return {cid: (energy, updated) for cid, energy, updated in rows}
+    return {cid: (energy, json.loads(timings)["relax"]) for cid, energy, timings in rows}
 
 
 def _generation_two_started(run_dir: Path) -> bool:

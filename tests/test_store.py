@@ -91,7 +91,7 @@ def test_clear_errors_for_wrong_folders(tmp_path: Path) -> None:
         RunStore.create(tmp_path / "run", "name: run\n", {})
     with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(RunStoreError, match="has store schema 99; this matsearch reads schema 1"):
+    with pytest.raises(RunStoreError, match="has store schema 99; this matsearch reads schema 2"):
         RunStore.open(tmp_path / "run")
 
 

@@ -161,7 +161,7 @@ _DATASETS: tuple[Dataset, ...] = (
         name="mp-elemental-refs-2023-02-07",
         relpath="mp_elemental_refs_2023-02-07.json",
         urls=(f"{_FIGSHARE}/40387775",),
-        checksum="sha256:90d23099793d387d7cad9ba757824d2bdc748509887b448a14a87b2a2ae79404",
+        checksum="sha256:60051109839a39f4cd89b9117080774ce6f4751c990c67db347d3ba35c380d02",
         description="Energy per atom (eV/atom) of the lowest-energy MP entry of each element "
         "(2023-02-07), Matbench Discovery's elemental references",
         licence="CC BY 4.0 (Materials Project via Matbench Discovery)",

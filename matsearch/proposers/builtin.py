@@ -27,6 +27,7 @@ from matsearch.structures.random_structures import (
     random_structure,
     random_target_structure,
 )
+from matsearch.structures.validity import is_plausible_composition
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ class BuiltinProposer:
     """Proposes children with substitution, strain, swap, crossover and random operators.
 
     weights: relative probability of each operator (missing names get 0); None uses
-        DEFAULT_WEIGHTS. screen: a child that fails it (invalid, already seen) is discarded and
-        another operator draw made; a child records how many draws were screened out.
+        DEFAULT_WEIGHTS. screen: a child that fails it (invalid, already seen) or the chemistry
+        prior (an ionic composition without ICSD oxidation states summing to zero) is discarded
+        and another operator draw made; a child records how many draws were screened out.
         max_attempts: operator draws per child before giving up on it.
     """
 
@@ -92,7 +94,8 @@ class BuiltinProposer:
             if result is None:
                 continue
             child, info = result
-            if self.screen is not None and (why := self.screen(child)) is not None:
+            why = _implausible(child) or (self.screen(child) if self.screen is not None else None)
+            if why is not None:
                 screened, last_reason = screened + 1, why
                 continue
             return Proposal(
@@ -125,6 +128,13 @@ class BuiltinProposer:
         names = sorted(usable)
         weights = np.array([usable[n] for n in names])
         return names, weights / weights.sum()
+
+
+def _implausible(structure: Structure) -> str | None:
+    """The builtin chemistry prior (validity.is_plausible_composition) as a screening reason."""
+    if is_plausible_composition(structure.composition):
+        return None
+    return f"implausible: {structure.composition.reduced_formula} has no ICSD oxidation states summing to 0"
 
 
 def _apply(

@@ -13,12 +13,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from pymatgen.analysis.structure_prediction.substitution_probability import (
-    SubstitutionProbability,
-)
 from pymatgen.core import Composition, Lattice, Species, Structure
 
 from matsearch.structures.limits import ChemistryLimits
+from matsearch.structures.substitution import element_affinity, substitution_table, table_species
 
 OperatorResult = tuple[Structure, dict[str, Any]] | None
 
@@ -228,16 +226,16 @@ def _draw_substitute(
     if not allowed:
         return None
     oxidation = _oxidation_guess(composition.reduced_formula).get(source)
-    table = _table()
+    table = substitution_table()
     if oxidation is not None and Species(source, oxidation) in table.species:
         old = Species(source, oxidation)
-        candidates = [sp for sp in _table_species() if sp.oxi_state == oxidation and sp.symbol in allowed]
+        candidates = [sp for sp in table_species() if sp.oxi_state == oxidation and sp.symbol in allowed]
         if not candidates:
             return None
         weights = np.array([math.exp(table.get_lambda(sp, old)) for sp in candidates])
         index = int(rng.choice(len(candidates), p=weights / weights.sum()))
         return candidates[index].symbol, "species"
-    weights = np.array([_element_affinity(source, el) for el in allowed])
+    weights = np.array([element_affinity(source, el) for el in allowed])
     index = int(rng.choice(len(allowed), p=weights / weights.sum()))
     return allowed[index], "element"
 
@@ -252,31 +250,3 @@ def _oxidation_guess(reduced_formula: str) -> dict[str, int]:
     return {
         el: int(round(ox)) for el, ox in guesses[0].items() if abs(ox - round(ox)) < 1e-6 and round(ox) != 0
     }
-
-
-@lru_cache(maxsize=65536)
-def _element_affinity(old: str, new: str) -> float:
-    """Σ exp(λ) over all listed species pairs of the two elements; exp(α) if none is listed."""
-    table = _table()
-    old_species = [sp for sp in _table_species() if sp.symbol == old]
-    new_species = [sp for sp in _table_species() if sp.symbol == new]
-    floor = math.exp(table.alpha)
-    total = sum(
-        math.exp(table.get_lambda(s_old, s_new))
-        for s_old in old_species
-        for s_new in new_species
-        if table.get_lambda(s_old, s_new) != table.alpha
-    )
-    return total if total > 0 else floor
-
-
-@lru_cache(maxsize=1)
-def _table() -> SubstitutionProbability:
-    """pymatgen's default λ table, built once per process (its own class cache does not hold)."""
-    return SubstitutionProbability()
-
-
-@lru_cache(maxsize=1)
-def _table_species() -> tuple[Species, ...]:
-    """Species of the substitution table in a fixed order (set order varies between runs)."""
-    return tuple(sorted(_table().species, key=str))

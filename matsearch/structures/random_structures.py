@@ -1,7 +1,7 @@
 """Random symmetric crystals from pyxtal, reproducible from a numpy Generator.
 
-Compositions are drawn within a run's ChemistryLimits (preferring charge-balanced ones, see
-`matsearch.structures.validity.is_charge_balanced`), or given (CSP: the target formula times a
+Compositions are drawn within a run's ChemistryLimits (preferring plausible ones, see
+`matsearch.structures.validity.is_plausible_composition`), or given (CSP: the target formula times a
 number of formula units). Space groups are drawn uniformly from those whose Wyckoff positions can
 hold the atom counts. pyxtal's atom counts refer to its conventional cell, which `random_structure`
 returns; `random_target_structure` returns the Niggli-reduced primitive cell of a possibly larger
@@ -20,7 +20,7 @@ from pyxtal import pyxtal
 from pyxtal.symmetry import Group
 
 from matsearch.structures.limits import ChemistryLimits
-from matsearch.structures.validity import is_charge_balanced
+from matsearch.structures.validity import is_plausible_composition
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def random_composition(
     limits: ChemistryLimits, rng: np.random.Generator, *, max_tries: int = 50
 ) -> Composition | None:
     """A random cell composition (≤ max_atoms atoms, 2..max_elements allowed elements where the
-    limits permit, all from one chemical system when the limits name systems), charge-balanced if
+    limits permit, all from one chemical system when the limits name systems), plausible if
     one is found within `max_tries` draws; None if none fits."""
     allowed = frozenset(limits.elements)
     pools = [sorted(system & allowed) for system in limits.systems] or [sorted(allowed)]
@@ -55,7 +55,7 @@ def random_composition(
             continue
         units = int(rng.integers(1, limits.max_atoms // n_reduced + 1))
         composition = Composition({el: c * units for el, c in zip(chosen, counts, strict=True)})
-        if is_charge_balanced(composition):
+        if is_plausible_composition(composition):
             return composition
         fallback = fallback or composition
     return fallback

@@ -124,6 +124,21 @@ def _charge_balanced(reduced_formula: str) -> bool:
     )
 
 
+def is_plausible_composition(composition: Composition) -> bool:
+    """The builtin proposer's chemistry prior, stricter than validity: an ionic composition (see
+    `is_ionic`) must balance with ICSD oxidation states (Li2O2 does not; peroxides and oxy-anions
+    with unusual states are left to the LLM proposers). Non-ionic compositions are plausible."""
+    return _icsd_balanced(composition.element_composition.reduced_formula)
+
+
+@lru_cache(maxsize=65536)
+def _icsd_balanced(reduced_formula: str) -> bool:
+    composition = Composition(reduced_formula)
+    if not is_ionic(el.symbol for el in composition.elements):
+        return True
+    return bool(composition.oxi_state_guesses(max_sites=-1))
+
+
 def elemental_volume(composition: Composition) -> float | None:
     """Σ n_i v_i (Å³): each atom with its element's ground-state volume per atom (pymatgen molar
     volume); None when an element has none (At, Fr and the heaviest elements)."""

@@ -46,7 +46,6 @@ def _spec(tmp_path: Path, **changes: object) -> dict:
             }
         ],
         "mlip": {"steps": 30},
-        "metrics": {"novelty": False},
     }
     return spec | changes
 

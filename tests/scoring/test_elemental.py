@@ -12,7 +12,7 @@ from matsearch.scoring.hull import HullReference
 from matsearch.scoring.mlip_relaxer import MLIPRelaxer
 
 
-def test_mlip_references_are_close_to_dft_and_replace_only_their_elements(mirror_dir) -> None:
+def test_mlip_references_are_close_to_dft_and_replace_only_their_elements(use_mirror) -> None:
     executor = LocalExecutor(MLIPRelaxer(steps=150), chunk_size=64)
     refs = mlip_elemental_references(["Na", "Mg"], executor)
     dft = load_elemental_references()
@@ -28,7 +28,7 @@ def test_mlip_references_are_close_to_dft_and_replace_only_their_elements(mirror
     assert "test MLIP" in mixed.describe() and "test MLIP" not in hull.describe()
 
 
-def test_element_without_reference_structures_is_a_clear_error(mirror_dir) -> None:
+def test_element_without_reference_structures_is_a_clear_error(use_mirror) -> None:
     executor = LocalExecutor(MLIPRelaxer(steps=5))
     with pytest.raises(DataError, match="has no reference structures for Og"):
         mlip_elemental_references(["Og"], executor)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Composition
 
 from matsearch import data
 from matsearch.errors import DataError
 from matsearch.scoring.hull import HullReference
+from matsearch.structures.known import KnownMaterials
 
 REFS = {"Li": -1.9, "O": -4.9, "F": -1.8}  # eV/atom, round numbers for hand calculations
 
@@ -126,10 +127,11 @@ def test_chgnet_on_known_stable_mp20_test_structures(mp20_hull: HullReference) -
     torch.set_num_threads(2)
     model = chgnet_model.CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
 
-    mp20 = data.load_mp20("test").set_index("material_id")
+    known = KnownMaterials.load()
+    rows = dict(zip(known.table["material_id"], known.table.index, strict=True))
     published = data.load_formation_energies().set_index("material_id")["e_above_hull_published"]
     for material_id, formula in (("mp-22922", "AgCl"), ("mp-30031", "CaI2"), ("mp-361", "Cu2O")):
-        structure = Structure.from_str(mp20.loc[material_id, "cif"], fmt="cif")
+        structure = known.structure(rows[material_id])
         energy_per_atom = float(model.predict_structure(structure)["e"])  # eV/atom
         point = mp20_hull.evaluate(structure.composition, energy_per_atom)
         assert published[material_id] == 0.0
