@@ -12,8 +12,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 from matsearch import Run, Search
@@ -51,6 +53,19 @@ def _generation_two_started(run_dir: Path) -> bool:
     except sqlite3.OperationalError:
         return False
     return n >= 1
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process runs and the run in a subprocess do the same floating-point work (torch sums in a
+    different order with another thread count, and relaxations of borderline cells can diverge)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(before)
 
 
 def test_kill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:

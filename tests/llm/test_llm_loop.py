@@ -75,7 +75,7 @@ def test_prompt_states_objectives_answers_follow_the_schema_and_invalid_ones_are
         schema = request["response_format"]["json_schema"]["schema"]
         jsonschema.validate(json.loads(schema_answer(MIXED, SQUASHED)), schema)
     assert repair["messages"][:-2] == first["messages"]
-    assert "- structure 2 (NaCl): volume_per_atom" in repair["messages"][-1]["content"]
+    assert "- structure 2 (NaCl): volume_ratio" in repair["messages"][-1]["content"]
 
     children = _llm_children(run)
     assert len(children) == 3 and all(c.structure is not None for c in children)
@@ -85,7 +85,7 @@ def test_prompt_states_objectives_answers_follow_the_schema_and_invalid_ones_are
     assert "- bulk_modulus (GPa): maximise" in prompt
     assert '"bulk_modulus": ' in prompt and "formation_energy" not in prompt  # parents' scores
     invalid = [c for c in children if c.status == Status.INVALID]
-    assert [c.reason.split(":")[0] for c in invalid] == ["volume_per_atom"]
+    assert [c.reason.split(":")[0] for c in invalid] == ["volume_ratio"]
     repaired = [c for c in children if "repair_of" in c.extra]
     assert [c.structure.composition.reduced_formula for c in repaired] == ["KNaCl2"]
     assert repaired[0].extra["parse_outcome"] == "repaired"
