@@ -132,6 +132,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-concurrency", type=int, default=8, help="LLM requests at a time")
     parser.add_argument("--device", default=None, help="MLIP device: cpu or cuda (default: auto)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hull", default="mp20-subset", help="hull reference: mp20-subset, mp-2023-01-10 or a file"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench_llm_search")
     parser.add_argument("--baseline-only", action="store_true", help="builtin proposer only")
     parser.add_argument("--skip-baseline", action="store_true", help="LLM run only")
@@ -152,7 +155,10 @@ def children_per_iteration(args: argparse.Namespace) -> int:
 def protocol_spec(args: argparse.Namespace, label: str, proposer: dict[str, Any]) -> dict[str, Any]:
     """The run spec of the protocol with one proposer."""
     return {
-        "name": f"mls-{label}-p{args.population}-i{args.iterations}-s{args.seed}",
+        "name": f"mls-{label}-p{args.population}-i{args.iterations}-s{args.seed}"
+        + (
+            "" if args.hull == "mp20-subset" else "-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(args.hull).stem)
+        ),
         "seed": args.seed,
         "output": str(args.output),
         "chemistry": {"elements": ELEMENTS, "max_atoms": args.max_atoms, "max_elements": 6},
@@ -168,6 +174,7 @@ def protocol_spec(args: argparse.Namespace, label: str, proposer: dict[str, Any]
         },
         "objectives": [{"name": "e_above_hull", "direction": "min", "bounds": [None, args.ehull_gate]}],
         "metrics": {"stable_threshold": STABLE_EV_PER_ATOM},
+        "reference": {"hull": args.hull},
     }
 
 
@@ -281,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         "timeout_s": args.timeout_s,
         "max_atoms": args.max_atoms,
         "seed": args.seed,
+        "hull": args.hull,
     }
     result = {
         "date": date.today().isoformat(),
