@@ -263,15 +263,15 @@ class Search:
         return [self._to_candidate(generation, p) for p in proposals]
 
     def _initial_proposals(self) -> list[Proposal]:
-        """Generation 0: the known materials inside the chemistry, most stable first (at most half
-        the population), then prototypes of other systems decorated with the run's elements, then
-        random symmetric structures. CSP starts from random structures only: known answers are
-        not handed in."""
+        """Generation 0: the known materials inside the chemistry, most stable first (a quarter of
+        the population: parents, not discoveries), then prototypes of other systems decorated with
+        the run's elements, then random symmetric structures. CSP starts from random structures
+        only: known answers are not handed in."""
         size = self.spec.population_size
         if self.spec.task.kind == "csp":
             known_seeds, prototypes = [], []
         else:
-            known_seeds = initial_population(self.limits, (size + 1) // 2, self.known)
+            known_seeds = initial_population(self.limits, max(1, size // 4), self.known)
             prototypes = prototype_seeds(self.limits, size - len(known_seeds), self.known)
         proposals = [
             Proposal(structure=s, operator="seed", parents=[], origin="known", extra={"material_id": mid})
