@@ -17,6 +17,7 @@ import itertools
 import math
 from collections.abc import Iterator
 
+import numpy as np
 from pymatgen.core import Composition, Structure
 
 from matsearch.structures.dedup import DuplicateIndex
@@ -25,7 +26,7 @@ from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.substitution import element_affinity, substitution_table
 from matsearch.structures.validity import elemental_volume
 
-MAX_CANDIDATES_PER_SEED = 20  # decorated structures tried per prototype seed wanted
+MAX_CANDIDATES_PER_SEED = 50  # decorated structures tried per prototype seed wanted
 
 
 def prototype_seeds(limits: ChemistryLimits, n: int, known: KnownMaterials) -> list[Structure]:
@@ -55,33 +56,41 @@ def _ranked(
     limits: ChemistryLimits, known: KnownMaterials, count: int
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(row, element mapping) of the `count` best decorations: those using more of a system's
-    elements first, then by score."""
+    elements first, then by score; each material with its most likely mapping."""
     table = known.table
     systems = limits.systems or (frozenset(limits.elements),)
-    width = max(len(s) for s in systems)
+    width = min(limits.max_elements, max(len(s) for s in systems))
     fits = (table["n_sites"] <= limits.max_atoms) & table["elements"].map(
         lambda els: 2 <= len(els) <= width and not limits.allows(els)
     )
     candidates = table[fits]
-    scored: list[tuple[int, float, int, dict[str, str]]] = []
+    scored: list[tuple[int, float, int, tuple[str, ...], tuple[str, ...]]] = []
     for system in systems:
         targets = sorted(system)
-        for k in range(2, len(targets) + 1):
+        for k in range(2, min(width, len(targets)) + 1):
             group = candidates[candidates["elements"].map(len) == k]
-            sources = [sorted(els) for els in group["elements"]]
-            for perm in itertools.permutations(targets, k):
-                for row, source in zip(group.index, sources, strict=True):
-                    score = min(_log_affinity(a, b) for a, b in zip(source, perm, strict=True))
-                    if score > 0:
-                        scored.append((k, score, int(row), dict(zip(source, perm, strict=True))))
-    scored.sort(key=lambda item: (-item[0], -item[1], item[2], sorted(item[3].items())))
-    for _, _, row, mapping in scored[:count]:
-        yield row, mapping
+            if group.empty:
+                continue
+            sources = np.array([sorted(els) for els in group["elements"]])  # [n, k] symbols
+            symbols = sorted(set(sources.ravel()))
+            affinity = np.array([[_log_affinity(a, b) for b in targets] for a in symbols])
+            index = np.searchsorted(symbols, sources)
+            perms = list(itertools.permutations(range(len(targets)), k))
+            # score of every material under every mapping: its weakest substitution
+            scores = np.stack([affinity[index, list(perm)].min(axis=1) for perm in perms], axis=1)
+            best = scores.argmax(axis=1)  # one mapping per material: its most likely one
+            for i in np.flatnonzero(scores[np.arange(len(best)), best] > 0):
+                mapped = tuple(targets[j] for j in perms[best[i]])
+                score = float(scores[i, best[i]])
+                scored.append((k, score, int(group.index[i]), tuple(sources[i]), mapped))
+    scored.sort(key=lambda item: (-item[0], -item[1], item[2], item[4]))
+    for _, _, row, source, mapped in scored[:count]:
+        yield row, dict(zip(source, mapped, strict=True))
 
 
 def _log_affinity(old: str, new: str) -> float:
     """log(affinity / floor): 0 for pairs the substitution table has never seen substituting
-    (keeping an element scores its own, high, affinity)."""
+    (keeping an element counts as its own, high, affinity)."""
     floor = math.exp(substitution_table().alpha)
     return max(0.0, math.log(element_affinity(old, new) / floor))
 
