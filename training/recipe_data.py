@@ -25,7 +25,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch import data
 from matsearch.mlip.cached_fit import EnergyExample
-from matsearch.mlip.eos_targets import DEFAULT_VOLUME_STRAINS, strained_copies
+from matsearch.mlip.eos_targets import strained_copies
 
 SEED = 0
 ELASTIC_HOLDOUT_FRACTION = 0.2
@@ -34,6 +34,7 @@ MLEARN_TRAIN = ("Ge", "Li", "Mo", "Si")
 MLEARN_TEST = ("Cu", "Ge", "Li", "Mo", "Ni", "Si")
 MAX_ELASTIC_ATOMS = 16
 MAX_K_VRH_GPA = 500.0
+RECIPE_VOLUME_STRAINS = (-0.06, -0.03, 0.0, 0.03, 0.06)  # V/V0 − 1 of the curvature targets
 
 
 def elemental_refs() -> dict[str, float]:
@@ -136,7 +137,11 @@ def is_cubic(structure: Structure) -> bool:
 
 
 def eos_examples(
-    records: list[dict], weight: float, noncubic_factor: float = 0.25, reference_volume: float = 15.0
+    records: list[dict],
+    weight: float,
+    noncubic_factor: float = 0.25,
+    reference_volume: float = 15.0,
+    volume_strains: tuple[float, ...] = RECIPE_VOLUME_STRAINS,
 ) -> list[EnergyExample]:
     """Strained copies (±6 % volume) of each usable, 3-D bonded record with BM energies.
 
@@ -154,7 +159,7 @@ def eos_examples(
         if factor == 0 or is_layered_or_chain(structure):
             continue
         scaled_weight = factor * weight * (reference_volume * len(structure) / structure.volume) ** 2
-        for copy in strained_copies(structure, record["bulk_modulus_vrh"], DEFAULT_VOLUME_STRAINS):
+        for copy in strained_copies(structure, record["bulk_modulus_vrh"], volume_strains):
             examples.append(
                 EnergyExample(
                     copy.structure,

@@ -102,18 +102,19 @@ def absolute_mae(examples: list, energies: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("training/out"))
-    parser.add_argument("--n-mp20", type=int, default=8000, help="MP-20 train structures (seeded draw)")
-    parser.add_argument("--n-mp20-val", type=int, default=1000)
+    parser.add_argument("--n-mp20", type=int, default=6000, help="MP-20 train structures (seeded draw)")
+    parser.add_argument("--n-mp20-val", type=int, default=500)
     parser.add_argument("--n-elastic", type=int, default=None, help="cap on training elastic binaries")
     parser.add_argument("--eos-weight", type=float, default=100.0)
     parser.add_argument("--noncubic-factor", type=float, default=0.25)
     parser.add_argument("--mlearn-weight", type=float, default=1.0)
     parser.add_argument("--max-epochs", type=int, default=150)
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--head-lr", type=float, default=1e-3)
-    parser.add_argument("--pair-lr", type=float, default=5e-4)
-    parser.add_argument("--max-minutes", type=float, default=60.0, help="wall limit of the fit itself")
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--head-lr", type=float, default=5e-5)
+    parser.add_argument("--pair-lr", type=float, default=1e-5)
+    parser.add_argument("--atom-ref-lr", type=float, default=2e-5)
+    parser.add_argument("--max-minutes", type=float, default=33.0, help="wall limit of the fit itself")
     parser.add_argument("--seed", type=int, default=rd.SEED)
     parser.add_argument("--ship", action="store_true", help=f"copy the best model to {SHIPPED}")
     args = parser.parse_args()
@@ -137,6 +138,7 @@ def main() -> None:
         lr=args.lr,
         head_lr=args.head_lr,
         pair_lr=args.pair_lr,
+        atom_ref_lr=args.atom_ref_lr,
         train_layers=("atom_convs.3", "readout", "long_range", "pair_correction"),
         seed=args.seed,
         max_seconds=60 * args.max_minutes,
