@@ -278,6 +278,47 @@ def run_speed(models: dict[str, MLIPModel], repeats: int = 3) -> dict:
     return out
 
 
+def markdown_table(report: dict) -> str:
+    """The must-show measures of both models as a markdown table (sections present only)."""
+    ref, new = REFERENCE, "trained"
+    rows = []
+
+    def row(label: str, section: str, key: str, fmt: str, goal: str) -> None:
+        part = report.get(section)
+        if part and ref in part and new in part and part[ref].get(key) is not None:
+            rows.append(f"| {label} | {part[ref][key]:{fmt}} | {part[new][key]:{fmt}} | {goal} |")
+
+    row("WBM dev: stability F1 (e_hull ≤ 0)", "wbm", "f1", ".3f", "higher")
+    row("WBM dev: formation energy MAE (eV/atom)", "wbm", "formation_energy_mae_ev_per_atom", ".4f", "lower")
+    row(
+        "WBM dev: formation energy mean signed (eV/atom)",
+        "wbm",
+        "formation_energy_mean_signed_ev_per_atom",
+        "+.4f",
+        "—",
+    )
+    row("held-out binaries: bulk modulus MAE (GPa)", "bulk", "mae_gpa", ".1f", "≥ 25 % lower")
+    row("held-out binaries: mean signed error (GPa)", "bulk", "mean_signed_error_gpa", "+.1f", "|·| ≤ 2")
+    row(
+        "MP-20 test: formation energy MAE (eV/atom)",
+        "mp20",
+        "formation_energy_mae_ev_per_atom",
+        ".4f",
+        "not worse",
+    )
+    row("MP-20 test: relaxed matches DFT structure", "mp20", "relaxed_match_rate", ".2f", "not lower")
+    if "mlearn" in report:
+        m = report["mlearn"]
+        rows.append(
+            f"| mlearn test: force MAE, mean of 6 (eV/Å) | {m[f'mean_{ref}']:.4f} | {m[f'mean_{new}']:.4f} "
+            "| not worse |"
+        )
+    row("single points, 200 MP-20 (s, median of 3)", "speed", "single_point_s_median", ".2f", "within 10 %")
+    row("batched relax, 32 rattled (s)", "speed", "relax_s", ".1f", "within 10 %")
+    header = ["| measure | CHGNet 0.3.0 (`default`) | trained | goal |", "|---|---|---|---|"]
+    return "\n".join(header + rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="chgnet-les-ft1", help="trained model name or file")
@@ -323,6 +364,7 @@ def main() -> None:
         report[section]["section_seconds"] = time.perf_counter() - started
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown_table(report))
 
 
 if __name__ == "__main__":

@@ -166,7 +166,11 @@ def main() -> None:
     summary: dict = {
         "model": MODEL_NAME,
         "command": "python -m training.train_default "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "ship")),
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k not in ("out", "ship") and v is not None
+        ),
         "seed": args.seed,
         "sizes": {k: len(v) for k, v in sets.items()},
         "settings": {
