@@ -21,8 +21,9 @@ from matsearch.mlip.basis import polynomial_envelope
 
 def species_pairs(z_a: torch.Tensor, z_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unique sorted species pairs [P, 2] of bonds and each bond's index [U] into them."""
-    pairs = torch.stack([torch.minimum(z_a, z_b), torch.maximum(z_a, z_b)], dim=1)
-    return torch.unique(pairs, dim=0, return_inverse=True)
+    low, high = torch.minimum(z_a, z_b), torch.maximum(z_a, z_b)
+    keys, inverse = torch.unique(low * 1024 + high, return_inverse=True)  # 1-D unique: fast
+    return torch.stack([keys // 1024, keys % 1024], dim=1), inverse
 
 
 class PairCorrection(nn.Module):
