@@ -1,22 +1,26 @@
-"""Recipe of the shipped model ``chgnet-les-ft1``: CHGNet 0.3.0 + a trained Latent Ewald head.
+"""Recipe of the shipped model ``chgnet-les-ft1``: CHGNet 0.3.0 fine-tuned, pair term, LES head.
 
 Steps (one command, seeded, one torch thread):
 
-1. Load CHGNet 0.3.0 (``default``) and attach a Latent Ewald head (σ = 1 Å, dl = 2 Å) whose
-   zero output layer gets small seeded random weights.
-2. Data (``recipe_data``): MP-20 train structures with absolute MP-compatible total energies, MP
-   elemental polymorphs, MPtrj frames; mlearn training sets and the HfO2 OUTCARs as energy
-   differences within each set; 80 % of the MP elastic binaries as energy–volume curvature targets
-   (strained copies ±6 % volume with Birch–Murnaghan energy differences from the DFT K_VRH, B0' = 4).
-   Validation (early stopping): MP-20 val sample, mlearn validation part, 10 % of the training
-   elastic binaries. Held out entirely: MP-20 test, 20 % of the elastic binaries, mlearn test, WBM.
-3. Backbone frozen; atom features cached once. Least-squares AtomRef refit on the absolute-energy
-   examples, then the readout MLP, the head and a per-element AtomRef shift are fitted
-   (``matsearch.mlip.cached_fit``) with early stopping on the validation loss; the best model is
-   written as it improves, so an interrupted run leaves a usable file.
+1. Load CHGNet 0.3.0 (``default``), attach a Latent Ewald head (σ = 1 Å, dl = 2 Å) whose zero
+   output layer gets small seeded random weights, and a zero species-pair correction.
+2. Data (``recipe_data``): MP-20 train structures with absolute MP-compatible total energies and
+   MPtrj frames; mlearn training sets, HfO2 OUTCARs and MP elemental polymorphs as energy
+   differences within each set; the non-held-out MP elastic binaries
+   as energy–volume curvature targets (copies at −6…+6 % volume with Birch–Murnaghan energy
+   differences from the DFT K_VRH, B0' = 4; cubic ones weighted 4×, layered ones left out).
+   Validation (early stopping): MP-20 val sample, mlearn validation part, 10 % of the
+   non-held-out elastic binaries. Held out entirely: MP-20 test, 20 % of the elastic binaries,
+   mlearn test, WBM.
+3. Backbone below the last atom convolution frozen; that block's inputs are cached once. Least-
+   squares AtomRef refit on the absolute-energy examples, then the last atom convolution, the
+   readout, a species-pair correction (``matsearch.mlip.pair``), the head and a per-element AtomRef
+   shift are fitted (``matsearch.mlip.cached_fit``) with early stopping on the validation loss;
+   the best model is written as it improves, so an interrupted run leaves a usable file. With
+   ``--ship`` it is copied to ``matsearch/mlip/models/`` (model card: docs/models/chgnet-les-ft1.md).
 
     MATSEARCH_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m training.train_default \
-        --out training/out
+        --out training/out --ship
 """
 
 from __future__ import annotations
