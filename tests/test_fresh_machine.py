@@ -104,3 +104,34 @@ def test_same_candidates_with_and_without_the_mirror(
         "known_id",
     ]
     assert with_mirror[columns].equals(without[columns])
+
+
+def test_no_two_listed_candidates_are_the_same_material(
+    quickstart: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """What status, best(), export and the report list is unique after relaxation."""
+    run = Run(quickstart[0])
+    listed = run.best()
+    assert len(listed) >= 10
+    matcher = StructureMatcher()
+    for i, a in enumerate(listed):
+        for b in listed[i + 1 :]:
+            if a.formula == b.formula:
+                assert not matcher.fit(a.relaxed, b.relaxed), (a.id, b.id)
+    duplicates = run.candidates(Status.DUPLICATE)
+    relaxed_into = [c for c in duplicates if c.duplicate_of is not None]
+    assert all(c.reason == f"relaxed into the structure of candidate {c.duplicate_of}" for c in relaxed_into)
+    exported = _matsearch(
+        "export",
+        str(quickstart[0]),
+        "--out",
+        str(tmp_path / "x"),
+        "-f",
+        "csv",
+        cwd=tmp_path,
+        cache=quickstart[1],
+    )
+    assert exported.returncode == 0, exported.stderr
+    rows = (tmp_path / "x" / "candidates.csv").read_text().splitlines()[1:]
+    new_ids = {c.id for c in run.best(new_only=True)}
+    assert {int(row.split(",")[0]) for row in rows} == new_ids  # new materials only, by default

@@ -1,8 +1,9 @@
 """The MLIP: our batched implementation of the CHGNet architecture, plus optional long-range head.
 
 Energy (eV per cell) = sum over atoms of an elemental reference energy (AtomRef, fixed) + a per-atom
-energy read out from atom features after ``n_conv`` interaction blocks (+ the long-range head's
-energy when one is attached). Forces are -dE/dr by autograd; stress is (1/V) dE/d(strain); magnetic
+energy read out from atom features after ``n_conv`` interaction blocks (+ a learned species-pair
+correction over the bonds, ``pair.PairCorrection``, and the long-range head's energy when they are
+attached). Forces are -dE/dr by autograd; stress is (1/V) dE/d(strain); magnetic
 moments are |linear(atom features)| after the second-to-last atom convolution.
 """
 
@@ -109,6 +110,7 @@ class MLIPModel(nn.Module):
         readout.append(nn.Linear(widths[-1], 1))
         self.readout = nn.Sequential(*readout)
         self.long_range: nn.Module | None = None
+        self.pair_correction: nn.Module | None = None
 
     @property
     def device(self) -> torch.device:
@@ -183,6 +185,11 @@ class MLIPModel(nn.Module):
 
         site_energies = self.readout(atom_feas).squeeze(1) + self.atom_ref[state.atomic_numbers - 1]
         energy = positions.new_zeros(state.n_systems).index_add(0, state.batch, site_energies)
+        if self.pair_correction is not None:
+            z = state.atomic_numbers
+            energy = energy + self.pair_correction(
+                lengths, z.index_select(0, i), z.index_select(0, j), graph.bond_system, state.n_systems
+            )
         if self.long_range is not None:
             long_range_energy, charges = self.long_range(
                 atom_feas, positions, cell, state.batch, state.pbc, atomic_numbers=state.atomic_numbers

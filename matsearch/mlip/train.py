@@ -294,7 +294,7 @@ def _loss(out: dict[str, torch.Tensor], labels: _Labels, settings: FinetuneSetti
     return loss
 
 
-class _FrozenFeatureBatch:
+class FrozenFeatureBatch:
     """A batch whose final atom features are computed once (backbone below the readout frozen)."""
 
     def __init__(self, model: MLIPModel, state: BatchedState) -> None:
@@ -452,9 +452,9 @@ def finetune(
     order = rng.permutation(len(dataset))
     batches = _chunks(order.tolist(), settings.batch_size)
 
-    cached: list[_FrozenFeatureBatch] = []
+    cached: list[FrozenFeatureBatch] = []
     if frozen:
-        cached = [_FrozenFeatureBatch(model, _state(model, [dataset[i] for i in b])) for b in batches]
+        cached = [FrozenFeatureBatch(model, _state(model, [dataset[i] for i in b])) for b in batches]
         _check_frozen_energy(model, cached[0])
     shift: dict[str, float] = {}
     if settings.refit_atom_ref:
@@ -517,7 +517,7 @@ def finetune(
     )
 
 
-def _check_frozen_energy(model: MLIPModel, batch: _FrozenFeatureBatch) -> None:
+def _check_frozen_energy(model: MLIPModel, batch: FrozenFeatureBatch) -> None:
     """The rebuilt energy must equal the model's own, else the frozen-feature path is invalid."""
     with torch.no_grad():
         rebuilt = batch.energy(model)
@@ -530,7 +530,7 @@ def _check_frozen_energy(model: MLIPModel, batch: _FrozenFeatureBatch) -> None:
 
 
 def _frozen_step(
-    model: MLIPModel, cached: list[_FrozenFeatureBatch]
+    model: MLIPModel, cached: list[FrozenFeatureBatch]
 ) -> Callable[[int], dict[str, torch.Tensor]]:
     return lambda k: {"energy": cached[k].energy(model)}
 

@@ -5,6 +5,11 @@ Pretrained names (the checkpoints ship inside the ``chgnet`` wheel, under ``chgn
 - ``default`` = ``chgnet-0.3.0``: CHGNet 0.3.0, trained on MPtrj (PBE/PBE+U).
 - ``chgnet-r2scan``: CHGNet transfer-learned to MP r2SCAN.
 
+Shipped with matsearch (``matsearch/mlip/models/``, model cards in ``docs/models/``):
+
+- ``chgnet-les-ft1``: CHGNet 0.3.0 with its last atom convolution, readout, a species-pair
+  correction and a Latent Ewald head fitted by ``training/train_default.py``.
+
 Key mapping from a CHGNet state dict to ours (k = block index; W[:, a:b] = input columns a..b-1;
 "core" and "gate" are ``mlp_core`` and ``mlp_gate`` of a CHGNet GatedMLP; cat = stack rows):
 
@@ -45,8 +50,8 @@ readout.{0,2,4,6}                            mlp.layers.{0,2,4,7}
 
 Our model files (``MLIPModel.save``) are ``torch.save`` dicts: ``format`` ("matsearch-mlip"),
 ``format_version``, ``config`` (ModelConfig arguments), ``state_dict``, ``long_range`` (the head's
-``config`` and ``state_dict``, or None) and ``info`` (name, source). They load with
-``weights_only=True``.
+``config`` and ``state_dict``, or None), ``pair_correction`` (likewise, version 2) and ``info``
+(name, source). They load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -64,13 +69,16 @@ from matsearch.mlip.model import MLIPModel, ModelConfig, ModelInfo
 logger = logging.getLogger(__name__)
 
 FILE_FORMAT = "matsearch-mlip"
-FILE_FORMAT_VERSION = 1
+FILE_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)  # 2 added the optional ``pair_correction`` entry
 
 PRETRAINED: dict[str, str] = {
     "chgnet-0.3.0": "pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
     "chgnet-r2scan": "pretrained/r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar",
 }
 ALIASES: dict[str, str] = {"default": "chgnet-0.3.0"}
+# Models trained by this project, shipped in matsearch/mlip/models/ (see docs/models/<name>.md).
+SHIPPED: dict[str, str] = {"chgnet-les-ft1": "chgnet-les-ft1.pt"}
 
 # CHGNet model_args that our architecture reproduces; any other value cannot be converted.
 _REQUIRED_CHGNET_ARGS: dict[str, Any] = {
@@ -88,7 +96,15 @@ _REQUIRED_CHGNET_ARGS: dict[str, Any] = {
 
 def model_names() -> list[str]:
     """Valid model names for :func:`load_model` (besides a path to a saved model file)."""
-    return [*ALIASES, *PRETRAINED]
+    return [*ALIASES, *PRETRAINED, *SHIPPED]
+
+
+def shipped_model_path(name: str) -> Path:
+    """Path of a model file shipped inside the package (``SHIPPED``)."""
+    path = Path(__file__).parent / "models" / SHIPPED[name]
+    if not path.is_file():
+        raise ModelError(f"the shipped model {name!r} is missing from this installation ({path})")
+    return path
 
 
 def chgnet_checkpoint_path(name: str) -> Path:
@@ -262,7 +278,11 @@ def save_model_file(model: MLIPModel, path: str | Path) -> Path:
         if not hasattr(head, "config"):
             raise ModelError(f"the long-range head {type(head).__name__} has no `config`; it cannot be saved")
         long_range = {"config": dict(head.config), "state_dict": head.state_dict()}
-    backbone = {k: v for k, v in model.state_dict().items() if not k.startswith("long_range.")}
+    pair = model.pair_correction
+    pair_correction = None if pair is None else {"config": dict(pair.config), "state_dict": pair.state_dict()}
+    backbone = {
+        k: v for k, v in model.state_dict().items() if not k.startswith(("long_range.", "pair_correction."))
+    }
     torch.save(
         {
             "format": FILE_FORMAT,
@@ -270,6 +290,7 @@ def save_model_file(model: MLIPModel, path: str | Path) -> Path:
             "config": model.config.to_dict(),
             "state_dict": backbone,
             "long_range": long_range,
+            "pair_correction": pair_correction,
             "info": {"name": model.info.name, "source": model.info.source},
         },
         path,
@@ -290,10 +311,10 @@ def load_model_file(path: str | Path) -> MLIPModel:
     if not isinstance(saved, dict) or saved.get("format") != FILE_FORMAT:
         raise ModelError(f"{path} is not a matsearch model file (saved by MLIPModel.save)")
     version = saved.get("format_version")
-    if version != FILE_FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         raise ModelError(
-            f"{path} has model file format version {version}; this matsearch reads version "
-            f"{FILE_FORMAT_VERSION}"
+            f"{path} has model file format version {version}; this matsearch reads versions "
+            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
         )
     model = MLIPModel(ModelConfig(**saved["config"]))
     model.load_state_dict(saved["state_dict"])
@@ -303,6 +324,17 @@ def load_model_file(path: str | Path) -> MLIPModel:
         head = long_range_head_from_config(saved["long_range"]["config"])
         head.load_state_dict(saved["long_range"]["state_dict"])
         model.long_range = head
+    if saved.get("pair_correction") is not None:
+        from matsearch.mlip.pair import PairCorrection
+
+        arguments = dict(saved["pair_correction"]["config"])
+        if arguments.pop("kind", None) != PairCorrection.kind:
+            raise ModelError(
+                f"{path} has a pair correction of unknown kind; expected {PairCorrection.kind!r}"
+            )
+        pair = PairCorrection(**arguments)
+        pair.load_state_dict(saved["pair_correction"]["state_dict"])
+        model.pair_correction = pair
     info = saved.get("info", {})
     model.info = ModelInfo(name=info.get("name", Path(path).stem), source=str(path))
     return model
@@ -320,6 +352,9 @@ def load_model(
     canonical = ALIASES.get(name, name)
     if canonical in PRETRAINED:
         model = load_chgnet_checkpoint(chgnet_checkpoint_path(canonical), canonical)
+    elif canonical in SHIPPED:
+        model = load_model_file(shipped_model_path(canonical))
+        model.info.name = canonical
     elif Path(name).is_file():
         model = load_model_file(name)
     else:

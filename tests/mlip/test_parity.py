@@ -137,9 +137,11 @@ def test_saved_model_file_round_trip(structures: list[Structure], tmp_path: Path
 
 
 def test_unknown_model_name_lists_valid_names() -> None:
-    with pytest.raises(ModelError, match="unknown model 'chgnet-9'.*default, chgnet-0.3.0, chgnet-r2scan"):
+    with pytest.raises(
+        ModelError, match="unknown model 'chgnet-9'.*default, chgnet-0.3.0, chgnet-r2scan, chgnet-les-ft1"
+    ):
         load_model("chgnet-9")
-    assert model_names() == ["default", "chgnet-0.3.0", "chgnet-r2scan"]
+    assert model_names() == ["default", "chgnet-0.3.0", "chgnet-r2scan", "chgnet-les-ft1"]
 
 
 def test_file_that_is_not_a_model_is_rejected(tmp_path: Path) -> None:
