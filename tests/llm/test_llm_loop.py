@@ -80,7 +80,7 @@ def test_prompt_states_objectives_answers_follow_the_schema_and_invalid_ones_are
     children = _llm_children(run)
     assert len(children) == 3 and all(c.structure is not None for c in children)
     assert {c.extra["output_mode"] for c in children} == {"json_schema"}
-    prompt = children[0].extra["prompt"][1]["content"]
+    prompt = run.llm_call(children[0].extra["llm_call_id"])["prompt"][1]["content"]  # stored once per call
     assert "- e_above_hull (eV/atom): minimise" in prompt
     assert "- bulk_modulus (GPa): maximise" in prompt
     assert '"bulk_modulus": ' in prompt and "formation_energy" not in prompt  # parents' scores

@@ -13,8 +13,11 @@ from training import recipe_data as rd  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def elastic(data_dir):
-    return rd.elastic_records()
+def elastic(mirror_dir):
+    """The elastic binaries of the data mirror (a mirror-only dataset)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MATSEARCH_DATA_DIR", str(mirror_dir))
+        return rd.elastic_records()
 
 
 def test_elastic_split_is_seeded_disjoint_and_holds_out_a_fifth(elastic):
