@@ -68,9 +68,7 @@ def run_variant(base, variant: str, train, test, epochs: int, lr: float) -> dict
         attach_les_head(model)
         layers = ("readout", "long_range")
     elif variant == "qeq":
-        model.long_range = ChargeEquilibrationHead(model.config.atom_dim).to(
-            model.device, model.dtype
-        )
+        model.long_range = ChargeEquilibrationHead(model.config.atom_dim).to(model.device, model.dtype)
         layers = ("readout", "long_range")
     settings = FinetuneSettings(
         epochs=epochs,

@@ -10,7 +10,7 @@ builtin proposer as the offline baseline, and the table is read back from the ru
 
 - validity: children that pass the validity checks / children proposed (parse failures count)
 - metastable / stable: e_above_hull < 0.1 / ≤ 0 eV/atom among relaxed children
-- novelty: relaxed children unlike any MP-20 train/val structure / relaxed children
+- novelty: relaxed children reproducing no crystal of the known-materials index / relaxed children
 - S.U.N.: stable, unique and novel children / children proposed
 - tokens (prompt + completion) and the estimated cost (USD; "—" when the price is unknown)
 

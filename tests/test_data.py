@@ -165,9 +165,7 @@ def test_mp20_splits_and_columns(use_mirror: Path) -> None:
     agcl = test.set_index("material_id").loc["mp-22922"]
     assert agcl["reduced_formula"] == "AgCl"
     assert agcl["formation_energy_per_atom"] == pytest.approx(-0.733878, abs=1e-6)
-    with pytest.raises(
-        DataError, match="Unknown MP-20 split 'training'; allowed: train, val, test"
-    ):
+    with pytest.raises(DataError, match="Unknown MP-20 split 'training'; allowed: train, val, test"):
         data.load_mp20("training")
 
 
@@ -301,9 +299,7 @@ def test_corrupted_download_is_rejected(empty_dirs, served) -> None:
 def test_http_404_is_a_data_error(empty_dirs, served) -> None:
     server, _ = served
     dataset = _dataset(f"{server.url}/missing.json.gz", b"x")
-    with pytest.raises(
-        DataError, match=r"downloading http://127\.0\.0\.1:\d+/missing\.json\.gz failed"
-    ):
+    with pytest.raises(DataError, match=r"downloading http://127\.0\.0\.1:\d+/missing\.json\.gz failed"):
         data.resolve(dataset)
 
 
@@ -345,7 +341,5 @@ def test_unwritable_cache_names_the_env_var(empty_dirs, monkeypatch) -> None:
     blocker = empty_dirs / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(blocker / "cache"))
-    with pytest.raises(
-        DataError, match="cannot be created .*set MATSEARCH_CACHE_DIR to a writable"
-    ):
+    with pytest.raises(DataError, match="cannot be created .*set MATSEARCH_CACHE_DIR to a writable"):
         data.resolve(_dataset("http://127.0.0.1:9/x.json.gz", b"x"))

@@ -10,10 +10,7 @@ from matsearch.spec import Objective
 
 
 def _cands(rows: list[dict[str, float]]) -> list[Candidate]:
-    return [
-        Candidate(id=i, generation=0, origin="t", operator="t", scores=r)
-        for i, r in enumerate(rows)
-    ]
+    return [Candidate(id=i, generation=0, origin="t", operator="t", scores=r) for i, r in enumerate(rows)]
 
 
 def test_pareto_front_comes_first_and_dominated_last() -> None:
@@ -36,9 +33,7 @@ def test_pareto_front_comes_first_and_dominated_last() -> None:
 
 def test_target_direction_and_missing_scores() -> None:
     objs = [Objective(name="formation_energy", target=-1.0)]
-    pool = _cands(
-        [{"formation_energy": -0.2}, {"formation_energy": -1.1}, {}, {"formation_energy": -2.5}]
-    )
+    pool = _cands([{"formation_energy": -0.2}, {"formation_energy": -1.1}, {}, {"formation_energy": -2.5}])
     values = minimisation_matrix(pool, objs)[:, 0]
     np.testing.assert_allclose(values[[0, 1, 3]], [0.8, 0.1, 1.5])
     assert values[2] > 1.5  # a missing score is worse than every real one

@@ -100,9 +100,7 @@ def batch_extents(
     )
 
 
-def half_space_grid(
-    k_grid: tuple[int, int, int], device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
+def half_space_grid(k_grid: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[M, 3] integer triples n ≠ 0 with |n_a| ≤ k_grid[a], one of each ±n pair (the one > 0)."""
     axes = [torch.arange(-n, n + 1, device=device) for n in k_grid]
     grid = torch.cartesian_prod(*axes).reshape(-1, 3)
@@ -142,14 +140,10 @@ def k_weights(
     return torch.where(inside, kernel, torch.zeros_like(kernel)) * scale[:, None]
 
 
-def self_energy(
-    charges: torch.Tensor, batch: torch.Tensor, n_systems: int, sigma: float
-) -> torch.Tensor:
+def self_energy(charges: torch.Tensor, batch: torch.Tensor, n_systems: int, sigma: float) -> torch.Tensor:
     """[B] Σ_i k_e q_i² / (σ √(2π)) in eV: each Gaussian cloud's interaction with itself."""
     per_atom = charges**2 * (COULOMB_EV_ANGSTROM / (sigma * math.sqrt(2 * math.pi)))
-    return torch.zeros(n_systems, dtype=charges.dtype, device=charges.device).index_add(
-        0, batch, per_atom
-    )
+    return torch.zeros(n_systems, dtype=charges.dtype, device=charges.device).index_add(0, batch, per_atom)
 
 
 def atom_slots(batch: torch.Tensor, n_systems: int) -> torch.Tensor:

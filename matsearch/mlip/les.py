@@ -101,18 +101,14 @@ class LatentEwaldHead(nn.Module):
             "hidden_dim": self.hidden_dim,
         }
 
-    def prepare_for_training(
-        self, std: float = 0.05, generator: torch.Generator | None = None
-    ) -> bool:
+    def prepare_for_training(self, std: float = 0.05, generator: torch.Generator | None = None) -> bool:
         """Perturb a still-zero output layer (see class docstring); returns whether it did."""
         if not self.charge_net.output_is_zero():
             return False
         self.charge_net.perturb_output(std, generator)
         return True
 
-    def charges(
-        self, atom_features: torch.Tensor, batch: torch.Tensor, n_systems: int
-    ) -> torch.Tensor:
+    def charges(self, atom_features: torch.Tensor, batch: torch.Tensor, n_systems: int) -> torch.Tensor:
         """[N] latent charges in e (neutral per structure when ``neutral``)."""
         charges = self.charge_net(atom_features)
         if self.neutral:
@@ -182,9 +178,7 @@ def polarization(
     density.
     """
     p_real, p_imag, _, cell = _polarization_parts(charges, positions, cell, batch, pbc)
-    return torch.complex(
-        torch.einsum("ba,bad->bd", p_real, cell), torch.einsum("ba,bad->bd", p_imag, cell)
-    )
+    return torch.complex(torch.einsum("ba,bad->bd", p_real, cell), torch.einsum("ba,bad->bd", p_imag, cell))
 
 
 def born_effective_charges(

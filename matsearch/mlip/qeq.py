@@ -81,9 +81,7 @@ class ChargeEquilibrationHead(nn.Module):
             "initial_hardness": self.initial_hardness,
         }
 
-    def prepare_for_training(
-        self, std: float = 0.05, generator: torch.Generator | None = None
-    ) -> bool:
+    def prepare_for_training(self, std: float = 0.05, generator: torch.Generator | None = None) -> bool:
         """Perturb a still-zero electronegativity layer (at q = 0 its gradient vanishes)."""
         if not self.electronegativity_net.output_is_zero():
             return False
@@ -110,9 +108,7 @@ class ChargeEquilibrationHead(nn.Module):
         hardness) and ``total_charge`` [B] in e defaults to 0 (neutral structures).
         """
         if atomic_numbers is None:
-            raise ValueError(
-                "ChargeEquilibrationHead needs atomic_numbers for the element hardness"
-            )
+            raise ValueError("ChargeEquilibrationHead needs atomic_numbers for the element hardness")
         n_systems = cell.shape[0]
         if total_charge is None:
             total_charge = positions.new_zeros(n_systems)

@@ -64,9 +64,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def scored_parents() -> list[Candidate]:
     """Three scored parents as the engine hands them over (ids, relaxed structures, eV/atom)."""
     parents = []
-    for i, (cation, a, e_hull) in enumerate(
-        [("Na", 5.64, 0.0), ("K", 6.29, 0.012), ("Li", 5.13, 0.031)]
-    ):
+    for i, (cation, a, e_hull) in enumerate([("Na", 5.64, 0.0), ("K", 6.29, 0.012), ("Li", 5.13, 0.031)]):
         s = rocksalt(a, cation)
         parents.append(
             Candidate(

@@ -13,9 +13,7 @@ from matsearch.candidate import Candidate
 from matsearch.proposers.llm import ChatRequest, LLMConfigError, LLMProposer
 from matsearch.structures.limits import ChemistryLimits
 
-pytest.importorskip(
-    "transformers", reason="the hf backend needs transformers (pip install 'matsearch[llm]')"
-)
+pytest.importorskip("transformers", reason="the hf backend needs transformers (pip install 'matsearch[llm]')")
 
 from matsearch.proposers.llm.backends.hf_backend import HFBackend  # noqa: E402
 
@@ -48,9 +46,7 @@ def test_batched_greedy_generation_matches_one_at_a_time(hf: HFBackend) -> None:
 
 
 def test_sampling_seeds_and_cache(tiny_model: Path, tmp_path: Path) -> None:
-    backend = HFBackend(
-        tiny_model, device="cpu", batch_size=4, cache_path=tmp_path / "llm_cache.sqlite"
-    )
+    backend = HFBackend(tiny_model, device="cpu", batch_size=4, cache_path=tmp_path / "llm_cache.sqlite")
     assert backend.context_tokens == 8192 and backend.name == "hf"
     a = ChatRequest(chat("Propose NaCl."), temperature=1.0, max_tokens=24, seed=1)
     b = ChatRequest(chat("Propose NaCl."), temperature=1.0, max_tokens=24, seed=2)
@@ -74,9 +70,7 @@ def test_proposer_with_hf_backend(hf: HFBackend, scored_parents: list[Candidate]
 
 def test_missing_local_path_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "models" / "qwen-7b"
-    with pytest.raises(
-        LLMConfigError, match=rf"^The hf model path '{missing}' does not exist; give"
-    ):
+    with pytest.raises(LLMConfigError, match=rf"^The hf model path '{missing}' does not exist; give"):
         HFBackend(missing)
 
 
@@ -97,9 +91,7 @@ def test_folder_without_model_or_chat_template(tiny_model: Path, tmp_path: Path)
     (plain / "chat_template.jinja").unlink()
     with pytest.raises(LLMConfigError, match="has no chat template"):
         HFBackend(plain)
-    with pytest.raises(
-        LLMConfigError, match="dtype 'float8' is not supported; allowed: auto, float32"
-    ):
+    with pytest.raises(LLMConfigError, match="dtype 'float8' is not supported; allowed: auto, float32"):
         HFBackend(tiny_model, dtype="float8")
 
 

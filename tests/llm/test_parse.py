@@ -149,9 +149,7 @@ def test_truncated_json_keeps_the_complete_structures() -> None:
 
 
 def test_truncated_json_structure_object_is_not_read_with_missing_sites() -> None:
-    text = (
-        '{"lattice": [[5,0,0],[0,5,0],[0,0,5]], "species": ["Na","Cl"], "coords": [[0,0,0],[0.5,0.5'
-    )
+    text = '{"lattice": [[5,0,0],[0,5,0],[0,0,5]], "species": ["Na","Cl"], "coords": [[0,0,0],[0.5,0.5'
     assert reasons(text) == ["truncated"]
 
 

@@ -52,8 +52,7 @@ def render(structures: list[Structure], style: str) -> str:
         return json.dumps(
             {
                 "structures": [
-                    {"formula": s.composition.reduced_formula, "poscar": to_poscar(s)}
-                    for s in structures
+                    {"formula": s.composition.reduced_formula, "poscar": to_poscar(s)} for s in structures
                 ]
             }
         )
@@ -143,17 +142,13 @@ def check(text: str) -> list[Structure]:
     return result.structures
 
 
-@settings(
-    max_examples=1000, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=1000, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_malformed_answers_never_escape(text: str) -> None:
     check(text)
 
 
-@settings(
-    max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answers, st.floats(0, 1))
 def test_cut_off_answers_never_yield_partial_structures(text: str, fraction: float) -> None:
     cut = text[: int(len(text) * fraction)]

@@ -118,9 +118,7 @@ def make_backend(served: Served, model: Path, tmp_path: Path, **kw: object) -> O
     return OpenAIBackend(str(model), **(options | kw))
 
 
-def test_backend_protocol_and_exact_token_counts(
-    served: Served, tiny_model: Path, tmp_path: Path
-) -> None:
+def test_backend_protocol_and_exact_token_counts(served: Served, tiny_model: Path, tmp_path: Path) -> None:
     b = make_backend(served, tiny_model, tmp_path)
     requests = [
         ChatRequest(
@@ -137,9 +135,7 @@ def test_backend_protocol_and_exact_token_counts(
     answers = b.complete(requests)
     for request, answer in zip(requests, answers, strict=True):
         assert isinstance(answer.text, str) and not answer.cached and answer.error is None
-        assert answer.prompt_tokens == b.count_tokens(
-            request.messages
-        )  # server and our tokenizer agree
+        assert answer.prompt_tokens == b.count_tokens(request.messages)  # server and our tokenizer agree
         assert 1 <= answer.completion_tokens <= 12
         assert answer.cost_usd is None  # a local model has no list price
     again = b.complete(requests)
@@ -175,9 +171,7 @@ def test_proposer_fits_prompts_and_records_parse_failures(
     }
 
     # a context that holds the one-parent prompt but not the two-parent one: a parent is dropped
-    small = make_backend(
-        served, tiny_model, tmp_path / "small", context_tokens=two_parent_tokens - 1 + 16
-    )
+    small = make_backend(served, tiny_model, tmp_path / "small", context_tokens=two_parent_tokens - 1 + 16)
     proposer = LLMProposer(
         small,
         k_parents=2,
@@ -195,9 +189,7 @@ def test_proposer_fits_prompts_and_records_parse_failures(
 def test_server_going_away_raises_llm_unavailable(
     served: Served, tiny_model: Path, tmp_path: Path, scored_parents: list[Candidate]
 ) -> None:
-    proposer = LLMProposer(
-        make_backend(served, tiny_model, tmp_path), max_tokens=8, repair_attempts=0
-    )
+    proposer = LLMProposer(make_backend(served, tiny_model, tmp_path), max_tokens=8, repair_attempts=0)
     assert proposer.propose(scored_parents, 1, LIMITS, np.random.default_rng(5))
     served.stop()  # this module's server: later tests in this module must not need it
     with pytest.raises(

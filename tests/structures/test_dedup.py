@@ -30,9 +30,7 @@ def from_cif(text: str) -> Structure:
 
 @pytest.fixture(scope="module")
 def mp20_structures(mirror_dir: Path) -> list[Structure]:
-    frame = pd.read_csv(
-        mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""]
-    )
+    frame = pd.read_csv(mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""])
     cifs = frame.loc[frame["cif"].notna(), "cif"].iloc[: N_INDEXED + N_QUERIES]
     return [from_cif(text) for text in cifs]
 
@@ -71,9 +69,7 @@ def test_finds_disguised_copies(mp20_structures: list[Structure], index: Duplica
         assert found == i or matcher.fit(mp20_structures[found], original)
 
 
-def test_agrees_with_brute_force_and_is_fast(
-    mp20_structures: list[Structure], index: DuplicateIndex
-) -> None:
+def test_agrees_with_brute_force_and_is_fast(mp20_structures: list[Structure], index: DuplicateIndex) -> None:
     """Structures not in the index: the answer matches a default StructureMatcher run over every
     indexed structure of the same formula, and a lookup takes tens of milliseconds at most."""
     matcher = StructureMatcher()

@@ -78,3 +78,16 @@ def test_tighter_tolerances_are_used() -> None:
     sheared.apply_strain([0.05, 0, 0])
     assert strict.match(sheared) is None
     assert KnownMaterials.load().match(sheared) is not None
+
+
+@pytest.mark.slow
+def test_full_index_is_built_once_into_the_cache(use_mirror, tmp_path, monkeypatch) -> None:
+    """`mp20-full` converts the registry's MP-20 table (here the mirror's) into the cache once."""
+    monkeypatch.setenv("MATSEARCH_CACHE_DIR", str(tmp_path))
+    full = KnownMaterials.load("mp20-full")
+    built = list((tmp_path / "known").glob("mp20-full-*.npz"))
+    assert len(built) == 1 and len(full) == 33_548
+    stamp = built[0].stat().st_mtime_ns
+    assert len(KnownMaterials.load("mp20-full")) == 33_548
+    assert built[0].stat().st_mtime_ns == stamp  # not rebuilt
+    assert full.match(_rocksalt_nacl()).material_id == "mp-22862"
