@@ -7,10 +7,14 @@ from matsearch.scoring.base import RelaxResult
 from matsearch.scoring.hull import HullReference
 
 METASTABLE_EV_PER_ATOM = 0.1  # MatLLMSearch's metastability threshold on e_above_hull
+# No DFT formation energy in the Materials Project is below about −4.5 eV/atom (fluorides); a relaxed
+# structure far below that has fallen into a hole of the MLIP's energy surface, not found a material.
+MIN_FORMATION_EV_PER_ATOM = -5.0
 
 
 def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullReference) -> None:
-    """Fill relaxed structure, energies and scores, or mark the candidate failed with the reason.
+    """Fill relaxed structure, energies and scores, or mark the candidate failed with the reason
+    (relaxation error, or a formation energy below MIN_FORMATION_EV_PER_ATOM).
 
     Scores: `e_above_hull` (eV/atom, vs `hull`), `formation_energy` (eV/atom),
     `energy_per_atom` (eV/atom) and `deformation_energy` = E_proposed − E_relaxed (eV/atom).
@@ -26,13 +30,21 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
         candidate.reason = result.error or "relaxation returned no structure"
         return
     composition = result.structure.composition
+    formation = hull.formation_energy_per_atom(composition, result.energy_per_atom)
+    if formation < MIN_FORMATION_EV_PER_ATOM:
+        candidate.status = Status.FAILED
+        candidate.reason = (
+            f"unphysical_energy: formation energy {formation:.2f} eV/atom is below "
+            f"{MIN_FORMATION_EV_PER_ATOM:g}, lower than any known compound (a hole in the MLIP)"
+        )
+        return
     candidate.relaxed = result.structure
     candidate.energy_per_atom = result.energy_per_atom
     candidate.initial_energy_per_atom = result.initial_energy_per_atom
     candidate.e_above_hull = hull.e_above_hull(composition, result.energy_per_atom)
     candidate.scores.update(
         e_above_hull=candidate.e_above_hull,
-        formation_energy=hull.formation_energy_per_atom(composition, result.energy_per_atom),
+        formation_energy=formation,
         energy_per_atom=result.energy_per_atom,
     )
     if result.initial_energy_per_atom is not None and candidate.operator != "seed":
