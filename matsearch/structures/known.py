@@ -25,9 +25,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SHIPPED_FILE = "mp20_known_structures.npz"
+SHIPPED_DATASET = "mp20-known-structures"  # its registry entry (matsearch/data/registry.py)
 KNOWN_INDEXES = {
     "mp20": "MP-20 structures shipped with matsearch (CDVAE split, every crystal our mirror holds)",
     "mp20-full": "the complete CDVAE MP-20 split (data registry 'mp20': mirror, cache or download)",
@@ -149,7 +148,7 @@ class KnownMaterials:
 
 def shipped_path() -> Path:
     """Path of the compact MP-20 index inside the installed package."""
-    return Path(str(resources.files("matsearch.data") / "reference" / SHIPPED_FILE))
+    return data.dataset_path(SHIPPED_DATASET)
 
 
 def write_compact(frame: pd.DataFrame, e_above_hull: dict[str, float], path: Path) -> int:
@@ -230,9 +229,3 @@ def _full_mp20_index() -> Path:
         n = write_compact(data.load_mp20(), e_above_hull, target)
         logger.info("known-materials index: %d structures in %s", n, target)
     return target
-
-
-def elements_within(table: pd.DataFrame, allowed: Iterable[str]) -> pd.Series:
-    """Boolean mask of `table` rows whose elements all lie in `allowed`."""
-    allowed = frozenset(allowed)
-    return table["elements"].map(lambda els: els <= allowed)
