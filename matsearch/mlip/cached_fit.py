@@ -34,13 +34,11 @@ import torch
 from pymatgen.core import Structure
 
 from matsearch.errors import DataError
-from matsearch.mlip.ewald import coulomb_matrix, pad_atoms
 from matsearch.mlip.graph import build_graph
-from matsearch.mlip.les import LatentEwaldHead
 from matsearch.mlip.model import MLIPModel
 from matsearch.mlip.pair import PairCorrection, species_pairs
 from matsearch.mlip.state import BatchedState
-from matsearch.mlip.train import refit_atom_ref, trainable_names
+from matsearch.mlip.train import FixedCoulomb, refit_atom_ref, trainable_names
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +95,7 @@ class LastConvInputs:
             hook.remove()
         self.conv_inputs = captured[-1]
         self.state = state
-        self.coulomb: torch.Tensor | None = None
-        self.slots: torch.Tensor | None = None
-        if isinstance(model.long_range, LatentEwaldHead):
-            head = model.long_range
-            self.coulomb, self.slots = coulomb_matrix(
-                state.positions,
-                state.cell,
-                state.batch,
-                state.pbc,
-                head.sigma,
-                head.dl,
-                remove_self_interaction=True,
-            )
+        self.coulomb = FixedCoulomb.of(model.long_range, state)
 
     def energy(self, model: MLIPModel) -> torch.Tensor:
         """[B] eV: Σ_i readout + AtomRef, plus the long-range energy (no pair correction)."""
@@ -120,11 +106,9 @@ class LastConvInputs:
         head = model.long_range
         if head is None:
             return energy
-        if self.coulomb is None or self.slots is None:
+        if self.coulomb is None:
             raise ValueError("the long-range head was attached after caching; cache the batches again")
-        charges = head.charges(features, state.batch, state.n_systems)
-        padded = pad_atoms(charges, state.batch, self.slots, state.n_systems, self.coulomb.shape[1])
-        return energy + 0.5 * torch.einsum("bi,bij,bj->b", padded, self.coulomb, padded)
+        return energy + self.coulomb.energy(head, features, state)
 
 
 @dataclass

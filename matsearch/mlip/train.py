@@ -294,6 +294,38 @@ def _loss(out: dict[str, torch.Tensor], labels: _Labels, settings: FinetuneSetti
     return loss
 
 
+@dataclass(frozen=True)
+class FixedCoulomb:
+    """The geometry part of the Latent Ewald energy for fixed positions: the pair matrix
+    [B, n, n] (eV/e²) and each atom's slot, so that a fit with frozen geometry only recomputes
+    the latent charges."""
+
+    matrix: torch.Tensor
+    slots: torch.Tensor
+
+    @classmethod
+    def of(cls, head: object, state: BatchedState) -> FixedCoulomb | None:
+        """Precomputed for a Latent Ewald head, None for any other (or no) head."""
+        if not isinstance(head, LatentEwaldHead):
+            return None
+        matrix, slots = coulomb_matrix(
+            state.positions,
+            state.cell,
+            state.batch,
+            state.pbc,
+            head.sigma,
+            head.dl,
+            remove_self_interaction=True,
+        )
+        return cls(matrix, slots)
+
+    def energy(self, head: LatentEwaldHead, features: torch.Tensor, state: BatchedState) -> torch.Tensor:
+        """[B] eV: ½ qᵀ C q with the head's charges of `features`."""
+        charges = head.charges(features, state.batch, state.n_systems)
+        padded = pad_atoms(charges, state.batch, self.slots, state.n_systems, self.matrix.shape[1])
+        return 0.5 * torch.einsum("bi,bij,bj->b", padded, self.matrix, padded)
+
+
 class FrozenFeatureBatch:
     """A batch whose final atom features are computed once (backbone below the readout frozen)."""
 
@@ -309,19 +341,7 @@ class FrozenFeatureBatch:
             hook.remove()
         self.features = captured[-1]
         self.state = state
-        self.coulomb: torch.Tensor | None = None
-        self.slots: torch.Tensor | None = None
-        head = model.long_range
-        if isinstance(head, LatentEwaldHead):
-            self.coulomb, self.slots = coulomb_matrix(
-                state.positions,
-                state.cell,
-                state.batch,
-                state.pbc,
-                head.sigma,
-                head.dl,
-                remove_self_interaction=True,
-            )
+        self.coulomb = FixedCoulomb.of(model.long_range, state)
 
     def energy(self, model: MLIPModel) -> torch.Tensor:
         """[B] eV: Σ_i readout(f_i) + AtomRef(Z_i) + long-range energy, from the cached features."""
@@ -331,10 +351,8 @@ class FrozenFeatureBatch:
         head = model.long_range
         if head is None:
             return energy
-        if self.coulomb is not None and self.slots is not None:
-            charges = head.charges(self.features, state.batch, state.n_systems)
-            padded = pad_atoms(charges, state.batch, self.slots, state.n_systems, self.coulomb.shape[1])
-            return energy + 0.5 * torch.einsum("bi,bij,bj->b", padded, self.coulomb, padded)
+        if self.coulomb is not None:
+            return energy + self.coulomb.energy(head, self.features, state)
         long_range, _ = head(
             self.features,
             state.positions,
