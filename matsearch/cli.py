@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from matsearch.errors import MatsearchError
 
@@ -109,102 +108,23 @@ def status(
     top: Annotated[int, typer.Option(help="How many of the best candidates to list.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Best candidates and per-generation counts of a run (works while it runs)."""
+    """Per generation counts and best objective values (this generation and so far), the CSP answer,
+    proposer and operator yields, and the best candidates with space group, scores (with units) and
+    known id or new. Works while the run runs. --json follows matsearch/schemas/status.schema.json."""
     with _user_errors():
         if as_json:
-            sys.stdout.write(json.dumps(_status_dict(run_dir, top), indent=2) + "\n")
+            from matsearch.summary import run_summary
+
+            sys.stdout.write(json.dumps(run_summary(run_dir, top), indent=2) + "\n")
         else:
             _print_status(run_dir, top)
 
 
-def _status_dict(run_dir: Path, top: int) -> dict:
-    from matsearch.export import candidate_metadata
-    from matsearch.run import Run
-
-    result = Run(run_dir)
-    return {
-        "run_dir": str(run_dir),
-        "last_generation": result.last_generation,
-        "generations": {str(g): m for g, m in result.generation_metrics().items()},
-        "origins": result.origin_stats(),
-        "operators": result.operator_stats(),
-        "best": [candidate_metadata(c) for c in result.best(top)],
-    }
-
-
 def _print_status(run_dir: Path, top: int) -> None:
-    data = _status_dict(run_dir, top)
-    gens = Table(title=f"{run_dir} — generations")
-    counts = ("proposed", "valid", "unique", "relaxed", "failed", "metastable", "n_novel", "n_sun")
-    for column in ("gen", *counts[:-2], "novel", "S.U.N.", "best e_hull", "hypervolume"):
-        gens.add_column(column, justify="right")
-    for gen, m in data["generations"].items():
-        best, volume = m.get("best_e_above_hull"), m.get("hypervolume")
-        gens.add_row(
-            gen,
-            *(str(m.get(k, 0)) for k in counts),
-            "—" if best is None else f"{best:.3f}",
-            "—" if volume is None else f"{volume:.4g}",
-        )
-    console.print(gens)
-    origins = Table(title="per proposer (rates of proposed)")
-    columns = ("origin", "proposed", "parsed", "valid", "unique", "relaxed", "metastable", "repaired (valid)")
-    for column in columns:
-        origins.add_column(column, justify="right" if column != "origin" else "left")
-    for origin, row in data["origins"].items():
-        origins.add_row(
-            origin,
-            str(row["proposed"]),
-            *(f"{row[k + '_rate']:.0%}" for k in ("parsed", "valid", "unique", "relaxed", "metastable")),
-            f"{row['repaired']} ({row['repaired_valid']})",
-        )
-    console.print(origins)
-    operators = Table(
-        title="per operator: proposed → valid → unique → metastable-new (screened out before counting)"
-    )
-    for column in ("proposer/operator", "proposed", "valid", "unique", "metastable-new", "screened out"):
-        operators.add_column(column, justify="right" if column != "proposer/operator" else "left")
-    for name, row in data["operators"].items():
-        operators.add_row(
-            name,
-            str(row["proposed"]),
-            *(f"{row[k]} ({row[k + '_rate']:.0%})" for k in ("valid", "unique", "metastable_new")),
-            str(row["screened"]),
-        )
-    console.print(operators)
-    best = Table(title=f"best {len(data['best'])} relaxed candidates (e_hull in eV/atom)")
-    for column in (
-        "id",
-        "formula",
-        "gen",
-        "origin/operator",
-        "e_hull",
-        "E (eV/atom)",
-        "ΔE deform",
-        "conv",
-        "known as",
-    ):
-        best.add_column(column, justify="right" if column not in ("formula", "origin/operator") else "left")
-    for c in data["best"]:
-        deform = c["scores"].get("deformation_energy")
-        best.add_row(
-            str(c["id"]),
-            c["formula"],
-            str(c["generation"]),
-            f"{c['origin']}/{c['operator']}",
-            f"{c['e_above_hull_ev_per_atom']:.3f}",
-            f"{c['energy_per_atom_ev']:.3f}",
-            "—" if deform is None else f"{deform:.3f}",
-            "yes" if c["converged"] else "no",
-            _known_label(c),
-        )
-    console.print(best)
+    from matsearch.status_view import print_status
+    from matsearch.summary import run_summary
 
-
-def _known_label(c: dict) -> str:
-    """'mp-22862', 'new structure' or 'new composition', plus artefact flags."""
-    label = c["known_id"] or (c["novelty"] or "—").replace("_", " ")
-    return f"{label} ({', '.join(c['flags'])})" if c["flags"] else label
+    print_status(console, run_summary(run_dir, top))
 
 
 @app.command()

@@ -64,10 +64,14 @@ class Run:
         scored.sort(key=lambda c: (c.e_above_hull, c.id))
         return scored if n is None else scored[:n]
 
+    def spec_yaml(self) -> str:
+        """The resolved spec the run was started with (YAML text)."""
+        with self._store() as store:
+            return store.spec_yaml()
+
     def admitted_flags(self) -> list[str]:
         """Artefact flags the run counts as discoveries (its spec's `discovery.admit`)."""
-        with self._store() as store:
-            spec = yaml.safe_load(store.spec_yaml()) or {}
+        spec = yaml.safe_load(self.spec_yaml()) or {}
         return list((spec.get("discovery") or {}).get("admit") or [])
 
     def origin_stats(self) -> dict[str, dict[str, float]]:

@@ -250,6 +250,15 @@ OBJECTIVE_NAMES = (
     "bulk_modulus",
     "strain_energy",
 )
+# unit of each builtin objective's score; a custom score's unit is whatever its function's docstring says
+OBJECTIVE_UNITS = {
+    "e_above_hull": "eV/atom",
+    "deformation_energy": "eV/atom",
+    "formation_energy": "eV/atom",
+    "energy_per_atom": "eV/atom",
+    "bulk_modulus": "GPa",
+    "strain_energy": "eV/atom",
+}
 CUSTOM_PREFIX = "custom:"
 
 

@@ -43,10 +43,10 @@ def test_status_json_lists_every_relaxed_candidate_with_e_hull(run_dir: Path) ->
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["last_generation"] == 0
-    relaxed = status["generations"]["0"]["relaxed"]
-    assert relaxed >= 1 and len(status["best"]) == relaxed
-    assert all(isinstance(c["e_above_hull_ev_per_atom"], float) for c in status["best"])
-    assert status["origins"]["known"]["proposed"] >= 1
+    relaxed = status["generations"][0]["counts"]["relaxed"]
+    assert relaxed >= 1 and len(status["candidates"]) == relaxed
+    assert all(isinstance(c["scores"]["e_above_hull"], float) for c in status["candidates"])
+    assert status["proposers"]["known"]["proposed"] >= 1
 
 
 def test_export_writes_files_and_rejects_unknown_formats(run_dir: Path, tmp_path: Path) -> None:

@@ -47,8 +47,8 @@ def test_quickstart_runs_on_shipped_data_only(quickstart: tuple[Path, Path], tmp
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["last_generation"] == 3
-    assert len(status["best"]) >= 5
-    assert all(isinstance(c["e_above_hull_ev_per_atom"], float) for c in status["best"])
+    assert len(status["candidates"]) >= 5
+    assert all(isinstance(c["scores"]["e_above_hull"], float) for c in status["candidates"])
     assert list(cache.rglob("*")) == []  # nothing downloaded, nothing cached
     meta = Run(run_dir).meta()
     assert meta["known_materials"]["n_structures"] == 33_548

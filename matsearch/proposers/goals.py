@@ -11,25 +11,28 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from matsearch.spec import Objective
+from matsearch.spec import OBJECTIVE_UNITS, Objective
 
 # objective name → (unit, what it measures)
 BUILTIN_MEANINGS: dict[str, tuple[str, str]] = {
     "e_above_hull": (
-        "eV/atom",
+        OBJECTIVE_UNITS["e_above_hull"],
         "energy above the convex hull of known phases; 0 means on the hull (thermodynamically "
         "stable), below 0.1 is metastable",
     ),
     "deformation_energy": (
-        "eV/atom",
+        OBJECTIVE_UNITS["deformation_energy"],
         "energy released when the proposed structure is relaxed (E_proposed - E_relaxed); small "
         "means the proposal was already close to a local minimum",
     ),
-    "formation_energy": ("eV/atom", "formation energy from the elements"),
-    "energy_per_atom": ("eV/atom", "total energy per atom of the relaxed structure"),
-    "bulk_modulus": ("GPa", "bulk modulus, the resistance to uniform compression (stiffness)"),
+    "formation_energy": (OBJECTIVE_UNITS["formation_energy"], "formation energy from the elements"),
+    "energy_per_atom": (OBJECTIVE_UNITS["energy_per_atom"], "total energy per atom of the relaxed structure"),
+    "bulk_modulus": (
+        OBJECTIVE_UNITS["bulk_modulus"],
+        "bulk modulus, the resistance to uniform compression (stiffness)",
+    ),
     "strain_energy": (
-        "eV/atom",
+        OBJECTIVE_UNITS["strain_energy"],
         "energy needed to impose a small strain after internal relaxation (stiffness)",
     ),
 }

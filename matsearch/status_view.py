@@ -1,0 +1,160 @@
+"""`matsearch status` as rich tables, drawn from the dict of matsearch.summary.run_summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_SHORT = {
+    "e_above_hull": "e_hull",
+    "deformation_energy": "ΔE deform",
+    "formation_energy": "E_form",
+    "energy_per_atom": "E",
+    "bulk_modulus": "B",
+    "strain_energy": "E_strain",
+}
+
+
+def score_header(column: dict[str, Any]) -> str:
+    """Short column name with its unit, e.g. 'B (GPa)'; a custom score's unit is its function's."""
+    name = _SHORT.get(column["name"], column["name"])
+    return f"{name} ({column['unit']})" if column["unit"] else name
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def known_label(candidate: dict[str, Any]) -> str:
+    """'mp-22862', 'new structure' or 'new composition', plus artefact flags."""
+    label = candidate["known_id"] or (candidate["novelty"] or "—").replace("_", " ")
+    return f"{label} ({', '.join(candidate['flags'])})" if candidate["flags"] else label
+
+
+def print_status(console: Console, data: dict[str, Any]) -> None:
+    """Generations, CSP answer, yields and the best candidates, each a table."""
+    console.print(generations_table(data))
+    if data["csp"] is not None:
+        console.print(csp_table(data["csp"]))
+    console.print(proposers_table(data["proposers"]))
+    console.print(operators_table(data["operators"]))
+    console.print(candidates_table(data))
+
+
+def generations_table(data: dict[str, Any]) -> Table:
+    """Counts per generation, and per objective its best value this generation and so far."""
+    objectives = [c for c in data["scores"] if c["objective"]]
+    table = Table(title=f"{data['run_dir']} — generations (best: this generation / best so far)")
+    counts = ("proposed", "valid", "unique", "relaxed", "failed", "metastable", "new", "sun")
+    for column in ("gen", *counts[:-1], "S.U.N."):
+        table.add_column(column, justify="right")
+    for objective in objectives:
+        table.add_column(f"best {score_header(objective)}\nthis gen / so far", justify="right")
+    table.add_column("hypervolume", justify="right")
+    for row in data["generations"]:
+        gen = str(row["generation"]) + ("" if row["completed"] else " (running)")
+        cells = ["—" if row["counts"][k] is None else str(row["counts"][k]) for k in counts]
+        bests = []
+        for o in objectives:
+            digits = 1 if o["unit"] == "GPa" else 3
+            this, so_far = row["best_this_generation"][o["name"]], row["best_so_far"][o["name"]]
+            bests.append(f"{_number(this, digits)} / {_number(so_far, digits)}")
+        volume = row["hypervolume"]
+        table.add_row(gen, *cells, *bests, "—" if volume is None else f"{volume:.4g}")
+    return table
+
+
+def csp_table(csp: dict[str, Any]) -> Table:
+    """Lowest energy per generation and whether the known structure has been found."""
+    lowest, match = csp["lowest"], csp["match"]
+    if match is None:
+        found = "no known structure given (task.known_structure)"
+    elif match["found"]:
+        found = (
+            f"found: #{match['id']} (gen {match['generation']}), RMSD {match['rmsd']:.3f}"
+            f"{'; it is the lowest-energy structure' if match['lowest_is_match'] else ''}"
+        )
+    else:
+        found = "not found yet"
+    best = (
+        "—"
+        if lowest is None
+        else f"#{lowest['id']} {lowest['formula']} {_number(lowest['energy_per_atom_ev'])}"
+    )
+    group = lowest and lowest["space_group"]
+    if group:
+        best += f" ({group['symbol']})"
+    table = Table(
+        title=f"CSP of {csp['target']}: lowest so far {best} eV/atom; known structure {found}",
+        title_justify="left",
+    )
+    for column in ("gen", "lowest E this gen (eV/atom)", "lowest E so far (eV/atom)", "match (RMSD)"):
+        table.add_column(column, justify="right")
+    for row in csp["per_generation"]:
+        matched = "—" if row["match_id"] is None else f"#{row['match_id']} ({row['match_rmsd']:.3f})"
+        table.add_row(
+            str(row["generation"]),
+            _number(row["lowest_this_generation_ev_per_atom"]),
+            _number(row["lowest_so_far_ev_per_atom"]),
+            matched,
+        )
+    return table
+
+
+def proposers_table(proposers: dict[str, dict]) -> Table:
+    table = Table(title="per proposer (rates of proposed)")
+    columns = ("origin", "proposed", "parsed", "valid", "unique", "relaxed", "metastable", "repaired (valid)")
+    for column in columns:
+        table.add_column(column, justify="right" if column != "origin" else "left")
+    for origin, row in proposers.items():
+        table.add_row(
+            origin,
+            str(row["proposed"]),
+            *(f"{row[k + '_rate']:.0%}" for k in ("parsed", "valid", "unique", "relaxed", "metastable")),
+            f"{row['repaired']} ({row['repaired_valid']})",
+        )
+    return table
+
+
+def operators_table(operators: dict[str, dict]) -> Table:
+    table = Table(
+        title="per operator: proposed → valid → unique → metastable-new (screened out before counting)"
+    )
+    for column in ("proposer/operator", "proposed", "valid", "unique", "metastable-new", "screened out"):
+        table.add_column(column, justify="right" if column != "proposer/operator" else "left")
+    for name, row in operators.items():
+        table.add_row(
+            name,
+            str(row["proposed"]),
+            *(f"{row[k]} ({row[k + '_rate']:.0%})" for k in ("valid", "unique", "metastable_new")),
+            str(row["screened"]),
+        )
+    return table
+
+
+def candidates_table(data: dict[str, Any]) -> Table:
+    """The listed candidates with space group, every score column (units in the header), known/new."""
+    columns = data["scores"]
+    table = Table(title=f"best {len(data['candidates'])} relaxed candidates (lowest e_hull first)")
+    for name in ("id", "formula", "gen", "origin/operator", "space group"):
+        table.add_column(name, justify="right" if name in ("id", "gen") else "left")
+    for column in columns:
+        table.add_column(score_header(column), justify="right")
+    table.add_column("conv", justify="right")
+    table.add_column("known as / new", justify="left")
+    for c in data["candidates"]:
+        group = c["space_group"]
+        scores = [_number(c["scores"].get(col["name"]), 1 if col["unit"] == "GPa" else 3) for col in columns]
+        table.add_row(
+            str(c["id"]),
+            c["formula"],
+            str(c["generation"]),
+            f"{c['origin']}/{c['operator']}",
+            "—" if group is None else f"{group['symbol']} ({group['number']})",
+            *scores,
+            "yes" if c["converged"] else "no",
+            known_label(c),
+        )
+    return table
