@@ -6,23 +6,20 @@ the MP hull), plus a seeded offset per child standing in for MLIP error.
 
 from __future__ import annotations
 
-import base64
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from plotly.offline import get_plotlyjs
 from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
-from matsearch.report import (
-    REPORT_DIR,
-    load_snapshot,
-    make_report,
-    objectives_figure,
-    pareto_figure,
-    phase_diagram_figure,
-)
+from matsearch.report import REPORT_DIR, figure_sections, load_snapshot, make_report
+from matsearch.report.generations import objectives_figure
+from matsearch.report.lineage import lineage_figure, lineage_roots
+from matsearch.report.pareto import pareto_figure
+from matsearch.report.phase_diagram import phase_diagram_figure
 from matsearch.scoring.hull import HullReference
 from matsearch.spec import dump_spec, parse_spec
 from matsearch.store import RunStore
@@ -108,8 +105,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, hull: HullReference) -> Pa
                 candidate.scores = {
                     "e_above_hull": candidate.e_above_hull,
                     "formation_energy": dft + offset,
-                    "deformation_energy": candidate.initial_energy_per_atom - energy,
                 }
+                if operator != "seed":  # as the engine does: seeds are not proposals
+                    candidate.scores["deformation_energy"] = candidate.initial_energy_per_atom - energy
                 children.append(candidate)
             if generation == 1:
                 children.append(
@@ -146,51 +144,63 @@ def _dft_formation(material_id: str) -> float:
     return float(table.loc[table["material_id"] == material_id, "formation_energy_per_atom"].iloc[0])
 
 
-def test_report_writes_pngs_and_self_contained_html(run_dir: Path, hull: HullReference) -> None:
+def test_report_is_one_self_contained_html_with_every_figure(run_dir: Path, hull: HullReference) -> None:
     path = make_report(run_dir, hull=hull)
     assert path == run_dir / REPORT_DIR / "report.html"
-    names = ["pareto", "objectives", "e_hull", "phase_diagram", "lineage"]
-    for name in names:
-        png = run_dir / REPORT_DIR / f"{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-        assert png.stat().st_size > 10_000, name
     text = path.read_text()
-    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(images) == len(names)
-    assert base64.b64decode(images[0]) == (run_dir / REPORT_DIR / "pareto.png").read_bytes()
+    assert get_plotlyjs() in text  # the library is inline; what remains must not reach outside
+    text = text.replace(get_plotlyjs(), "")
+    for name in ("pareto", "objectives", "e_hull", "phase_diagram", "lineage"):
+        assert f'id="figure-{name}"' in text, name
     assert not re.search(r'(src|href)="(https?:|file:|/)', text)  # nothing outside the file
-    assert "Not drawn" not in text
+    assert "<script src=" not in text and "Not drawn" not in text
 
 
 def test_report_best_table_and_counts(run_dir: Path, hull: HullReference) -> None:
     text = make_report(run_dir, hull=hull).read_text()
-    snapshot = load_snapshot(run_dir)
-    best = snapshot.best()
+    best = load_snapshot(run_dir).best()
     assert best.formula == "Li2O" and best.e_above_hull < 0
     first_row = re.search(r"<tbody><tr><td>(\d+)</td><td>([^<]+)</td>", text)
     assert first_row.groups() == (str(best.id), "Li2O")
     assert "invalid 1" in text and "duplicate 1" in text and "scored 10" in text
-    assert "Generations completed:\n3 of 3" in text
+    assert "Generations completed: 3 of 3" in text
+    assert "<th>e_above_hull (eV/atom)</th>" in text and "<th>deformation_energy (eV/atom)</th>" in text
 
 
-def test_pareto_marks_the_last_survivors(run_dir: Path) -> None:
+def test_pareto_labels_the_front_by_formula_and_marks_missing_scores(run_dir: Path) -> None:
     snapshot = load_snapshot(run_dir)
     fig = pareto_figure(snapshot.scored, snapshot.last_population, snapshot.spec.objectives)
-    labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert "survivors, last generation (4)" in labels and "Pareto front" in labels
+    traces = {t.name.split(" (")[0]: t for t in fig.data}
+    assert fig.layout.xaxis.title.text == "e_above_hull (eV/atom) — minimise"
+    assert fig.layout.yaxis.title.text == "deformation_energy (eV/atom) — minimise"
+    assert traces["survivors, last generation"].name == "survivors, last generation (4)"
+    by_id = snapshot.by_id()
+    assert all(
+        label.split()[1] == by_id[int(label.split()[0][1:])].formula for label in traces["Pareto front"].text
+    )
+    # seeds have no deformation energy: drawn in the 'missing' band, not dropped, with the reason
+    seeds = [c for c in snapshot.scored if c.operator == "seed"]
+    missing = traces["missing deformation_energy"]
+    assert len(missing.x) == len(seeds) == 4
+    assert all(
+        y < min(c.scores["deformation_energy"] for c in snapshot.scored if c.parents) for y in missing.y
+    )
+    assert all("a seed is a known DFT-relaxed crystal" in h for h in missing.hovertext)
+    assert sum(len(t.x) for t in fig.data if t.name.startswith(("relaxed", "missing"))) == len(
+        snapshot.scored
+    )
 
 
 def test_objectives_per_generation_follow_the_store(run_dir: Path) -> None:
     snapshot = load_snapshot(run_dir)
-    fig = objectives_figure(snapshot, snapshot.spec.objectives)
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
-    by_id = {c.id: c for c in snapshot.candidates}
-    expected = [min(by_id[i].e_above_hull for i in snapshot.populations[g]) for g in range(3)]
-    np.testing.assert_allclose(lines["survivors: best"].get_ydata(), expected)
-    children_median = [
-        np.median([c.e_above_hull for c in snapshot.scored if c.generation == g]) for g in range(3)
-    ]
-    np.testing.assert_allclose(lines["children: median"].get_ydata(), children_median)
+    fig = objectives_figure(snapshot)
+    lines = {t.name: t for t in fig.data}
+    scored = snapshot.scored
+    so_far = [min(c.e_above_hull for c in scored if c.generation <= g) for g in range(3)]
+    this = [min(c.e_above_hull for c in scored if c.generation == g) for g in range(3)]
+    np.testing.assert_allclose(lines["e_above_hull: best so far"].y, so_far)
+    np.testing.assert_allclose(lines["e_above_hull: best this generation"].y, this)
+    assert fig.layout.yaxis.title.text == "e_above_hull (eV/atom) — minimise"
 
 
 def test_phase_diagram_places_the_candidate_at_its_formation_energy(
@@ -198,28 +208,27 @@ def test_phase_diagram_places_the_candidate_at_its_formation_energy(
 ) -> None:
     best = load_snapshot(run_dir).best()
     fig = phase_diagram_figure(best, hull)
-    ax = fig.axes[0]
-    star = [line for line in ax.get_lines() if line.get_marker() == "*" and line.get_label()[0] == "#"]
+    star = [t for t in fig.data if (t.name or "").startswith("#")]
     assert len(star) == 1
-    assert star[0].get_label() == (
-        f"#{best.id} Li2O: e_above_hull {best.e_above_hull:+.3f} eV/atom vs 'mp20-subset'"
-    )
+    assert star[0].name == f"#{best.id} Li2O: e_above_hull {best.e_above_hull:+.3f} eV/atom vs 'mp20-subset'"
     # a binary diagram: x = fraction of O, y = formation energy (eV/atom)
-    assert star[0].get_xdata()[0] == pytest.approx(1 / 3, abs=1e-6)
-    assert star[0].get_ydata()[0] == pytest.approx(best.scores["formation_energy"], abs=1e-6)
+    assert star[0].x[0] == pytest.approx(1 / 3, abs=1e-6)
+    assert star[0].y[0] == pytest.approx(best.scores["formation_energy"], abs=1e-6)
+    assert fig.layout.yaxis.title.text == "Formation energy (eV/atom)"
 
 
-def test_lineage_shows_every_ancestor_and_operator(run_dir: Path, hull: HullReference) -> None:
-    from matsearch.report import lineage_figure
-
+def test_lineage_shows_every_ancestor_and_operator(run_dir: Path) -> None:
     snapshot = load_snapshot(run_dir)
-    by_id = {c.id: c for c in snapshot.candidates}
-    fig = lineage_figure(snapshot.best(), by_id)
-    texts = [t.get_text() for t in fig.axes[0].texts]
+    by_id = snapshot.by_id()
+    best = snapshot.best()
+    fig = lineage_figure([best], by_id)
+    texts = [a.text for a in fig.layout.annotations]
     # best (gen 2, strain) ← Li2O (gen 1, swap) ← Li2O seed mp-1960
     assert sum(t.startswith("#") for t in texts) == 3
     assert {"strain", "swap"} <= set(texts)
-    assert any("seed (mp-1960)" in t for t in texts)
+    assert any("seed mp-1960" in t for t in texts)
+    roots = lineage_roots(snapshot.scored)
+    assert len(roots) == 3 and all(c.parents for c in roots)
 
 
 def test_report_of_a_run_with_nothing_scored(tmp_path: Path) -> None:
@@ -231,4 +240,6 @@ def test_report_of_a_run_with_nothing_scored(tmp_path: Path) -> None:
         )
     text = make_report(spec.run_dir).read_text()
     assert text.count("Not drawn: no candidate has been scored yet.") == 5
-    assert not list((spec.run_dir / REPORT_DIR).glob("*.png"))
+    assert [s.note for s in figure_sections(load_snapshot(spec.run_dir))] == [
+        "no candidate has been scored yet"
+    ] * 5

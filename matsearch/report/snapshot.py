@@ -1,0 +1,58 @@
+"""Everything the report reads from a run folder, loaded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from matsearch.candidate import Candidate, Status
+from matsearch.spec import RunSpec, parse_spec
+from matsearch.store import RunStore
+
+
+@dataclass
+class RunSnapshot:
+    """Spec, candidates, survivors and stored metrics of a run."""
+
+    spec: RunSpec
+    candidates: list[Candidate]
+    populations: dict[int, list[int]]  # generation -> survivor ids, best first
+    metrics: dict[int, dict[str, Any]]  # generation -> stored metrics
+    meta: dict[str, Any]
+
+    @property
+    def scored(self) -> list[Candidate]:
+        """Relaxed candidates with an energy above hull (eV/atom)."""
+        return [c for c in self.candidates if c.status == Status.SCORED and c.e_above_hull is not None]
+
+    @property
+    def last_population(self) -> list[int]:
+        return self.populations[max(self.populations)] if self.populations else []
+
+    def by_id(self) -> dict[int, Candidate]:
+        return {c.id: c for c in self.candidates}
+
+    def best(self) -> Candidate | None:
+        """Lowest e_above_hull (eV/atom) over the run, ties to the lower id (as Run.best)."""
+        scored = sorted(self.scored, key=lambda c: (c.e_above_hull, c.id))
+        return scored[0] if scored else None
+
+
+def load_snapshot(run_dir: str | Path) -> RunSnapshot:
+    """Read spec, candidates, populations and metrics of a run without locking it."""
+    run_dir = Path(run_dir)
+    with RunStore.open(run_dir, lock=False) as store:
+        data = yaml.safe_load(store.spec_yaml())
+        data["output"] = str(run_dir.parent)
+        completed = store.last_completed_generation()
+        populations = {} if completed is None else {g: store.population(g) for g in range(completed + 1)}
+        return RunSnapshot(
+            spec=parse_spec(data),
+            candidates=store.candidates(),
+            populations={g: ids for g, ids in populations.items() if ids},
+            metrics=store.generation_metrics(),
+            meta=store.meta(),
+        )
