@@ -243,3 +243,16 @@ def test_report_of_a_run_with_nothing_scored(tmp_path: Path) -> None:
     assert [s.note for s in figure_sections(load_snapshot(spec.run_dir))] == [
         "no candidate has been scored yet"
     ] * 5
+
+
+def test_report_draws_the_phase_diagram_of_a_user_hull_file(bulk_modulus_run: Path) -> None:
+    """The run's own `reference.hull: my_hull.csv` (given relative to its spec file), not the default."""
+    sections = {s.name: s for s in figure_sections(load_snapshot(bulk_modulus_run))}
+    diagram = sections["phase_diagram"].figure
+    assert diagram is not None, sections["phase_diagram"].note
+    assert "my_hull.csv" in diagram.layout.title.text and "mp20-subset" not in diagram.layout.title.text
+    hover = " ".join(str(t.hovertext) + str(t.text) for t in diagram.data)
+    assert "Formation energy: -3.05 eV/atom" in hover  # MgO as the user file gives it
+    assert sections["pareto"].figure.layout.yaxis.title.text == "bulk_modulus (GPa) — maximise"
+    text = make_report(bulk_modulus_run).read_text()
+    assert 'id="figure-phase_diagram"' in text and "Not drawn" not in text

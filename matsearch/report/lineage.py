@@ -92,7 +92,7 @@ def lineage_figure(roots: Sequence[Candidate], by_id: dict[int, Candidate]) -> g
     width = max(xs) - min(xs)
     fig.update_layout(
         title=f"Lineage of the best {len(roots)} {'child' if len(roots) == 1 else 'children'} (red) and "
-        f"their ancestors; arrows run from parent to child, labelled with the operator{more}",
+        f"their ancestors{more}<br>arrows run from parent to child, labelled with the child's operator",
         showlegend=False,
         height=max(320, 150 * len(generations) + 120),
         width=max(700, int(190 * (width + 1.6))),
