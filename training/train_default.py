@@ -118,6 +118,12 @@ def main() -> None:
     parser.add_argument("--head-lr", type=float, default=5e-5)
     parser.add_argument("--pair-lr", type=float, default=1e-5)
     parser.add_argument("--atom-ref-lr", type=float, default=2e-5)
+    parser.add_argument(
+        "--slope-weight", type=float, default=0.1, help="weight of the E(V) slope (pressure) at DFT volume"
+    )
+    parser.add_argument(
+        "--keep-atom-ref", action="store_true", help="keep CHGNet's AtomRef: no least-squares refit, no shift"
+    )
     parser.add_argument("--max-minutes", type=float, default=33.0, help="wall limit of the fit itself")
     parser.add_argument("--seed", type=int, default=rd.SEED)
     parser.add_argument("--ship", action="store_true", help=f"copy the best model to {SHIPPED}")
@@ -144,6 +150,8 @@ def main() -> None:
         pair_lr=args.pair_lr,
         atom_ref_lr=args.atom_ref_lr,
         train_layers=("atom_convs.3", "readout", "long_range", "pair_correction"),
+        fit_atom_ref=not args.keep_atom_ref,
+        slope_weight=args.slope_weight,
         seed=args.seed,
         max_seconds=60 * args.max_minutes,
     )
@@ -157,7 +165,7 @@ def main() -> None:
             "cached %s: %d batches (%.0f s so far)", name, len(batches), time.perf_counter() - started
         )
     cache_seconds = time.perf_counter() - started
-    shift = refit_references(model, sets["train"], cached["train"])
+    shift = {} if args.keep_atom_ref else refit_references(model, sets["train"], cached["train"])
     logger.info("AtomRef least-squares shift (eV): %s", {k: round(v, 4) for k, v in shift.items()})
 
     def metrics(current) -> dict[str, float]:
@@ -173,8 +181,9 @@ def main() -> None:
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
             for k, v in vars(args).items()
-            if k not in ("out", "ship") and v is not None
-        ),
+            if k not in ("out", "ship", "keep_atom_ref") and v is not None
+        )
+        + (" --keep-atom-ref" if args.keep_atom_ref else ""),
         "seed": args.seed,
         "sizes": {k: len(v) for k, v in sets.items()},
         "settings": {
