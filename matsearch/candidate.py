@@ -59,6 +59,8 @@ class Candidate:
     energy_per_atom: float | None = None  # relaxed MLIP energy, eV/atom
     initial_energy_per_atom: float | None = None  # MLIP energy of the proposed structure, eV/atom
     e_above_hull: float | None = None  # eV/atom
+    forces: list[list[float]] | None = None  # [n_sites][3] eV/Å on the relaxed structure's sites
+    stress_gpa: list[list[float]] | None = None  # 3x3 GPa at the relaxed structure, ASE sign (+ = tensile)
     converged: bool | None = None
     relax_steps: int | None = None
     novelty: Novelty | None = None

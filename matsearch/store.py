@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -24,7 +26,18 @@ from matsearch.candidate import Candidate, Flag, Novelty, Status
 from matsearch.errors import RunStoreError
 from matsearch.structures.codec import structure_from_json, structure_to_json
 
-SCHEMA_VERSION = 2
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 3
+# Older schemas this version upgrades in place when it opens a run for writing (and reads as they
+# are otherwise): the statements that bring schema N to N + 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (  # 3 stores the forces (eV/Å) and stress (GPa) at the relaxed structure, for export
+        "ALTER TABLE candidates ADD COLUMN forces_ev_per_a TEXT",
+        "ALTER TABLE candidates ADD COLUMN stress_gpa TEXT",
+    ),
+}
+_ADDED_COLUMNS = {2: ("forces_ev_per_a", "stress_gpa")}  # columns absent from schema N
 DB_NAME = "run.sqlite"
 SPEC_NAME = "spec.yaml"
 LOG_NAME = "run.log"
@@ -72,7 +85,9 @@ CREATE TABLE IF NOT EXISTS candidates (
     timings TEXT NOT NULL,
     extra TEXT NOT NULL,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    forces_ev_per_a TEXT,
+    stress_gpa TEXT
 );
 CREATE INDEX IF NOT EXISTS candidates_generation ON candidates (generation, status);
 CREATE TABLE IF NOT EXISTS population (
@@ -95,7 +110,7 @@ CREATE TABLE IF NOT EXISTS generations (
 _COLUMNS = (
     "id, generation, origin, operator, parents, status, reason, formula, n_atoms, structure, relaxed, "
     "energy_per_atom_ev, initial_energy_per_atom_ev, e_above_hull_ev_per_atom, converged, "
-    "relax_steps, novelty, known_id, flags, duplicate_of, scores, timings, extra"
+    "relax_steps, novelty, known_id, flags, duplicate_of, scores, timings, extra, forces_ev_per_a, stress_gpa"
 )
 
 
@@ -116,6 +131,7 @@ class RunStore:
                     f"run '{run_dir}' is in use by another matsearch process; wait for it or stop it"
                 ) from None
         self._write_lock = threading.Lock()
+        self._select = _COLUMNS  # what a SELECT of the candidate columns reads (see `open`)
         try:
             self._db = sqlite3.connect(run_dir / DB_NAME, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout=30000")
@@ -129,11 +145,7 @@ class RunStore:
     def create(cls, run_dir: Path, spec_yaml: str, meta: dict[str, Any]) -> RunStore:
         """Make a new run folder; refuse to overwrite a run that already has a database."""
         run_dir = Path(run_dir)
-        if (run_dir / DB_NAME).exists():
-            raise RunStoreError(
-                f"run folder '{run_dir}' already holds a run; use `matsearch resume {run_dir}` "
-                "or choose another name"
-            )
+        cls.refuse_existing(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         store = cls(run_dir, lock=True)
         store._db.executescript(_SCHEMA)  # executescript commits on its own
@@ -144,6 +156,30 @@ class RunStore:
         (run_dir / SPEC_NAME).write_text(spec_yaml)
         return store
 
+    @staticmethod
+    def refuse_existing(run_dir: Path) -> None:
+        """RunStoreError, saying what to do, when `run_dir` already holds a run."""
+        if (Path(run_dir) / DB_NAME).exists():
+            raise RunStoreError(
+                f"run folder '{run_dir}' already holds a run; resume it (`matsearch resume {run_dir}`), "
+                "choose another name, or replace it (`matsearch run --overwrite`, "
+                "`Search(spec).run(overwrite=True)`)"
+            )
+
+    @classmethod
+    def remove(cls, run_dir: Path) -> None:
+        """Delete the run in `run_dir` (the whole folder); refused while another process drives it.
+        A folder that holds no run is left alone."""
+        run_dir = Path(run_dir)
+        if not (run_dir / DB_NAME).exists():
+            return
+        store = cls(run_dir, lock=True)  # RunStoreError when another process holds the run
+        try:
+            shutil.rmtree(run_dir)
+        finally:
+            store.close()
+        logger.info("removed the previous run in %s", run_dir)
+
     @classmethod
     def open(cls, run_dir: Path, *, lock: bool = True) -> RunStore:
         """Open an existing run; `lock=False` for read-only use while another process runs it."""
@@ -153,18 +189,34 @@ class RunStore:
         store = cls(run_dir, lock=lock)
         try:
             version = store.meta().get("schema_version")
+            if version in _MIGRATIONS and lock:
+                store._migrate(version)
+                version = SCHEMA_VERSION
             if version == SCHEMA_VERSION and lock:
                 store._db.execute(_LLM_CALLS_TABLE)  # runs made before the table existed
+            if version in _ADDED_COLUMNS:  # read an older run as it is: absent columns read as NULL
+                for column in _ADDED_COLUMNS[version]:
+                    store._select = store._select.replace(column, f"NULL AS {column}")
             store._db.execute("SELECT id FROM candidates LIMIT 1").fetchone()
         except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: meta that is not JSON
             store.close()
             raise _unreadable(run_dir, exc) from None
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and version not in _MIGRATIONS:
             store.close()
             raise RunStoreError(
-                f"run '{run_dir}' has store schema {version}; this matsearch reads schema {SCHEMA_VERSION}"
+                f"run '{run_dir}' has store schema {version}; this matsearch reads schema {SCHEMA_VERSION} "
+                f"and upgrades schema {', '.join(map(str, _MIGRATIONS))}"
             )
         return store
+
+    def _migrate(self, version: int) -> None:
+        """Bring a run of an older schema to SCHEMA_VERSION in one transaction."""
+        with self._transaction() as db:
+            while version != SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    db.execute(statement)
+                version += 1
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
 
     def close(self) -> None:
         if self._db is not None:
@@ -264,7 +316,7 @@ class RunStore:
             clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
             params.extend(s.value for s in statuses)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM candidates {where} ORDER BY id", params)
+        rows = self._db.execute(f"SELECT {self._select} FROM candidates {where} ORDER BY id", params)
         return [_from_row(row) for row in rows]
 
     def get(self, ids: Iterable[int]) -> list[Candidate]:
@@ -273,7 +325,7 @@ class RunStore:
         if not ids:
             return []
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM candidates WHERE id IN ({', '.join('?' * len(ids))})", ids
+            f"SELECT {self._select} FROM candidates WHERE id IN ({', '.join('?' * len(ids))})", ids
         ).fetchall()
         by_id = {row[0]: _from_row(row) for row in rows}
         return [by_id[i] for i in ids]
@@ -432,13 +484,15 @@ def _to_row(c: Candidate, extra_json: str) -> tuple:
         json.dumps(c.scores),
         json.dumps(c.timings),
         extra_json,
+        None if c.forces is None else json.dumps(c.forces),
+        None if c.stress_gpa is None else json.dumps(c.stress_gpa),
     )
 
 
 def _from_row(row: tuple) -> Candidate:
     (cid, gen, origin, operator, parents, status, reason, _formula, _n, structure, relaxed,
      energy, initial, ehull, converged, steps, novelty, known_id, flags, duplicate_of, scores, timings,
-     extra) = row  # fmt: skip
+     extra, forces, stress) = row  # fmt: skip
     return Candidate(
         id=cid,
         generation=gen,
@@ -461,4 +515,6 @@ def _from_row(row: tuple) -> Candidate:
         scores=json.loads(scores),
         timings=json.loads(timings),
         extra=json.loads(extra),
+        forces=None if forces is None else json.loads(forces),
+        stress_gpa=None if stress is None else json.loads(stress),
     )

@@ -87,11 +87,11 @@ def test_clear_errors_for_wrong_folders(tmp_path: Path) -> None:
     with pytest.raises(RunStoreError, match="is not a matsearch run folder"):
         RunStore.open(tmp_path)
     RunStore.create(tmp_path / "run", "name: run\n", {}).close()
-    with pytest.raises(RunStoreError, match="already holds a run; use `matsearch resume"):
+    with pytest.raises(RunStoreError, match="already holds a run; resume it \\(`matsearch resume"):
         RunStore.create(tmp_path / "run", "name: run\n", {})
     with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(RunStoreError, match="has store schema 99; this matsearch reads schema 2"):
+    with pytest.raises(RunStoreError, match="schema 99; this matsearch reads schema 3 and upgrades schema 2"):
         RunStore.open(tmp_path / "run")
 
 
@@ -146,3 +146,31 @@ def test_llm_text_is_stored_once_per_call_and_capped(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM llm_calls").fetchone() == (2,)
     store.close()
+
+
+def test_forces_and_stress_round_trip_and_schema_2_runs_are_read_and_upgraded(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", "name: run\n", {})
+    (candidate,) = store.add([_candidate()], proposed_generation=0)
+    candidate.status, candidate.relaxed = Status.SCORED, _nacl()
+    candidate.forces = [[0.01, -0.02, 0.0]] * len(candidate.relaxed)  # eV/Å
+    candidate.stress_gpa = [[0.5, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 0.5]]
+    store.update([candidate])
+    (back,) = store.get([candidate.id])
+    assert back.forces == candidate.forces and back.stress_gpa == candidate.stress_gpa
+    store.close()
+
+    # the same run as matsearch wrote it with schema 2: no forces or stress columns
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
+        db.execute("ALTER TABLE candidates DROP COLUMN forces_ev_per_a")
+        db.execute("ALTER TABLE candidates DROP COLUMN stress_gpa")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with RunStore.open(tmp_path / "run", lock=False) as reader:  # read as it is, not changed
+        (old,) = reader.candidates()
+        assert old.forces is None and old.stress_gpa is None and old.relaxed == candidate.relaxed
+        assert reader.meta()["schema_version"] == 2
+    with RunStore.open(tmp_path / "run") as writer:  # a writer (resume) upgrades it in place
+        assert writer.meta()["schema_version"] == 3
+        (old,) = writer.candidates()
+        old.forces = candidate.forces
+        writer.update([old])
+        assert writer.get([old.id])[0].forces == candidate.forces

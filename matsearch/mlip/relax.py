@@ -647,6 +647,7 @@ class _BatchRelaxation:
             steps=steps,
             wall_time_s=now - run.start_time,
             forces_max=float(out["forces"].detach()[atoms].norm(dim=1).max()),
+            forces=out["forces"].detach()[atoms].double().tolist(),
             stress_gpa=(out["stress"][b].detach().double() * EV_PER_A3_IN_GPA).tolist(),
             magmoms=None if magmoms is None else magmoms.detach()[atoms].double().tolist(),
         )

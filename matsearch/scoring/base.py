@@ -24,7 +24,8 @@ class RelaxResult:
     wall_time_s: float = 0.0
     error: str | None = None
     forces_max: float | None = None  # eV/Å, at the last step
-    stress_gpa: list[list[float]] | None = None  # 3x3 at the relaxed structure
+    forces: list[list[float]] | None = None  # [n_sites][3] eV/Å at the relaxed structure, site order
+    stress_gpa: list[list[float]] | None = None  # 3x3 GPa at the relaxed structure, ASE sign (+ = tensile)
     magmoms: list[float] | None = None  # μB per site at the relaxed structure
 
 

@@ -153,6 +153,7 @@ class CHGNetRelaxer:
             steps=optimizer.nsteps,
             wall_time_s=time.perf_counter() - start,
             forces_max=float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
+            forces=atoms.get_forces().tolist(),
             stress_gpa=(atoms.get_stress(voigt=False) / units.GPa).tolist(),
             magmoms=[float(m) for m in atoms.get_magnetic_moments()],
         )

@@ -41,6 +41,8 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
     candidate.relaxed = result.structure
     candidate.energy_per_atom = result.energy_per_atom
     candidate.initial_energy_per_atom = result.initial_energy_per_atom
+    candidate.forces = result.forces
+    candidate.stress_gpa = result.stress_gpa
     candidate.e_above_hull = hull.e_above_hull(composition, result.energy_per_atom)
     candidate.scores.update(
         e_above_hull=candidate.e_above_hull,
