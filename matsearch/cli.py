@@ -132,8 +132,9 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = None,
     fmt: Annotated[
-        list[str], typer.Option("--format", "-f", help="cif, poscar, extxyz, csv (repeatable).")
-    ] = ["cif", "poscar", "extxyz", "csv"],  # noqa: B006 - typer needs a literal default
+        list[str],
+        typer.Option("--format", "-f", help="cif, poscar, extxyz, csv, json (repeatable; default all)."),
+    ] = ["cif", "poscar", "extxyz", "csv", "json"],  # noqa: B006 - typer needs a literal default
     top: Annotated[int | None, typer.Option(help="Only the N lowest-e_hull candidates.")] = None,
     max_ehull: Annotated[
         float | None, typer.Option("--max-ehull", help="Only candidates with e_hull ≤ X eV/atom.")
@@ -145,11 +146,19 @@ def export(
         bool,
         typer.Option("--include-known", help="Also known materials and artefacts (elemental, molecular)."),
     ] = False,
+    cif_p1: Annotated[
+        bool, typer.Option("--cif-p1", help="Also write each relaxed cell as it is (P1) to <stem>_P1.cif.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an earlier export in the output folder.")
+    ] = False,
 ) -> None:
-    """Write relaxed candidates for DFT: CIF, POSCAR (+ metadata JSON), extxyz, CSV, VASP inputs.
-    By default only new materials (not known, not elemental or molecular) are written."""
+    """Write relaxed candidates for DFT: symmetrised CIF, species-sorted POSCAR, extxyz with energy,
+    forces and stress, a manifest (candidates.csv, candidates.json) and optionally VASP inputs.
+    By default only new materials (not known, not elemental or molecular) are written; an output
+    folder that is not empty is refused unless --force."""
     from matsearch.dft_export import PotcarSkippedWarning, VaspInputSetName, export_vasp
-    from matsearch.export import ExportFormat, export_candidates
+    from matsearch.export import VASP_DIR, ExportFormat, ExportWarning, export_candidates
     from matsearch.run import Run
 
     with _user_errors():
@@ -161,15 +170,24 @@ def export(
             choices = ", ".join(v.value for v in VaspInputSetName)
             raise MatsearchError(f"unknown VASP input set '{vasp}'; allowed: {choices}")
         out_dir = out or run_dir / "export"
-        chosen = Run(run_dir).best(top, max_e_above_hull=max_ehull, new_only=not include_known)
-        written = export_candidates(chosen, out_dir, [ExportFormat(f) for f in fmt])
-        if vasp is not None:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", PotcarSkippedWarning)
-                written += export_vasp(chosen, out_dir / "vasp", vasp)
-            for warning in caught:
-                if issubclass(warning.category, PotcarSkippedWarning):
-                    err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+        result = Run(run_dir)
+        chosen = result.best(top, max_e_above_hull=max_ehull, new_only=not include_known)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ExportWarning)
+            warnings.simplefilter("always", PotcarSkippedWarning)
+            written = export_candidates(
+                chosen,
+                out_dir,
+                [ExportFormat(f) for f in fmt],
+                result.objectives(),
+                cif_p1=cif_p1,
+                force=force,
+            )
+            if vasp is not None:
+                written += export_vasp(chosen, out_dir / VASP_DIR, vasp)
+        for warning in caught:
+            if issubclass(warning.category, (ExportWarning, PotcarSkippedWarning)):
+                err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
     console.print(f"wrote {len(written)} files for {len(chosen)} candidates to {out_dir}")
 
 

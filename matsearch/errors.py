@@ -21,5 +21,9 @@ class ModelError(MatsearchError):
     """An MLIP checkpoint or model name cannot be loaded."""
 
 
+class ExportError(MatsearchError):
+    """An export cannot be written where asked (e.g. into a folder that already holds other files)."""
+
+
 class RunInterrupted(MatsearchError):
     """A run stopped part-way (an LLM server went away, a model file is missing); `resume` continues it."""

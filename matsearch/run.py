@@ -11,6 +11,7 @@ import yaml
 from matsearch.candidate import Candidate, Status
 from matsearch.scoring.discovery import is_artefact, is_new
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM
+from matsearch.spec import Objective
 from matsearch.store import RunStore
 
 
@@ -73,6 +74,11 @@ class Run:
         """Artefact flags the run counts as discoveries (its spec's `discovery.admit`)."""
         spec = yaml.safe_load(self.spec_yaml()) or {}
         return list((spec.get("discovery") or {}).get("admit") or [])
+
+    def objectives(self) -> list[Objective]:
+        """The run's objectives, as its stored spec states them."""
+        spec = yaml.safe_load(self.spec_yaml()) or {}
+        return [Objective.model_validate(o) for o in spec.get("objectives") or []]
 
     def origin_stats(self) -> dict[str, dict[str, float]]:
         """Per proposer (origin): the yields of `yield_stats`, so proposers can be compared."""

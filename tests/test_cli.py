@@ -56,15 +56,17 @@ def test_export_writes_files_and_rejects_unknown_formats(run_dir: Path, tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert len(list(out.glob("*.cif"))) == 1
-    assert (out / "candidates.csv").read_text().startswith("id,formula,generation")
+    assert (out / "candidates.csv").read_text().startswith("id,formula,spacegroup_symbol,spacegroup_number")
+    assert not (out / "candidates.json").exists()
     new_only = tmp_path / "new"
-    done = _cli("export", str(run_dir), "-f", "cif", "--out", str(new_only))
+    done = _cli("export", str(run_dir), "-f", "cif", "-f", "json", "--out", str(new_only))
     assert done.returncode == 0, done.stderr
-    for meta in new_only.glob("*.json"):  # known seeds are left out by default
-        assert json.loads(meta.read_text())["novelty"] in ("new_structure", "new_composition")
+    for row in json.loads((new_only / "candidates.json").read_text())["candidates"]:
+        assert row["novelty"] in ("new_structure", "new_composition")  # known seeds are left out
+        assert row["known_id_or_new"] == "new"
     bad = _cli("export", str(run_dir), "-f", "xyzzy")
     assert bad.returncode == 2
-    assert "unknown export format 'xyzzy'; allowed: cif, poscar, extxyz, csv" in bad.stderr
+    assert "unknown export format 'xyzzy'; allowed: cif, poscar, extxyz, csv, json" in bad.stderr
     bad_set = _cli("export", str(run_dir), "--vasp", "MyOwnSet")
     assert bad_set.returncode == 2 and "allowed: MPRelaxSet, MPScanRelaxSet" in bad_set.stderr
 
