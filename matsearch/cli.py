@@ -26,6 +26,30 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    """`--version`: the installed package's version (importlib.metadata)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("matsearch")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from matsearch import __version__ as number
+    sys.stdout.write(f"matsearch {number}\n")
+    raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Generative materials discovery: propose, relax, score and select crystal structures."""
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn MatsearchError into 'error: …' on stderr and exit code 2."""
@@ -74,8 +98,15 @@ def _progress_bar() -> Iterator[Callable]:
 def run(
     spec: Annotated[Path, typer.Argument(help="Run spec (YAML).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved spec and stop.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an existing run of the same name (after the spec and checks pass)."
+        ),
+    ] = False,
 ) -> None:
-    """Start a new search described by SPEC; results go to <output>/<name>/."""
+    """Start a new search described by SPEC; results go to <output>/<name>/. Everything checkable
+    beforehand (spec, files, data, API keys, models) is checked before the run folder is created."""
     from matsearch.spec import dump_spec, load_spec
 
     with _user_errors():
@@ -86,7 +117,7 @@ def run(
         from matsearch.engine import Search
 
         with _progress_bar() as update:
-            result = Search(resolved, on_progress=update).run()
+            result = Search(resolved, on_progress=update).run(overwrite=overwrite)
     _print_status(result.run_dir, top=20)
 
 

@@ -24,6 +24,7 @@ from matsearch.candidate import Candidate, Status
 from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecError
 from matsearch.executors.base import Executor
 from matsearch.executors.registry import build_executor
+from matsearch.preflight import check_environment
 from matsearch.proposers.base import Proposal, Proposer, RunContext, StructureCheck
 from matsearch.proposers.builtin import random_starts
 from matsearch.proposers.goals import docstring_summary, goals_from_objectives
@@ -111,13 +112,23 @@ class Search:
 
     # --- entry points -----------------------------------------------------------------------
 
-    def run(self) -> Run:
-        """Start a new run in `spec.output/spec.name` and carry it to the last generation."""
+    def run(self, *, overwrite: bool = False) -> Run:
+        """Start a new run in `spec.output/spec.name` and carry it to the last generation.
+
+        Everything that can be checked beforehand (environment, reference data) is checked before
+        the run folder is created. An existing run of the same name is refused, or, with
+        `overwrite`, deleted once those checks have passed.
+        """
+        if not overwrite:
+            RunStore.refuse_existing(self.run_dir)
+        check_environment(self.spec)
         hull = self.hull  # fail on missing reference data before creating the run folder
         meta = provenance(self.spec) | {
             "hull_reference": hull.describe(),
             "known_materials": self.known.provenance(),
         }
+        if overwrite:
+            RunStore.remove(self.run_dir)
         store = RunStore.create(self.run_dir, dump_spec(self.spec), meta)
         return self._drive(store)
 

@@ -656,7 +656,7 @@ def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:
     """File paths in a spec file are relative to the spec file's folder."""
 
     def resolve(value: Any) -> Any:
-        if isinstance(value, str) and value and not Path(value).is_absolute():
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             return str(folder / value)
         return value
 
@@ -672,9 +672,10 @@ def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:
             proposer["templates"] = resolve(proposer["templates"])
     mlip = data.get("mlip")
     if isinstance(mlip, dict) and isinstance(mlip.get("model"), str):
-        model = resolve(mlip["model"])
-        if Path(model).is_file():  # a file next to the spec; otherwise a model name
-            mlip["model"] = model
+        from matsearch.mlip.weights import model_names
+
+        if mlip["model"] not in model_names():  # a model file, relative to the spec file
+            mlip["model"] = resolve(mlip["model"])
     custom = data.get("custom")
     for name, reference in (custom if isinstance(custom, dict) else {}).items():
         if isinstance(reference, str) and ".py:" in reference:

@@ -113,3 +113,23 @@ def test_missing_spec_and_corrupted_store_are_one_line_errors(run_dir: Path, tmp
         wal.unlink()
     for command in ("status", "resume", "report"):
         _one_line_exit_2(_cli(command, str(corrupted)), "is not a readable matsearch run database")
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    done = _cli("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"matsearch {version('matsearch')}\n"
+
+
+def test_run_on_an_existing_name_says_what_to_do_and_overwrite_replaces_it(run_dir: Path) -> None:
+    spec = run_dir / "spec.yaml"  # the resolved spec names this very run folder
+    again = _cli("run", str(spec))
+    _one_line_exit_2(again, f"run folder '{run_dir}' already holds a run; resume it")
+    assert "choose another name, or replace it (`matsearch run --overwrite`" in again.stderr
+    (run_dir / "stale.txt").write_text("from the earlier run")
+    done = _cli("run", str(spec), "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert not (run_dir / "stale.txt").exists()  # the folder was replaced, not reused
+    assert json.loads(_cli("status", str(run_dir), "--json").stdout)["last_generation"] == 0

@@ -104,7 +104,7 @@ MALFORMED = [
     ),
     pytest.param(
         {**BASE, "mlip": {"model": "no/such/model.pt"}},
-        "'no/such/model.pt' is neither a model name (default, chgnet-0.3.0",
+        "no/such/model.pt' is neither a model name (default, chgnet-0.3.0",
         id="missing-model-file",
     ),
     pytest.param(
@@ -248,3 +248,35 @@ def test_file_paths_resolve_against_the_spec_file(tmp_path: Path, monkeypatch: p
     spec = load_spec(folder / "spec.yaml")
     assert spec.custom == {"n": f"{folder}/fit.py:atoms", "dotted": "examples.custom_fitness:density"}
     assert load_fitness(spec.custom["n"])([1, 2, 3], {}) == 3.0
+
+
+def test_relative_model_file_resolves_against_the_spec_file(tmp_path: Path, monkeypatch) -> None:
+    from matsearch.mlip import load_model
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    load_model("default", device="cpu").save(folder / "ft.pt")
+    (folder / "spec.yaml").write_text(yaml.safe_dump({**BASE, "mlip": {"model": "ft.pt"}}))
+    monkeypatch.chdir(tmp_path)  # not the spec's folder
+    assert load_spec(folder / "spec.yaml").mlip.model == str(folder / "ft.pt")
+    (folder / "named.yaml").write_text(yaml.safe_dump({**BASE, "mlip": {"model": "chgnet-0.3.0"}}))
+    assert load_spec(folder / "named.yaml").mlip.model == "chgnet-0.3.0"  # a name stays a name
+
+
+def test_missing_relative_model_file_fails_before_the_run_folder_exists(tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (tmp_path / "ft.pt").write_bytes(b"")  # in the working directory, not next to the spec
+    data = {**BASE, "output": str(tmp_path / "runs"), "mlip": {"model": "ft.pt"}}
+    (folder / "spec.yaml").write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "matsearch.cli", "run", str(folder / "spec.yaml")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"'{folder / 'ft.pt'}' is neither a model name" in done.stderr
+    assert not (tmp_path / "runs").exists()

@@ -21,6 +21,16 @@ def build_proposer(spec: ProposerSpec, run_dir: Path, context: RunContext | None
     return build_llm_proposer(spec, cache_path=run_dir / "llm_cache.sqlite", context=context)
 
 
+def check_proposer(spec: ProposerSpec, index: int) -> None:
+    """Raise a MatsearchError now for what would stop proposer `proposers[index]` once the run has
+    started (LLM entries: templates, package, API key, model); the builtin proposer needs nothing."""
+    if isinstance(spec, BuiltinProposerSpec):
+        return
+    from matsearch.proposers.llm.preflight import check_llm_proposer
+
+    check_llm_proposer(spec, index)
+
+
 def split_children(n_children: int, fractions: list[float]) -> list[int]:
     """Share `n_children` by the given fractions (largest remainder; sums exactly to n_children)."""
     total = sum(fractions)

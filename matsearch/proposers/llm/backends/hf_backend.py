@@ -54,6 +54,17 @@ def _source(model: str | Path) -> tuple[str, bool]:
     return text, hub_offline()
 
 
+def check_model_source(model: str | Path) -> None:
+    """LLMConfigError, before anything is loaded, when `model` is a missing local path, or a hub id
+    that is not in the local Hugging Face cache while downloads are off."""
+    source, local_only = _source(model)
+    if local_only and not Path(source).is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(source, "config.json"), str):
+            raise _load_error(source, local_only, FileNotFoundError(source))
+
+
 def _load_error(model: str, local_only: bool, exc: Exception) -> LLMConfigError:
     if local_only:
         return LLMConfigError(

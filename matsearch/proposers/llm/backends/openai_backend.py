@@ -37,6 +37,7 @@ from matsearch.proposers.llm.cache import CompletionCache
 logger = logging.getLogger(__name__)
 
 OPENAI_API_URL = "https://api.openai.com/v1"
+
 # Estimated list prices, USD per million tokens (prompt, completion), as published by OpenAI, 2025.
 PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4o": (2.50, 10.00),
@@ -58,6 +59,11 @@ _SCHEMA_REFUSAL_WORDS = (
     "unsupported",
     "not supported",
 )
+
+
+def needs_api_key(base_url: str | None) -> bool:
+    """True for OpenAI itself (no base URL, or api.openai.com); local servers accept any key."""
+    return base_url is None or "api.openai.com" in base_url
 
 
 def price_for(model: str) -> tuple[float, float] | None:
@@ -164,7 +170,7 @@ class OpenAIBackend:
         self.context_tokens = context_tokens
         self.structured_output = structured_output
         self.price_usd_per_mtok = price_usd_per_mtok or price_for(model)
-        official = self.base_url is None or "api.openai.com" in self.base_url
+        official = needs_api_key(self.base_url)
         self._max_tokens_param = "max_completion_tokens" if official else "max_tokens"
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
