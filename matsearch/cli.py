@@ -282,27 +282,85 @@ mlip_app = typer.Typer(help="The in-house MLIP: fine-tuning.", no_args_is_help=T
 app.add_typer(mlip_app, name="mlip")
 
 
+@contextmanager
+def _epoch_bar(epochs: int) -> Iterator[Callable[[dict], None]]:
+    """A rich progress bar on stderr over the fine-tuning epochs, showing each epoch's loss (a line
+    per epoch when stderr is not a terminal); stdout stays the JSON summary."""
+    columns = (
+        TextColumn("[bold]fine-tuning[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("epochs", total=epochs)
+
+        def update(record: dict) -> None:
+            text = f"loss {record['train_loss']:.4g}"
+            if "validation_energy_mae_ev_per_atom" in record:
+                text += f" · validation energy MAE {record['validation_energy_mae_ev_per_atom']:.4g} eV/atom"
+            bar.update(task, completed=int(record["epoch"]), description=text)
+            if not err_console.is_terminal:
+                err_console.print(f"epoch {int(record['epoch'])}/{epochs}: {text}", highlight=False)
+
+        yield update
+
+
+@contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """Show library warnings (e.g. AtomRef kept) at once, as one 'warning:' line on stderr."""
+
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show
+        yield
+
+
 @mlip_app.command("finetune")
 def mlip_finetune(
     data: Annotated[Path, typer.Argument(help="Labelled structures: ASE .db, .extxyz, or pymatgen JSON.")],
     out: Annotated[Path, typer.Option(help="Model file to write; load it with mlip.model: PATH.")],
     base: Annotated[str, typer.Option(help="Starting model name or file.")] = "default",
-    epochs: Annotated[int, typer.Option(min=1)] = 50,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = 50,
+    lr: Annotated[float, typer.Option(help="Learning rate (cosine decay to lr/100).")] = 1e-3,
     train_layer: Annotated[
         list[str], typer.Option("--train-layer", help="Backbone parts to train (repeatable).")
     ] = ["readout"],  # noqa: B006 - typer needs a literal default
-    les: Annotated[bool, typer.Option("--les/--no-les", help="Attach and train the long-range head.")] = True,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    les: Annotated[
+        bool,
+        typer.Option(
+            "--les/--no-les",
+            help="Attach a Latent Ewald long-range head (if the base has none) and train it. Off by "
+            "default: a new head trained on little data adds parameters without a measured gain; "
+            "use it for ionic systems with enough data.",
+        ),
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Structures per optimiser step.")] = 16,
     force_weight: Annotated[float, typer.Option(help="Loss weight of forces (eV/Å).")] = 1.0,
     stress_weight: Annotated[float, typer.Option(help="Loss weight of stress (GPa).")] = 0.1,
-    seed: Annotated[int, typer.Option()] = 0,
+    validation_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="Share of the data held out for validation.")
+    ] = 0.1,
+    atom_ref_min_structures: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Refit AtomRef (per-element reference energies) only when every element is in at "
+            "least this many training structures; otherwise keep it and warn.",
+        ),
+    ] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed (split, batches, head initialisation).")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if available).")] = None,
 ) -> None:
-    """Fine-tune on energies, forces and stresses; refits AtomRef and saves a model file."""
+    """Fine-tune on energies, forces and stresses (progress bar with the loss per epoch) and save a
+    model file; prints a JSON summary. AtomRef is refitted only on enough data per element."""
     from matsearch.mlip.train import finetune_cli
 
-    with _user_errors():
+    with _user_errors(), _warnings_on_stderr(), _epoch_bar(epochs) as on_epoch:
         summary = finetune_cli(
             data,
             out,
@@ -314,8 +372,11 @@ def mlip_finetune(
             batch_size=batch_size,
             force_weight=force_weight,
             stress_weight=stress_weight,
+            validation_fraction=validation_fraction,
             seed=seed,
             device=device,
+            atom_ref_min_structures=atom_ref_min_structures,
+            on_epoch=on_epoch,
         )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
 

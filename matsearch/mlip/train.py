@@ -12,7 +12,9 @@ Datasets (``read_dataset``), by file name:
 Loss per batch: energy_weight × MSE(energy per atom, eV/atom) + force_weight × MSE(forces, eV/Å) +
 stress_weight × MSE(stress, GPa), over the structures that carry each label. Before training the
 elemental reference energies (AtomRef) are shifted by the least-squares per-element fit of the
-model's energy error on the training set.
+model's energy error on the training set, when every element appears in at least
+``atom_ref_min_structures`` training structures (``matsearch.mlip.atom_ref``); otherwise AtomRef is
+kept and an ``AtomRefKeptWarning`` names the short elements.
 
 When only the readout and the long-range head are trained and forces and stresses are not fitted,
 the backbone's atom features do not change: they are computed once ("frozen features") and the
@@ -38,6 +40,7 @@ from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, MatsearchError, ModelError
+from matsearch.mlip.atom_ref import ATOM_REF_MIN_STRUCTURES, may_refit_atom_ref, structures_per_element
 from matsearch.mlip.ewald import coulomb_matrix, pad_atoms
 from matsearch.mlip.les import LatentEwaldHead
 from matsearch.mlip.model import EV_PER_A3_IN_GPA, MLIPModel, ModelInfo
@@ -191,6 +194,7 @@ class FinetuneSettings:
     force_weight: float = 1.0
     stress_weight: float = 0.1
     refit_atom_ref: bool = True
+    atom_ref_min_structures: int = ATOM_REF_MIN_STRUCTURES  # per element, for the refit to happen
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -198,6 +202,10 @@ class FinetuneSettings:
         if self.epochs < 1 or self.batch_size < 1:
             raise MatsearchError(
                 f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}"
+            )
+        if self.atom_ref_min_structures < 1:
+            raise MatsearchError(
+                f"atom_ref_min_structures must be at least 1, got {self.atom_ref_min_structures}"
             )
         if not self.lr > 0:
             raise MatsearchError(f"lr must be positive, got {self.lr}")
@@ -219,7 +227,9 @@ class FinetuneResult:
     initial_validation: dict[str, float]
     final_train: dict[str, float]
     final_validation: dict[str, float]
-    atom_ref_shift: dict[str, float] = field(default_factory=dict)
+    atom_ref_shift: dict[str, float] = field(default_factory=dict)  # eV per element; {} when kept
+    atom_ref_refit: bool = False
+    structures_per_element: dict[str, int] = field(default_factory=dict)  # training structures
     trained_parameters: int = 0
     frozen_features: bool = False
     seconds: float = 0.0
@@ -442,12 +452,14 @@ def finetune(
     dataset: Sequence[LabelledStructure],
     settings: FinetuneSettings | None = None,
     validation: Sequence[LabelledStructure] = (),
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FinetuneResult:
     """Fit ``settings.train_layers`` of ``model`` (in place) to ``dataset`` (see module docstring).
 
     A long-range head that is still zero-initialised gets small random charge weights first (the
     energy is quadratic in the charges, so training could not start from zero). ``validation`` is
-    evaluated before and after training and its energy MAE logged every epoch.
+    evaluated before and after training and its energy MAE logged every epoch. ``on_epoch`` gets
+    each epoch's record (epoch, train_loss, validation MAEs) as soon as the epoch ends.
     """
     settings = settings or FinetuneSettings()
     if not dataset:
@@ -475,7 +487,9 @@ def finetune(
         cached = [FrozenFeatureBatch(model, _state(model, [dataset[i] for i in b])) for b in batches]
         _check_frozen_energy(model, cached[0])
     shift: dict[str, float] = {}
-    if settings.refit_atom_ref:
+    structures = [example.structure for example in dataset]
+    refit = settings.refit_atom_ref and may_refit_atom_ref(structures, settings.atom_ref_min_structures)
+    if refit:
         if frozen:
             predicted = np.empty(len(dataset))
             with torch.no_grad():
@@ -511,6 +525,8 @@ def finetune(
                 record.update({f"validation_{key}": value for key, value in metrics.items()})
             history.append(record)
             logger.info("fine-tuning epoch %d: %s", epoch + 1, record)
+            if on_epoch is not None:
+                on_epoch(record)
     finally:
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(previous[name])
@@ -529,6 +545,8 @@ def finetune(
         final_train=final_train,
         final_validation=evaluate(model, validation, settings.batch_size) if validation else {},
         atom_ref_shift=shift,
+        atom_ref_refit=refit,
+        structures_per_element=structures_per_element(structures),
         trained_parameters=sum(p.numel() for p in parameters),
         frozen_features=frozen,
         seconds=time.perf_counter() - start,
@@ -590,7 +608,7 @@ def finetune_cli(
     epochs: int = 50,
     lr: float = 1e-3,
     train_layers: Sequence[str] = ("readout",),
-    les: bool = True,
+    les: bool = False,
     sigma: float = 1.0,
     dl: float = 2.0,
     batch_size: int = 16,
@@ -600,12 +618,16 @@ def finetune_cli(
     validation_fraction: float = 0.1,
     seed: int = 0,
     device: str | None = None,
+    atom_ref_min_structures: int = ATOM_REF_MIN_STRUCTURES,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune model ``base`` on the labelled structures in ``data`` and save it to ``out``.
 
     With ``les`` a Latent Ewald head (sigma, dl in Å) is attached when the base model has none, and
     trained together with ``train_layers``. Returns a JSON-friendly summary: sizes, metrics before
-    and after (energy eV/atom, forces eV/Å, stress GPa), AtomRef shifts (eV), seconds, output path.
+    and after (energy eV/atom, forces eV/Å, stress GPa), whether AtomRef was refitted (every element
+    in at least ``atom_ref_min_structures`` training structures) and its shifts (eV), training
+    structures per element, seconds, output path. ``on_epoch`` gets each epoch's record.
     The saved file loads with ``matsearch.mlip.load_model(str(out))``.
     """
     dataset = read_dataset(data)
@@ -625,9 +647,10 @@ def finetune_cli(
         energy_weight=energy_weight,
         force_weight=force_weight,
         stress_weight=stress_weight,
+        atom_ref_min_structures=atom_ref_min_structures,
         seed=seed,
     )
-    result = finetune(model, train, settings, validation)
+    result = finetune(model, train, settings, validation, on_epoch=on_epoch)
     model.info = ModelInfo(name=Path(out).stem, source=f"fine-tuned from {base} on {data}")
     path = model.save(out)
     return {
@@ -640,6 +663,9 @@ def finetune_cli(
         "long_range": None if model.long_range is None else dict(model.long_range.config),
         "frozen_features": result.frozen_features,
         "trained_parameters": result.trained_parameters,
+        "atom_ref_refit": result.atom_ref_refit,
+        "atom_ref_min_structures": atom_ref_min_structures,
+        "structures_per_element": result.structures_per_element,
         "atom_ref_shift_ev": result.atom_ref_shift,
         "initial_validation": result.initial_validation,
         "final_validation": result.final_validation,

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import json
+import os
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +21,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, ModelError
 from matsearch.mlip import load_model
+from matsearch.mlip.atom_ref import AtomRefKeptWarning
 from matsearch.mlip.les import LatentEwaldHead
 from matsearch.mlip.model import EV_PER_A3_IN_GPA
 from matsearch.mlip.train import (
@@ -193,6 +199,7 @@ def test_finetune_cli_fits_forces_and_stress_and_saves_a_loadable_model(mirror_d
         validation_fraction=0.25,
         seed=0,
         device="cpu",
+        atom_ref_min_structures=1,  # 3 training structures: refit AtomRef anyway
     )
     assert summary["n_train"] == 3 and summary["n_validation"] == 1
     assert summary["train_layers"] == ["readout", "atom_convs.3", "long_range"]
@@ -255,3 +262,66 @@ def test_pymatgen_json_with_a_broken_structure_is_a_data_error(tmp_path) -> None
     (tmp_path / "data.json").write_text(json.dumps([{"structure": {"lattice": 5}, "energy": -1.0}]))
     with pytest.raises(DataError, match=r"record 0: 'structure' is not a pymatgen Structure.as_dict\(\)"):
         read_dataset(tmp_path / "data.json")
+
+
+def _rocksalt_set(n: int) -> list[LabelledStructure]:
+    """n NaCl rock-salt cells, 5.4-5.9 Å, labelled −3.3 eV/atom (made-up DFT-like energies)."""
+    cells = [
+        Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        for a in np.linspace(5.4, 5.9, n)
+    ]
+    return [LabelledStructure(s.get_primitive_structure(), -3.3 * 2) for s in cells]
+
+
+def test_atom_ref_is_kept_with_a_warning_on_too_little_data_per_element(base_model, one_thread):
+    model = copy.deepcopy(base_model)
+    before = model.atom_ref.detach().clone()
+    settings = FinetuneSettings(epochs=1, force_weight=0, stress_weight=0, atom_ref_min_structures=4)
+    with pytest.warns(AtomRefKeptWarning, match=r"at least 4 training structures, .* \(Na in 3, Cl in 3\)"):
+        result = finetune(model, _rocksalt_set(3), settings)
+    assert torch.equal(model.atom_ref, before)
+    assert not result.atom_ref_refit and result.atom_ref_shift == {}
+    assert result.structures_per_element == {"Na": 3, "Cl": 3}
+    enough = copy.deepcopy(base_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AtomRefKeptWarning)
+        result = finetune(enough, _rocksalt_set(4), settings)
+    assert result.atom_ref_refit and set(result.atom_ref_shift) == {"Na", "Cl"}
+    assert not torch.equal(enough.atom_ref, before)
+
+
+def test_finetune_command_shows_epochs_and_the_atom_ref_warning(tmp_path):
+    records = [{"structure": e.structure.as_dict(), "energy": e.energy} for e in _rocksalt_set(4)]
+    (tmp_path / "tiny.json").write_text(json.dumps(records))
+    done = subprocess.run(
+        [sys.executable, "-m", "matsearch.cli", "mlip", "finetune", str(tmp_path / "tiny.json")]
+        + ["--out", str(tmp_path / "tiny.pt"), "--epochs", "2", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: AtomRef kept from the base model: refitting it needs every element in at least 10" in (
+        done.stderr
+    )
+    assert "(Na in 3, Cl in 3)" in done.stderr  # 4 structures, one held out for validation
+    assert "epoch 1/2: loss" in done.stderr and "epoch 2/2: loss" in done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["atom_ref_refit"] is False and summary["atom_ref_min_structures"] == 10
+    assert summary["structures_per_element"] == {"Na": 3, "Cl": 3}
+
+
+def test_finetune_command_defaults_are_the_library_defaults():
+    """What `--help` shows is what the Python API does."""
+    from matsearch.cli import mlip_finetune
+
+    library = inspect.signature(finetune_cli).parameters
+    command = inspect.signature(mlip_finetune).parameters
+    renamed = {"train_layer": "train_layers"}
+    for name, parameter in command.items():
+        if parameter.default is inspect.Parameter.empty or name in ("out",):
+            continue
+        default = library[renamed.get(name, name)].default
+        assert parameter.default == (list(default) if isinstance(default, tuple) else default), name
+    assert library["les"].default is False
