@@ -165,8 +165,8 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
-    from matsearch.scoring.chgnet_relaxer import CHGNetRelaxer
-    from matsearch.scoring.mlip_relaxer import MLIPRelaxer
+    from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
+    from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
 
     ids, structures = load_sample(args.n, args.seed, args.rattle, args.strain)
     ours = MLIPRelaxer(

@@ -127,7 +127,7 @@ def timed_fixed_steps(model, structures, steps: int, batch_atoms: int, device: s
 
 
 def bench_wire(model, cells: list[Structure], rng: np.random.Generator) -> list[dict]:
-    from matsearch.executors.ray_executor import result_from_wire, result_to_wire
+    from matsearch.evaluation.ray_executor import result_from_wire, result_to_wire
     from matsearch.mlip.relax import relax
     from matsearch.structures.codec import structure_from_json, structure_to_json
 
@@ -231,9 +231,9 @@ def bench_workers(cells, rng, ray_cpus: int, steps: int, device: str) -> dict:
     import psutil
     import ray
 
-    from matsearch.executors.local import LocalExecutor
-    from matsearch.executors.ray_executor import RayExecutor
-    from matsearch.scoring.registry import build_relaxer
+    from matsearch.evaluation.local import LocalExecutor
+    from matsearch.evaluation.ray_executor import RayExecutor
+    from matsearch.evaluation.relaxers import build_relaxer
     from matsearch.spec import ExecutorSpec, MLIPSpec
 
     structures = perturbed(cells, 96, 8, rng)
@@ -356,9 +356,9 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
     """
     from matsearch.candidate import Candidate, Status
     from matsearch.engine import chemistry_limits
-    from matsearch.executors.ray_executor import result_from_wire, result_to_wire
+    from matsearch.evaluation.ray_executor import result_from_wire, result_to_wire
     from matsearch.proposers.builtin import BuiltinProposer
-    from matsearch.scoring.base import RelaxResult
+    from matsearch.results import RelaxResult
     from matsearch.scoring.hull import HullReference
     from matsearch.scoring.objectives import apply_relax_result
     from matsearch.spec import dump_spec, parse_spec
@@ -590,7 +590,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import ray
 
-    from matsearch.scoring.mlip_relaxer import MLIPRelaxer
+    from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
 
     began = time.perf_counter()
     rng = np.random.default_rng(args.seed)

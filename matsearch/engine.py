@@ -22,8 +22,8 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
 from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecError
-from matsearch.executors.base import Executor
-from matsearch.executors.registry import build_executor
+from matsearch.evaluation.executor import Executor
+from matsearch.evaluation.executors import build_executor
 from matsearch.preflight import check_environment
 from matsearch.proposers.base import Proposal, Proposer, RunContext, StructureCheck
 from matsearch.proposers.builtin import random_starts

@@ -15,9 +15,9 @@ import pytest
 from pymatgen.core import Structure
 
 from matsearch.engine import Search
-from matsearch.executors.local import LocalExecutor
-from matsearch.scoring.base import RelaxResult
-from matsearch.scoring.registry import build_relaxer
+from matsearch.evaluation.local import LocalExecutor
+from matsearch.evaluation.relaxers import build_relaxer
+from matsearch.results import RelaxResult
 from matsearch.spec import ExecutorSpec, MLIPSpec
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -25,7 +25,7 @@ psutil = pytest.importorskip("psutil")
 
 from ray.cluster_utils import Cluster  # noqa: E402 - needs ray
 
-from matsearch.executors.ray_executor import RayExecutor  # noqa: E402 - needs ray
+from matsearch.evaluation.ray_executor import RayExecutor  # noqa: E402 - needs ray
 
 MLIP = MLIPSpec(steps=60, batch_size=2, timeout_s=600.0)
 RUNNING_TITLE = "ray::RelaxWorker.relax"  # Ray's process title while an actor runs relax()

@@ -1,4 +1,4 @@
-"""ASE calculator adapter for :class:`~matsearch.mlip.model.MLIPModel`.
+"""ASE calculator adapter for a batched model (``mlip.protocol.BatchedModel``, e.g. ``MLIPModel``).
 
 Units at the boundary: energy eV per cell, forces eV/Å, stress eV/Å³ in ASE's Voigt order
 (xx, yy, zz, yz, xz, xy) and sign (the model's own sign, see ``MLIPModel.compute``), magnetic
@@ -7,7 +7,7 @@ moments μB, charges e.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,10 +15,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from matsearch.mlip.protocol import BatchedModel
 from matsearch.mlip.state import BatchedState
-
-if TYPE_CHECKING:
-    from matsearch.mlip.model import MLIPModel
 
 
 def state_from_atoms(atoms: Atoms, device: torch.device, dtype: torch.dtype) -> BatchedState:
@@ -41,7 +39,7 @@ class MLIPCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms", "charges"]
 
-    def __init__(self, model: MLIPModel, **kwargs: Any) -> None:
+    def __init__(self, model: BatchedModel, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model = model
 

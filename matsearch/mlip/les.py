@@ -21,36 +21,7 @@ from matsearch.mlip.ewald import (
     fractional_coordinates,
     periodic_structures,
 )
-
-
-class AtomScalarMLP(nn.Module):
-    """Per-atom scalar from atom features: Linear → SiLU → Linear, output layer zero-initialised."""
-
-    def __init__(self, feature_dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        if feature_dim < 1 or hidden_dim < 1:
-            raise ValueError(
-                f"feature_dim and hidden_dim must be positive, got {feature_dim} and {hidden_dim}"
-            )
-        self.hidden = nn.Linear(feature_dim, hidden_dim)
-        self.activation = nn.SiLU()
-        self.output = nn.Linear(hidden_dim, 1)
-        nn.init.zeros_(self.output.weight)
-        nn.init.zeros_(self.output.bias)
-
-    def forward(self, atom_features: torch.Tensor) -> torch.Tensor:
-        """[N, F] features → [N] scalars."""
-        return self.output(self.activation(self.hidden(atom_features))).squeeze(-1)
-
-    def output_is_zero(self) -> bool:
-        """True while the output layer is exactly zero (an untrained head)."""
-        return bool((self.output.weight == 0).all() and (self.output.bias == 0).all())
-
-    def perturb_output(self, std: float, generator: torch.Generator | None = None) -> None:
-        """Give the output weights N(0, std²) values (the bias stays) so that training can start."""
-        with torch.no_grad():
-            noise = torch.randn(self.output.weight.shape, generator=generator, dtype=torch.float64)
-            self.output.weight.copy_(noise * std)
+from matsearch.mlip.layers import AtomScalarMLP
 
 
 def mean_per_structure(values: torch.Tensor, batch: torch.Tensor, n_systems: int) -> torch.Tensor:
@@ -91,7 +62,7 @@ class LatentEwaldHead(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """Constructor arguments and ``kind``; ``long_range_head_from_config`` rebuilds the head."""
+        """Constructor arguments and ``kind``; ``heads.long_range_head_from_config`` rebuilds the head."""
         return {
             "kind": self.kind,
             "feature_dim": self.feature_dim,
@@ -212,18 +183,3 @@ def born_effective_charges(
         dephased.append(torch.cos(angle) * grad_real + torch.sin(angle) * grad_imag)
     per_lattice = torch.stack(dephased, dim=1)  # [N, a, β]
     return torch.einsum("nab,nad->ndb", per_lattice, cell[batch])
-
-
-def long_range_head_from_config(config: dict[str, Any]) -> nn.Module:
-    """Rebuild a long-range head from its ``config`` (``kind`` is "les" or "qeq")."""
-    from matsearch.mlip.qeq import ChargeEquilibrationHead
-
-    heads: dict[str, type[nn.Module]] = {
-        LatentEwaldHead.kind: LatentEwaldHead,
-        ChargeEquilibrationHead.kind: ChargeEquilibrationHead,
-    }
-    arguments = dict(config)
-    kind = arguments.pop("kind", None)
-    if kind not in heads:
-        raise ValueError(f"unknown long-range head kind {kind!r}; expected one of {sorted(heads)}")
-    return heads[kind](**arguments)

@@ -19,6 +19,7 @@ import torch
 from pymatgen.core import Structure
 from torch import nn
 
+from matsearch.errors import ModelError
 from matsearch.mlip.basis import FourierAngle, RadialBessel, bond_angles
 from matsearch.mlip.graph import CrystalGraph, build_graph
 from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
@@ -26,6 +27,8 @@ from matsearch.mlip.layers import AngleUpdate, AtomConv, BondConv
 from matsearch.mlip.state import BatchedState
 
 EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa
+FILE_FORMAT = "matsearch-mlip"  # the ``format`` entry of our model files
+FILE_FORMAT_VERSION = 2  # written by ``MLIPModel.save``; 2 added ``pair_correction``
 
 
 @dataclass(frozen=True)
@@ -318,12 +321,38 @@ class MLIPModel(nn.Module):
         return MLIPCalculator(self)
 
     def save(self, path: str | Path) -> Path:
-        """Write a self-describing model file (config, weights, long-range head, provenance)."""
-        from matsearch.mlip.weights import save_model_file
-
-        return save_model_file(self, path)
+        """Write a self-describing model file (config, weights, long-range head, species-pair
+        correction, provenance; see ``weights.py``) that ``load_model(path)`` reads; returns the path."""
+        path = Path(path)
+        backbone = {
+            k: v
+            for k, v in self.state_dict().items()
+            if not k.startswith(("long_range.", "pair_correction."))
+        }
+        torch.save(
+            {
+                "format": FILE_FORMAT,
+                "format_version": FILE_FORMAT_VERSION,
+                "config": self.config.to_dict(),
+                "state_dict": backbone,
+                "long_range": _saved_module(self.long_range, "long-range head"),
+                "pair_correction": _saved_module(self.pair_correction, "pair correction"),
+                "info": {"name": self.info.name, "source": self.info.source},
+            },
+            path,
+        )
+        return path
 
     @property
     def n_params(self) -> int:
         """Number of weights (the fixed elemental references are not counted)."""
         return sum(p.numel() for p in self.parameters())
+
+
+def _saved_module(module: nn.Module | None, what: str) -> dict[str, Any] | None:
+    """An optional head as ``{"config", "state_dict"}`` for a model file; None when absent."""
+    if module is None:
+        return None
+    if not hasattr(module, "config"):
+        raise ModelError(f"the {what} {type(module).__name__} has no `config`; it cannot be saved")
+    return {"config": dict(module.config), "state_dict": module.state_dict()}

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from matsearch.mlip.ewald import check_screening, coulomb_matrix, pad_atoms
-from matsearch.mlip.les import AtomScalarMLP
+from matsearch.mlip.layers import AtomScalarMLP
 
 
 def _inverse_softplus(value: float) -> float:
@@ -70,7 +70,7 @@ class ChargeEquilibrationHead(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """Constructor arguments and ``kind``; ``les.long_range_head_from_config`` rebuilds it."""
+        """Constructor arguments and ``kind``; ``heads.long_range_head_from_config`` rebuilds it."""
         return {
             "kind": self.kind,
             "feature_dim": self.feature_dim,

@@ -25,7 +25,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,26 +32,15 @@ from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip.autobatch import AtomBudgetQueue, estimated_bytes
 from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
+from matsearch.mlip.protocol import BatchedModel
 from matsearch.mlip.state import BatchedState
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 
 logger = logging.getLogger(__name__)
 
 EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa
 MAX_BATCH_MEMORY_GB = 4.0  # default estimated peak memory of one batched model call, GB
 CHGNET_CUTOFFS_A = (6.0, 3.0)  # atom and bond cutoffs assumed for models without a config
-
-
-class BatchedModel(Protocol):
-    """What the relaxer needs from an MLIP: batched energies (eV), forces (eV/Å), stress (eV/Å³)."""
-
-    device: torch.device
-    dtype: torch.dtype
-
-    def compute(self, state: BatchedState) -> dict[str, torch.Tensor]:
-        """Return ``energy`` [B] eV, ``forces`` [N, 3] eV/Å, ``stress`` [B, 3, 3] eV/Å³
-        (ASE sign: (1/V) dE/dstrain) and optionally ``magmoms`` [N] μB."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -8,25 +8,16 @@ for tight finite-difference tolerances. :func:`validate_model` runs them all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
 from pymatgen.core import Lattice, Structure
 
+from matsearch.mlip.protocol import BatchedModel
 from matsearch.mlip.state import BatchedState
 
 
-class BatchedPotential(Protocol):
-    """What the checks need: ``compute(state)`` with energy [B], forces [N, 3], stress [B, 3, 3]."""
-
-    device: torch.device
-    dtype: torch.dtype
-
-    def compute(self, state: BatchedState) -> dict[str, torch.Tensor]: ...
-
-
-def _state(model: BatchedPotential, structures: Sequence[Structure]) -> BatchedState:
+def _state(model: BatchedModel, structures: Sequence[Structure]) -> BatchedState:
     return BatchedState.from_structures(list(structures), device=model.device, dtype=model.dtype)
 
 
@@ -40,7 +31,7 @@ def _worst(name: str, got: torch.Tensor, want: torch.Tensor, atol: float, unit: 
 
 
 def check_batched_matches_single(
-    model: BatchedPotential,
+    model: BatchedModel,
     structures: Sequence[Structure],
     atol_energy: float = 1e-4,
     atol_forces: float = 1e-4,
@@ -73,7 +64,7 @@ def check_batched_matches_single(
     return worst
 
 
-def check_inputs_not_mutated(model: BatchedPotential, structures: Sequence[Structure]) -> None:
+def check_inputs_not_mutated(model: BatchedModel, structures: Sequence[Structure]) -> None:
     """``compute`` leaves every tensor of its input state unchanged."""
     state = _state(model, structures)
     before = state.clone()
@@ -86,7 +77,7 @@ def check_inputs_not_mutated(model: BatchedPotential, structures: Sequence[Struc
 
 
 def check_lattice_translation_invariance(
-    model: BatchedPotential,
+    model: BatchedModel,
     structure: Structure,
     atol_energy: float = 1e-4,
     atol_forces: float = 1e-4,
@@ -102,7 +93,7 @@ def check_lattice_translation_invariance(
     return worst
 
 
-def check_single_atom_not_squeezed(model: BatchedPotential, lattice_a: float = 3.0) -> None:
+def check_single_atom_not_squeezed(model: BatchedModel, lattice_a: float = 3.0) -> None:
     """One- and two-system batches of 1-atom cells keep their leading dimensions."""
     atom = Structure(Lattice.cubic(lattice_a), ["Cu"], [[0, 0, 0]])
     for n_systems in (1, 2):
@@ -122,7 +113,7 @@ def check_single_atom_not_squeezed(model: BatchedPotential, lattice_a: float = 3
 
 
 def check_forces_finite_difference(
-    model: BatchedPotential, structure: Structure, step: float = 1e-4, atol: float = 1e-5
+    model: BatchedModel, structure: Structure, step: float = 1e-4, atol: float = 1e-5
 ) -> float:
     """Forces (eV/Å) equal central differences of the energy with displacements of ``step`` Å."""
     n = len(structure)
@@ -142,7 +133,7 @@ def check_forces_finite_difference(
 
 
 def check_stress_finite_difference(
-    model: BatchedPotential, structure: Structure, step: float = 1e-5, atol: float = 1e-6
+    model: BatchedModel, structure: Structure, step: float = 1e-5, atol: float = 1e-6
 ) -> float:
     """Stress (eV/Å³) equals (1/V) dE/d(strain) by central differences, all 9 components."""
     cart = structure.cart_coords
@@ -166,7 +157,7 @@ def check_stress_finite_difference(
     return _worst("stress vs finite differences", analytic, numeric.to(analytic.device), atol, "eV/Å³")
 
 
-def validate_model(model: BatchedPotential, structures: Sequence[Structure]) -> None:
+def validate_model(model: BatchedModel, structures: Sequence[Structure]) -> None:
     """Run every check above with default tolerances (sized for float64 models)."""
     check_single_atom_not_squeezed(model)
     check_inputs_not_mutated(model, structures)

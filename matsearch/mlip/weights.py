@@ -48,10 +48,10 @@ readout_norm                                 readout_norm
 readout.{0,2,4,6}                            mlp.layers.{0,2,4,7}
 ===========================================  ==================================================
 
-Our model files (``MLIPModel.save``) are ``torch.save`` dicts: ``format`` ("matsearch-mlip"),
-``format_version``, ``config`` (ModelConfig arguments), ``state_dict``, ``long_range`` (the head's
-``config`` and ``state_dict``, or None), ``pair_correction`` (likewise, version 2) and ``info``
-(name, source). They load with ``weights_only=True``.
+Our model files (``MLIPModel.save``; format constants in ``model.py``) are ``torch.save`` dicts:
+``format`` ("matsearch-mlip"), ``format_version``, ``config`` (ModelConfig arguments),
+``state_dict``, ``long_range`` (the head's ``config`` and ``state_dict``, or None),
+``pair_correction`` (likewise, version 2) and ``info`` (name, source). They load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -64,12 +64,10 @@ from typing import Any
 import torch
 
 from matsearch.errors import ModelError
-from matsearch.mlip.model import MLIPModel, ModelConfig, ModelInfo
+from matsearch.mlip.model import FILE_FORMAT, MLIPModel, ModelConfig, ModelInfo
 
 logger = logging.getLogger(__name__)
 
-FILE_FORMAT = "matsearch-mlip"
-FILE_FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)  # 2 added the optional ``pair_correction`` entry
 
 PRETRAINED: dict[str, str] = {
@@ -269,37 +267,8 @@ def load_chgnet_checkpoint(path: str | Path, name: str) -> MLIPModel:
     return model
 
 
-def save_model_file(model: MLIPModel, path: str | Path) -> Path:
-    """Write ``model`` as a self-describing file (see the module docstring); returns the path."""
-    path = Path(path)
-    head = model.long_range
-    long_range = None
-    if head is not None:
-        if not hasattr(head, "config"):
-            raise ModelError(f"the long-range head {type(head).__name__} has no `config`; it cannot be saved")
-        long_range = {"config": dict(head.config), "state_dict": head.state_dict()}
-    pair = model.pair_correction
-    pair_correction = None if pair is None else {"config": dict(pair.config), "state_dict": pair.state_dict()}
-    backbone = {
-        k: v for k, v in model.state_dict().items() if not k.startswith(("long_range.", "pair_correction."))
-    }
-    torch.save(
-        {
-            "format": FILE_FORMAT,
-            "format_version": FILE_FORMAT_VERSION,
-            "config": model.config.to_dict(),
-            "state_dict": backbone,
-            "long_range": long_range,
-            "pair_correction": pair_correction,
-            "info": {"name": model.info.name, "source": model.info.source},
-        },
-        path,
-    )
-    return path
-
-
 def load_model_file(path: str | Path) -> MLIPModel:
-    """Load a file written by :func:`save_model_file`."""
+    """Load a file written by :meth:`MLIPModel.save`."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -319,7 +288,7 @@ def load_model_file(path: str | Path) -> MLIPModel:
     model = MLIPModel(ModelConfig(**saved["config"]))
     model.load_state_dict(saved["state_dict"])
     if saved.get("long_range") is not None:
-        from matsearch.mlip.les import long_range_head_from_config
+        from matsearch.mlip.heads import long_range_head_from_config
 
         head = long_range_head_from_config(saved["long_range"]["config"])
         head.load_state_dict(saved["long_range"]["state_dict"])

@@ -23,7 +23,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from matsearch.scoring.strain_energy import relax_fixed_cell
 
 if TYPE_CHECKING:
-    from matsearch.mlip.relax import BatchedModel
+    from matsearch.mlip.protocol import BatchedModel
 
 EOS_NAMES = tuple(EOS.MODELS)
 

@@ -44,7 +44,7 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate
 from matsearch.errors import SpecError
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 
 FitnessFn = Callable[[Structure, dict[str, Any]], float | Mapping[str, float]]
 F = TypeVar("F", bound=Callable[..., Any])

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from matsearch import data
 from matsearch.errors import DataError
-from matsearch.executors.base import Executor
+from matsearch.evaluation.executor import Executor
 
 
 def mlip_elemental_references(elements: Iterable[str], executor: Executor) -> dict[str, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from matsearch.candidate import Candidate, Status
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 from matsearch.scoring.hull import HullReference
 
 METASTABLE_EV_PER_ATOM = 0.1  # MatLLMSearch's metastability threshold on e_above_hull

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from matsearch.candidate import Candidate
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 from matsearch.scoring.custom import apply_custom_fitness, load_fitness_table
 from matsearch.spec import RunSpec
 

@@ -12,7 +12,7 @@ from pymatgen.core import Lattice, Structure
 
 from matsearch.candidate import Candidate, Status
 from matsearch.errors import SpecError
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 from matsearch.scoring.custom import (
     apply_custom_fitness,
     evaluate_fitness,

@@ -6,10 +6,10 @@ import pytest
 
 from matsearch.data import load_elemental_references
 from matsearch.errors import DataError
-from matsearch.executors.local import LocalExecutor
+from matsearch.evaluation.local import LocalExecutor
+from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
 from matsearch.scoring.elemental import mlip_elemental_references
 from matsearch.scoring.hull import HullReference
-from matsearch.scoring.mlip_relaxer import MLIPRelaxer
 
 
 def test_mlip_references_are_close_to_dft_and_replace_only_their_elements(use_mirror) -> None:

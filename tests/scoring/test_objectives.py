@@ -6,7 +6,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from matsearch.candidate import Candidate, Status
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 from matsearch.scoring.hull import HullReference
 from matsearch.scoring.objectives import apply_relax_result
 

@@ -11,9 +11,10 @@ import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
-from matsearch.scoring.base import Relaxer, RelaxResult
-from matsearch.scoring.chgnet_relaxer import CHGNetRelaxer
-from matsearch.scoring.mlip_relaxer import MLIPRelaxer
+from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
+from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+from matsearch.evaluation.relaxer import Relaxer
+from matsearch.results import RelaxResult
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from matsearch.scoring.base import Relaxer
+from matsearch.evaluation.relaxer import Relaxer
 from matsearch.spec import MLIPSpec
 
 
 def build_relaxer(spec: MLIPSpec) -> Relaxer:
     """The Relaxer the spec's `mlip` section asks for."""
     if spec.backend == "matsearch":
-        from matsearch.scoring.mlip_relaxer import MLIPRelaxer
+        from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
 
         return MLIPRelaxer(
             model_name=spec.model,
@@ -20,7 +20,7 @@ def build_relaxer(spec: MLIPSpec) -> Relaxer:
             max_batch_memory_gb=spec.max_batch_memory_gb,
         )
     if spec.backend == "chgnet":
-        from matsearch.scoring.chgnet_relaxer import CHGNetRelaxer
+        from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
 
         return CHGNetRelaxer(fmax=spec.fmax, steps=spec.steps, timeout_s=spec.timeout_s)
     raise ValueError(f"unknown mlip backend '{spec.backend}'; allowed: matsearch, chgnet")

@@ -1,9 +1,12 @@
-"""Relaxer protocol: relax many structures and report energies. Knows nothing about proposers."""
+"""Result records shared by the MLIP, the evaluation stage and the engine.
+
+A leaf module: it imports nothing from matsearch, so `mlip/` (the bottom layer) and the engine
+(the top) can both use it without an import running upward.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
 
 from pymatgen.core import Structure
 
@@ -29,20 +32,16 @@ class RelaxResult:
     magmoms: list[float] | None = None  # μB per site at the relaxed structure
 
 
-@runtime_checkable
-class Relaxer(Protocol):
-    """A named MLIP backend that relaxes a batch of structures.
+@dataclass
+class Evaluation:
+    """Everything the evaluation stage computed for one structure.
 
-    Implementations must never raise for a bad structure: a failed structure gets a
-    RelaxResult with `error` set, and the others are still relaxed.
+    `relax` is the relaxation; `scores` holds the property objectives computed on the relaxed
+    structure, by objective name (`bulk_modulus` in GPa, `strain_energy` in eV/atom), and
+    `errors` says in one sentence why a requested property could not be computed.
     """
 
-    name: str
-
-    def relax(self, structures: list[Structure]) -> list[RelaxResult]:
-        """Relax each structure (positions and cell); one result per input, same order."""
-        ...
-
-    def single_point(self, structures: list[Structure]) -> list[float]:
-        """Energy per atom (eV/atom) of each structure as given, without relaxing."""
-        ...
+    relax: RelaxResult
+    scores: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    property_time_s: float = 0.0  # wall-clock seconds spent on this structure's property scans

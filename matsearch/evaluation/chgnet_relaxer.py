@@ -19,7 +19,7 @@ from ase import units
 from ase.optimize import FIRE
 from pymatgen.core import Structure
 
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 
 if TYPE_CHECKING:
     from chgnet.model import CHGNet, StructOptimizer

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from matsearch.executors.base import Executor
-from matsearch.executors.local import LocalExecutor
-from matsearch.scoring.registry import build_relaxer
+from matsearch.evaluation.executor import Executor
+from matsearch.evaluation.local import LocalExecutor
+from matsearch.evaluation.relaxers import build_relaxer
 from matsearch.spec import ExecutorSpec, MLIPSpec
 
 
@@ -13,7 +13,7 @@ def build_executor(spec: ExecutorSpec, mlip: MLIPSpec) -> Executor:
     if spec.kind == "local":
         return LocalExecutor(build_relaxer(mlip), chunk_size=mlip.batch_size)
     if spec.kind == "ray":
-        from matsearch.executors.ray_executor import RayExecutor
+        from matsearch.evaluation.ray_executor import RayExecutor
 
         return RayExecutor(spec, mlip)
     raise ValueError(f"unknown executor '{spec.kind}'; allowed: local, ray")

@@ -6,7 +6,8 @@ from collections.abc import Iterator, Sequence
 
 from pymatgen.core import Structure
 
-from matsearch.scoring.base import Relaxer, RelaxResult
+from matsearch.evaluation.relaxer import Relaxer
+from matsearch.results import RelaxResult
 
 
 class LocalExecutor:

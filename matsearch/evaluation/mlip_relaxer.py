@@ -11,7 +11,7 @@ from pymatgen.core import Structure
 
 from matsearch.mlip.relax import MAX_BATCH_MEMORY_GB, relax
 from matsearch.mlip.state import BatchedState
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 
 if TYPE_CHECKING:
     from matsearch.mlip.model import MLIPModel

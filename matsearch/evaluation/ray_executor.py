@@ -30,8 +30,8 @@ from pymatgen.core import Lattice, Structure
 from ray.exceptions import RayError, RayTaskError
 
 from matsearch.errors import MatsearchError, ModelError
-from matsearch.scoring.base import RelaxResult
-from matsearch.scoring.registry import build_relaxer
+from matsearch.evaluation.relaxers import build_relaxer
+from matsearch.results import RelaxResult
 from matsearch.spec import ExecutorSpec, MLIPSpec
 from matsearch.structures.codec import structure_from_json, structure_to_json
 

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from pymatgen.core import Structure
 
-from matsearch.scoring.base import RelaxResult
+from matsearch.results import RelaxResult
 
 
 @runtime_checkable

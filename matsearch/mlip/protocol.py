@@ -1,0 +1,23 @@
+"""The one model contract: what the relaxer, the ASE calculator and the conformance checks need."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from matsearch.mlip.state import BatchedState
+
+
+class BatchedModel(Protocol):
+    """A batched potential with ``MLIPModel.compute``'s contract (see its docstring for units)."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+    def compute(
+        self, state: BatchedState, *, forces: bool = True, stress: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """``energy`` [B] eV; ``forces`` [N, 3] eV/Å and ``stress`` [B, 3, 3] eV/Å³ when asked;
+        optionally ``magmoms`` [N] μB."""
+        ...
