@@ -22,6 +22,7 @@ from pymatgen.core import Composition, Element
 
 from matsearch.data import HULL_REFERENCES
 from matsearch.errors import ModelError, SpecError
+from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 
 MAX_SPEC_BYTES = 1_000_000  # a spec file larger than this is refused before it is parsed
 MAX_SPEC_NODES = 100_000  # values in the loaded YAML (after anchors and aliases are expanded)
@@ -192,12 +193,12 @@ class MLIPSpec(_Strict):
     )
     model: str = Field("default", description="Model name or path to a fine-tuned model file.")
     device: str | None = Field(None, description="'cpu' or 'cuda'; default: cuda when available.")
-    fmax: float = Field(0.05, gt=0, description="Force convergence, eV/Å.")
-    steps: int = Field(300, ge=1, le=100_000, description="Maximum optimiser steps per structure.")
-    timeout_s: float = Field(300.0, gt=0, description="Wall-clock limit per structure's relaxation, s.")
+    fmax: float = Field(FMAX_EV_PER_A, gt=0, description="Force convergence, eV/Å.")
+    steps: int = Field(MAX_STEPS, ge=1, le=100_000, description="Maximum optimiser steps per structure.")
+    timeout_s: float = Field(TIMEOUT_S, gt=0, description="Wall-clock limit per structure's relaxation, s.")
     batch_size: int = Field(32, ge=1, le=4096, description="Structures relaxed (and committed) together.")
     max_batch_memory_gb: float = Field(
-        4.0,
+        MAX_BATCH_MEMORY_GB,
         gt=0,
         description="matsearch backend: estimated peak memory of one batched model call, GB; "
         "a structure that alone needs more fails with the reason.",

@@ -19,6 +19,7 @@ from ase import units
 from ase.optimize import FIRE
 from pymatgen.core import Structure
 
+from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
 
 if TYPE_CHECKING:
@@ -63,9 +64,9 @@ class CHGNetRelaxer:
 
     def __init__(
         self,
-        fmax: float = 0.05,
-        steps: int = 500,
-        timeout_s: float | None = 120.0,
+        fmax: float = FMAX_EV_PER_A,
+        steps: int = MAX_STEPS,
+        timeout_s: float | None = TIMEOUT_S,
         device: str | None = None,
     ) -> None:
         if fmax <= 0:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import torch
 from pymatgen.core import Structure
 
-from matsearch.mlip.relax import MAX_BATCH_MEMORY_GB, relax
+from matsearch.mlip.relax import relax
 from matsearch.mlip.state import BatchedState
+from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
 
 if TYPE_CHECKING:
@@ -39,9 +40,9 @@ class MLIPRelaxer:
         self,
         model_name: str = "default",
         device: str | None = None,
-        fmax: float = 0.05,
-        steps: int = 500,
-        timeout_s: float | None = 600.0,
+        fmax: float = FMAX_EV_PER_A,
+        steps: int = MAX_STEPS,
+        timeout_s: float | None = TIMEOUT_S,
         batch_atoms: int = 1024,
         max_batch_memory_gb: float = MAX_BATCH_MEMORY_GB,
     ) -> None:

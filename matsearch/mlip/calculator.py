@@ -57,7 +57,7 @@ class MLIPCalculator(Calculator):
             "energy": energy,
             "free_energy": energy,
             "forces": out["forces"].cpu().double().numpy(),
-            "stress": full_3x3_to_voigt_6_stress(out["stress"][0].cpu().double().numpy()),
+            "stress": full_3x3_to_voigt_6_stress(out["stress_ev_per_a3"][0].cpu().double().numpy()),
             "magmoms": out["magmoms"].cpu().double().numpy(),
             "charges": out["charges"].cpu().double().numpy(),
         }

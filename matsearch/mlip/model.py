@@ -216,7 +216,9 @@ class MLIPModel(nn.Module):
 
         - ``energy`` [B] total energy per cell, eV.
         - ``forces`` [N, 3] -dE/dr, eV/Å (when ``forces``).
-        - ``stress`` [B, 3, 3] sigma = (1/V) dE/d(epsilon), eV/Å³ (when ``stress``), where the
+        - ``stress_ev_per_a3`` [B, 3, 3] sigma = (1/V) dE/d(epsilon), eV/Å³ (when ``stress``;
+          the model's internal unit: ``predict`` and relaxation results give GPa, the ASE
+          calculator ASE's eV/Å³), where the
           structure is deformed as r -> r (I + epsilon) and cell -> cell (I + epsilon) (rows), and V
           is the cell volume. This is ASE's (and CHGNet's) sign: positive diagonal = tensile (the
           energy falls if the cell shrinks), negative = compressive. A relaxer moves the cell along
@@ -264,7 +266,7 @@ class MLIPModel(nn.Module):
                     out["forces"] = -next(grads_iter)
                 if stress:
                     volume = torch.linalg.det(cell).abs()
-                    out["stress"] = next(grads_iter) / volume[:, None, None]
+                    out["stress_ev_per_a3"] = next(grads_iter) / volume[:, None, None]
         if not create_graph:
             out = {key: value.detach() for key, value in out.items()}
         return out
@@ -287,7 +289,7 @@ class MLIPModel(nn.Module):
             state = BatchedState.from_structures(chunk, device=self.device, dtype=self.dtype)
             out = self.compute(state)
             energy = out["energy"].cpu().double().numpy()
-            stress = out["stress"].cpu().double().numpy() * EV_PER_A3_IN_GPA
+            stress = out["stress_ev_per_a3"].cpu().double().numpy() * EV_PER_A3_IN_GPA
             splits = np.cumsum([len(s) for s in chunk])[:-1]
             per_atom = {
                 key: np.split(out[key].cpu().double().numpy(), splits)

@@ -18,6 +18,6 @@ class BatchedModel(Protocol):
     def compute(
         self, state: BatchedState, *, forces: bool = True, stress: bool = True
     ) -> dict[str, torch.Tensor]:
-        """``energy`` [B] eV; ``forces`` [N, 3] eV/Å and ``stress`` [B, 3, 3] eV/Å³ when asked;
-        optionally ``magmoms`` [N] μB."""
+        """``energy`` [B] eV; ``forces`` [N, 3] eV/Å and ``stress_ev_per_a3`` [B, 3, 3] eV/Å³ when
+        asked; optionally ``magmoms`` [N] μB."""
         ...

@@ -34,12 +34,12 @@ from matsearch.mlip.autobatch import AtomBudgetQueue, estimated_bytes
 from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
 from matsearch.mlip.protocol import BatchedModel
 from matsearch.mlip.state import BatchedState
+from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
 
 logger = logging.getLogger(__name__)
 
 EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa
-MAX_BATCH_MEMORY_GB = 4.0  # default estimated peak memory of one batched model call, GB
 CHGNET_CUTOFFS_A = (6.0, 3.0)  # atom and bond cutoffs assumed for models without a config
 
 
@@ -328,11 +328,11 @@ def _structure_at(original: Structure, cell: torch.Tensor, positions: torch.Tens
 def relax(
     structures: Sequence[Structure],
     model: BatchedModel | None = None,
-    fmax: float = 0.05,
-    steps: int = 500,
+    fmax: float = FMAX_EV_PER_A,
+    steps: int = MAX_STEPS,
     max_batch_atoms: int = 1024,
     cell_filter: bool = True,
-    timeout_s: float | None = None,
+    timeout_s: float | None = TIMEOUT_S,
     *,
     params: FireParams | None = None,
     max_volume_ratio: float = 5.0,
@@ -493,7 +493,7 @@ class _BatchRelaxation:
             return
         energy = out["energy"].detach().double()
         forces = out["forces"].detach().double()
-        stress = out["stress"].detach().double()
+        stress = out["stress_ev_per_a3"].detach().double()
         finite = torch.isfinite(energy) & torch.isfinite(stress).all(dim=(1, 2))
         bad_atoms = (~torch.isfinite(forces).all(dim=1)).long()
         bad_forces = torch.zeros_like(fire.n_steps).index_add(0, fire.batch, bad_atoms) > 0
@@ -636,7 +636,7 @@ class _BatchRelaxation:
             wall_time_s=now - run.start_time,
             forces_max=float(out["forces"].detach()[atoms].norm(dim=1).max()),
             forces=out["forces"].detach()[atoms].double().tolist(),
-            stress_gpa=(out["stress"][b].detach().double() * EV_PER_A3_IN_GPA).tolist(),
+            stress_gpa=(out["stress_ev_per_a3"][b].detach().double() * EV_PER_A3_IN_GPA).tolist(),
             magmoms=None if magmoms is None else magmoms.detach()[atoms].double().tolist(),
         )
 

@@ -56,8 +56,8 @@ def check_batched_matches_single(
     )
     _worst(
         "batched vs single stress",
-        batched["stress"],
-        torch.cat([s["stress"] for s in singles]),
+        batched["stress_ev_per_a3"],
+        torch.cat([s["stress_ev_per_a3"] for s in singles]),
         atol_stress,
         "eV/Å³",
     )
@@ -101,7 +101,7 @@ def check_single_atom_not_squeezed(model: BatchedModel, lattice_a: float = 3.0) 
         expected = {
             "energy": (n_systems,),
             "forces": (n_systems, 3),
-            "stress": (n_systems, 3, 3),
+            "stress_ev_per_a3": (n_systems, 3, 3),
             "magmoms": (n_systems,),
         }
         for key, shape in expected.items():
@@ -153,7 +153,7 @@ def check_stress_finite_difference(
                 )
     energies = model.compute(_state(model, deformed))["energy"].double().reshape(3, 3, 2)
     numeric = (energies[..., 0] - energies[..., 1]) / (2 * step) / structure.volume
-    analytic = model.compute(_state(model, [structure]))["stress"][0]
+    analytic = model.compute(_state(model, [structure]))["stress_ev_per_a3"][0]
     return _worst("stress vs finite differences", analytic, numeric.to(analytic.device), atol, "eV/Å³")
 
 

@@ -299,7 +299,7 @@ def _loss(out: dict[str, torch.Tensor], labels: _Labels, settings: FinetuneSetti
     if settings.force_weight > 0:
         loss = loss + settings.force_weight * _masked_mse(out["forces"] - labels.forces, labels.has_forces)
     if settings.stress_weight > 0:
-        error = (out["stress"] - labels.stress) * EV_PER_A3_IN_GPA
+        error = (out["stress_ev_per_a3"] - labels.stress) * EV_PER_A3_IN_GPA
         loss = loss + settings.stress_weight * _masked_mse(error, labels.has_stress)
     return loss
 
@@ -429,7 +429,7 @@ def evaluate(
         if want_forces:
             force_errors.append((out["forces"] - labels.forces)[labels.has_forces].abs().flatten())
         if want_stress:
-            error = (out["stress"] - labels.stress)[labels.has_stress] * EV_PER_A3_IN_GPA
+            error = (out["stress_ev_per_a3"] - labels.stress)[labels.has_stress] * EV_PER_A3_IN_GPA
             stress_errors.append(error.abs().flatten())
     metrics = {"energy_mae_ev_per_atom": float(torch.cat(energy_errors).mean())}
     if force_errors:

@@ -74,7 +74,8 @@ def test_forces_equal_finite_differences(model64: MLIPModel, samples: list[Struc
 
 def test_stress_equals_strain_derivative(model64: MLIPModel, samples: list[Structure]) -> None:
     for structure in samples[:3]:
-        stress = model64.compute(BatchedState.from_structures([structure], dtype=torch.float64))["stress"]
+        state = BatchedState.from_structures([structure], dtype=torch.float64)
+        stress = model64.compute(state)["stress_ev_per_a3"]
         assert float(stress.abs().max()) > 1e-3  # eV/Å³, i.e. > 0.16 GPa
         conformance.check_stress_finite_difference(model64, structure, step=1e-5, atol=1e-7)
 
@@ -83,7 +84,8 @@ def test_compressed_cell_has_negative_stress(model64: MLIPModel, samples: list[S
     """Sign convention: squeezing a cell makes the diagonal stress negative (compressive)."""
     nacl = samples[0]
     squeezed = Structure(Lattice(nacl.lattice.matrix * 0.9), nacl.species, nacl.frac_coords)
-    stress = model64.compute(BatchedState.from_structures([squeezed], dtype=torch.float64))["stress"][0]
+    state = BatchedState.from_structures([squeezed], dtype=torch.float64)
+    stress = model64.compute(state)["stress_ev_per_a3"][0]
     assert (torch.diagonal(stress) < -0.01).all(), stress
 
 
@@ -106,7 +108,8 @@ def test_rotation_invariance(model64: MLIPModel, samples: list[Structure]) -> No
         np.testing.assert_allclose(
             out["forces"][(k + 1) * n : (k + 2) * n], out["forces"][:n] @ r.T, atol=1e-9
         )
-        np.testing.assert_allclose(out["stress"][k + 1], r @ out["stress"][0] @ r.T, atol=1e-10)
+        stress = out["stress_ev_per_a3"]
+        np.testing.assert_allclose(stress[k + 1], r @ stress[0] @ r.T, atol=1e-10)
         np.testing.assert_allclose(out["magmoms"][(k + 1) * n : (k + 2) * n], out["magmoms"][:n], atol=1e-9)
 
 
@@ -122,7 +125,7 @@ def test_rigid_translation_invariance(model64: MLIPModel, samples: list[Structur
     n = len(structure)
     assert abs(float(out["energy"][1] - out["energy"][0])) < 1e-9
     np.testing.assert_allclose(out["forces"][n:], out["forces"][:n], atol=1e-9)
-    np.testing.assert_allclose(out["stress"][1], out["stress"][0], atol=1e-10)
+    np.testing.assert_allclose(out["stress_ev_per_a3"][1], out["stress_ev_per_a3"][0], atol=1e-10)
 
 
 def test_conformance_checks(model64: MLIPModel, samples: list[Structure]) -> None:
@@ -181,7 +184,7 @@ def test_ase_calculator_matches_compute(model64: MLIPModel, samples: list[Struct
     out = model64.compute(BatchedState.from_structures([structure], dtype=torch.float64))
     assert atoms.get_potential_energy() == pytest.approx(float(out["energy"][0]), abs=1e-10)
     np.testing.assert_allclose(atoms.get_forces(), out["forces"], atol=1e-10)
-    np.testing.assert_allclose(atoms.get_stress(voigt=False), out["stress"][0], atol=1e-12)
+    np.testing.assert_allclose(atoms.get_stress(voigt=False), out["stress_ev_per_a3"][0], atol=1e-12)
     np.testing.assert_allclose(atoms.get_magnetic_moments(), out["magmoms"], atol=1e-10)
 
 

@@ -99,7 +99,7 @@ class LennardJones:
         return {
             "energy": energy.detach().to(self.dtype),
             "forces": (-grad_pos).to(self.dtype),
-            "stress": (grad_strain / volume[:, None, None]).to(self.dtype),
+            "stress_ev_per_a3": (grad_strain / volume[:, None, None]).to(self.dtype),
         }
 
 
@@ -116,7 +116,7 @@ class BatchedModelCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         state = BatchedState.from_structures([AseAtomsAdaptor.get_structure(self.atoms)], dtype=torch.float64)
         out = self.model.compute(state)
-        s = out["stress"][0].double().numpy()
+        s = out["stress_ev_per_a3"][0].double().numpy()
         self.results = {
             "energy": float(out["energy"][0]),
             "free_energy": float(out["energy"][0]),
@@ -227,7 +227,7 @@ def test_generalized_cell_force_matches_ase_frechet_filter_away_from_identity() 
     )
     state = fire.to_batched_state(torch.float64)
     out = model.compute(state)
-    atom_f, cell_f = generalized_forces(fire, out["forces"], out["stress"], cell_filter=True)
+    atom_f, cell_f = generalized_forces(fire, out["forces"], out["stress_ev_per_a3"], cell_filter=True)
     atoms = AseAtomsAdaptor.get_atoms(start)
     atoms.calc = BatchedModelCalculator(model)
     filt = FrechetCellFilter(atoms)  # reference cell: the start cell
@@ -319,7 +319,7 @@ def test_fire_step_caps_each_systems_step_at_max_step() -> None:
     start = fcc(A0_AR * 0.9)
     fire = fire_init([start], "cpu", FireParams(dt=10.0, max_step=0.05))
     out = LennardJones().compute(fire.to_batched_state(torch.float64))
-    atom_f, cell_f = generalized_forces(fire, out["forces"], out["stress"], cell_filter=True)
+    atom_f, cell_f = generalized_forces(fire, out["forces"], out["stress_ev_per_a3"], cell_filter=True)
     before = (fire.ref_positions.clone(), fire.cell_dof.clone())
     fire_step(fire, atom_f, cell_f, FireParams(dt=10.0, max_step=0.05))
     moved = torch.cat([(fire.ref_positions - before[0]).flatten(), (fire.cell_dof - before[1]).flatten()])
