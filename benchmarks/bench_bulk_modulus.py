@@ -4,7 +4,7 @@ Sample: MP binaries from the matcalc elasticity set (registry dataset
 ``matcalc-mp-binary-elasticity``) with at most ``--max-atoms`` atoms and K_VRH > 0, sorted by
 mp_id and drawn with ``numpy.random.default_rng(seed)``. Each structure is first relaxed (cell and
 positions, FIRE + Frechet cell filter, fmax 0.05 eV/Å) with the MLIP itself, then
-``matsearch.scoring.bulk_modulus`` fits Birch–Murnaghan over ±6 % volume (7 fixed-cell
+``matsearch.evaluation.bulk_modulus`` fits Birch–Murnaghan over ±6 % volume (7 fixed-cell
 relaxations). Models: the ``chgnet`` package (CHGNetCalculator) and the in-house model
 (``matsearch.mlip.load_model("default")``, batched relax and batched EOS).
 
@@ -27,7 +27,8 @@ import numpy as np
 from pymatgen.core import Structure
 
 from matsearch.data import dataset_path
-from matsearch.scoring.bulk_modulus import BulkModulusResult, bulk_modulus, bulk_modulus_batched
+from matsearch.evaluation.bulk_modulus import BulkModulusResult, bulk_moduli
+from matsearch.spec import BulkModulusSpec
 
 RESULTS = Path(__file__).parent / "results" / "bulk_modulus.json"
 RELAX_FMAX = 0.05  # eV/Å
@@ -54,26 +55,18 @@ def load_sample(n: int, max_atoms: int, seed: int) -> list[dict]:
 
 
 def run_chgnet(structures: list[Structure]) -> tuple[list[BulkModulusResult], list[str | None]]:
-    """Relax with chgnet's ASE calculator, then fit the EOS with the same calculator."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-    from chgnet.model import CHGNet
-    from chgnet.model.dynamics import CHGNetCalculator
-    from pymatgen.io.ase import AseAtomsAdaptor
+    """Relax with chgnet's StructOptimizer, then fit the EOS with ASE FIRE and the same model."""
+    from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
 
-    calculator = CHGNetCalculator(CHGNet.load(verbose=False), use_device="cpu")
+    relaxer = CHGNetRelaxer(fmax=RELAX_FMAX, steps=RELAX_STEPS, timeout_s=None, device="cpu")
     results, relax_errors = [], []
     for structure in structures:
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.calc = calculator
-        try:
-            FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=RELAX_FMAX, steps=RELAX_STEPS)
-        except Exception as exc:  # a failed relaxation is one failed sample, recorded below
-            relax_errors.append(f"relaxation raised {type(exc).__name__}: {exc}")
-            results.append(BulkModulusResult(None, None, None, error=relax_errors[-1]))
+        (relaxed,) = relaxer.relax([structure])
+        relax_errors.append(relaxed.error)
+        if relaxed.error is not None:  # a failed relaxation is one failed sample
+            results.append(BulkModulusResult(None, None, None, error=f"relaxation failed: {relaxed.error}"))
             continue
-        relax_errors.append(None)
-        results.append(bulk_modulus(AseAtomsAdaptor.get_structure(atoms), calculator))
+        results += bulk_moduli([relaxed.structure], relaxer, BulkModulusSpec())
         print(f"chgnet {len(results)}/{len(structures)}: B = {results[-1].b0_gpa}", flush=True)
     return results, relax_errors
 
@@ -82,13 +75,14 @@ def run_inhouse(structures: list[Structure]) -> tuple[list[BulkModulusResult], l
     """Batched cell relaxation and batched EOS with the in-house model."""
     import torch
 
+    from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
     from matsearch.mlip import load_model
-    from matsearch.mlip.relax import relax
 
     model = load_model("default", device="cpu", dtype=torch.float32)
-    relaxed = relax(structures, model, fmax=RELAX_FMAX, steps=RELAX_STEPS, cell_filter=True)
+    relaxer = MLIPRelaxer.from_model(model, fmax=RELAX_FMAX, steps=RELAX_STEPS, timeout_s=None)
+    relaxed = relaxer.relax(structures)
     ok = [i for i, r in enumerate(relaxed) if r.error is None]
-    fitted = bulk_modulus_batched([relaxed[i].structure for i in ok], model)
+    fitted = bulk_moduli([relaxed[i].structure for i in ok], relaxer, BulkModulusSpec())
     results: list[BulkModulusResult] = [
         BulkModulusResult(None, None, None, error=f"relaxation failed: {r.error}") for r in relaxed
     ]

@@ -148,7 +148,9 @@ def run_mp20(models: dict[str, MLIPModel], n: int | None, n_relax: int) -> dict:
 
 
 def run_bulk(models: dict[str, MLIPModel], n: int) -> dict:
-    from matsearch.scoring.bulk_modulus import bulk_modulus_batched
+    from matsearch.evaluation.bulk_modulus import bulk_moduli
+    from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+    from matsearch.spec import BulkModulusSpec
 
     holdout = rd.elastic_split(rd.elastic_records(), rd.SEED)["holdout"]
     eligible = [r for r in holdout if rd.usable_elastic(r, max_atoms=8)]
@@ -165,7 +167,9 @@ def run_bulk(models: dict[str, MLIPModel], n: int) -> dict:
         started = time.perf_counter()
         relaxed = relax(structures, model, fmax=0.05, steps=500, cell_filter=True)
         ok = [i for i, r in enumerate(relaxed) if r.error is None]
-        fitted = bulk_modulus_batched([relaxed[i].structure for i in ok], model)
+        fitted = bulk_moduli(
+            [relaxed[i].structure for i in ok], MLIPRelaxer.from_model(model), BulkModulusSpec()
+        )
         predicted = np.full(len(records), np.nan)
         for i, result in zip(ok, fitted, strict=True):
             if result.b0_gpa is not None:

@@ -127,8 +127,9 @@ def timed_fixed_steps(model, structures, steps: int, batch_atoms: int, device: s
 
 
 def bench_wire(model, cells: list[Structure], rng: np.random.Generator) -> list[dict]:
-    from matsearch.evaluation.ray_executor import result_from_wire, result_to_wire
+    from matsearch.evaluation.ray_executor import evaluation_from_wire, evaluation_to_wire
     from matsearch.mlip.relax import relax
+    from matsearch.results import Evaluation
     from matsearch.structures.codec import structure_from_json, structure_to_json
 
     rows = []
@@ -148,7 +149,7 @@ def bench_wire(model, cells: list[Structure], rng: np.random.Generator) -> list[
 
         for what, items, json_pair in (
             ("structure", structures, (structure_to_json, structure_from_json)),
-            ("result", results, (result_to_wire, result_from_wire)),
+            ("result", [Evaluation(r) for r in results], (evaluation_to_wire, evaluation_from_wire)),
         ):
             for fmt, pair in (("json", json_pair), ("pickle", (lambda x: x, lambda x: x))):
                 runs = [cost(*pair, items) for _ in range(9)]  # fastest of 9: least disturbed
@@ -231,10 +232,10 @@ def bench_workers(cells, rng, ray_cpus: int, steps: int, device: str) -> dict:
     import psutil
     import ray
 
+    from matsearch.evaluation.evaluators import build_evaluator
     from matsearch.evaluation.local import LocalExecutor
     from matsearch.evaluation.ray_executor import RayExecutor
-    from matsearch.evaluation.relaxers import build_relaxer
-    from matsearch.spec import ExecutorSpec, MLIPSpec
+    from matsearch.spec import ExecutorSpec, MLIPSpec, Scoring
 
     structures = perturbed(cells, 96, 8, rng)
     mlip = MLIPSpec(
@@ -251,11 +252,11 @@ def bench_workers(cells, rng, ray_cpus: int, steps: int, device: str) -> dict:
     out["steps"] = steps
     rows = []
     try:
-        local = LocalExecutor(build_relaxer(mlip), chunk_size=mlip.batch_size)
-        local.relaxer.single_point(structures[:2])  # load the model outside the timing
+        local = LocalExecutor(build_evaluator(mlip, Scoring()), chunk_size=mlip.batch_size)
+        local.evaluator.single_point(structures[:2])  # load the model outside the timing
         cpu = time.process_time()
         started = time.perf_counter()
-        n = sum(1 for _ in local.relax(structures))
+        n = sum(1 for _ in local.evaluate(structures))
         wall = time.perf_counter() - started
         rows.append(
             {
@@ -271,12 +272,12 @@ def bench_workers(cells, rng, ray_cpus: int, steps: int, device: str) -> dict:
             gpus = 0.0 if device == "cpu" else 1.0 / workers  # workers share one GPU
             spec = ExecutorSpec(kind="ray", workers=workers, gpus_per_worker=gpus)
             started = time.perf_counter()
-            executor = RayExecutor(spec, mlip)
+            executor = RayExecutor(spec, mlip, Scoring())
             processes = [psutil.Process(w.pid) for w in executor.workers(timeout_s=600)]
             ready = time.perf_counter() - started
             cpu = sum(sum(p.cpu_times()[:2]) for p in processes)
             started = time.perf_counter()
-            n = sum(1 for _ in executor.relax(structures))
+            n = sum(1 for _ in executor.evaluate(structures))
             wall = time.perf_counter() - started
             cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - cpu
             executor.close()
@@ -356,9 +357,9 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
     """
     from matsearch.candidate import Candidate, Status
     from matsearch.engine import chemistry_limits
-    from matsearch.evaluation.ray_executor import result_from_wire, result_to_wire
+    from matsearch.evaluation.ray_executor import evaluation_from_wire, evaluation_to_wire
     from matsearch.proposers.builtin import BuiltinProposer
-    from matsearch.results import RelaxResult
+    from matsearch.results import Evaluation, RelaxResult
     from matsearch.scoring.hull import HullReference
     from matsearch.scoring.objectives import apply_relax_result
     from matsearch.spec import dump_spec, parse_spec
@@ -432,9 +433,9 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
             for child, energy in zip(valid, energies, strict=True):
                 if not np.isfinite(energy):
                     continue
-                wire = result_to_wire(RelaxResult(child.structure, energy, energy, False, 0))
+                wire = evaluation_to_wire(Evaluation(RelaxResult(child.structure, energy, energy, False, 0)))
                 started = time.perf_counter()
-                apply_relax_result(child, result_from_wire(wire), hull)
+                apply_relax_result(child, evaluation_from_wire(wire).relax, hull)
                 middle = time.perf_counter()
                 store.update([child])
                 timings["store_relax"].append(time.perf_counter() - middle)

@@ -1,6 +1,8 @@
 """The evolutionary loop: propose → validate → dedup → relax → score → select, one generation at a time.
 
-The engine talks to proposers and relaxers only through their protocols. Every state change is
+The engine talks to proposers and the evaluation stage only through their protocols; it never
+loads a model (the executor's evaluators own it, in this process or in Ray workers) and keeps what
+needs the whole run: hull, custom fitness, selection, metrics and the store. Every state change is
 committed to the run store before the next step, so `Search.resume` continues a killed run
 without losing or re-scoring anything. Generation g draws its random numbers from
 `default_rng([seed, g, k])` (k = proposer index), so a resumed seeded run ends where an
@@ -22,6 +24,7 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
 from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecError
+from matsearch.evaluation.evaluator import PROPERTY_OBJECTIVES
 from matsearch.evaluation.executor import Executor
 from matsearch.evaluation.executors import build_executor
 from matsearch.preflight import check_environment
@@ -31,12 +34,12 @@ from matsearch.proposers.goals import docstring_summary, goals_from_objectives
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
 from matsearch.scoring.csp import csp_match, load_known_structure
+from matsearch.scoring.custom import apply_custom_fitness, load_fitness_table
 from matsearch.scoring.discovery import DiscoveryMarker, is_artefact
 from matsearch.scoring.elemental import mlip_elemental_references
 from matsearch.scoring.hull import HullReference
 from matsearch.scoring.metrics import generation_metrics, hypervolume_reference
-from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_relax_result
-from matsearch.scoring.properties import PropertyScorer
+from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_evaluation
 from matsearch.selection import select
 from matsearch.spec import RunSpec, dump_spec, load_spec, parse_spec
 from matsearch.store import LOG_NAME, SPEC_NAME, RunStore
@@ -92,7 +95,8 @@ class Search:
         self._hull: HullReference | None = None
         self._known: KnownMaterials | None = None
         self._last_report = 0.0  # time.monotonic() of the last progress callback
-        self.properties = PropertyScorer(spec)  # loads custom fitness functions: fails early
+        self.fitness = load_fitness_table(spec.custom)  # a bad dotted path fails before the run starts
+        self.properties = [name for name in PROPERTY_OBJECTIVES if spec.has_objective(name)]
         self.known_structure = load_known_structure(spec.task.known_structure)
 
     @classmethod
@@ -167,7 +171,7 @@ class Search:
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = build_executor(self.spec.executor, self.spec.mlip)
+            self._executor = build_executor(self.spec.executor, self.spec.mlip, self.spec.scoring)
         return self._executor
 
     # --- the loop ---------------------------------------------------------------------------
@@ -206,7 +210,7 @@ class Search:
     def _proposer_context(self, dedup: DuplicateIndex) -> RunContext:
         """The objectives (custom ones described by their docstrings), selection, validity check
         and builtin screen, as proposers see them."""
-        meanings = {name: docstring_summary(fn) for name, fn in self.properties.functions.items()}
+        meanings = {name: docstring_summary(fn) for name, fn in self.fitness.items()}
         return RunContext(
             goals=goals_from_objectives(self.spec.objectives, meanings),
             selection=self.spec.selection,
@@ -361,15 +365,16 @@ class Search:
         self._report(store, generation, "relaxing")
 
     def _relax(self, store: RunStore, generation: int) -> None:
-        """Relax and score waiting children; each result is committed the moment it arrives."""
+        """Evaluate (relax and property scans) and score waiting children; each result is committed
+        the moment it arrives."""
         pending = store.candidates(generation=generation, status=Status.VALID)
-        for index, result in self.executor.relax([c.structure for c in pending]):
+        for index, evaluation in self.executor.evaluate([c.structure for c in pending], self.properties):
             candidate = pending[index]
-            apply_relax_result(candidate, result, self.hull)
-            if candidate.status == Status.SCORED and self.properties.needed:
+            apply_evaluation(candidate, evaluation, self.hull)
+            if candidate.status == Status.SCORED and self.fitness:
                 started = time.perf_counter()
-                self.properties.score(candidate, result)
-                candidate.timings["properties"] = time.perf_counter() - started
+                apply_custom_fitness(candidate, self.fitness, evaluation.relax)
+                candidate.timings["custom"] = time.perf_counter() - started
             store.update([candidate])
             self._report(store, generation, "relaxing", throttle_s=1.0)
 

@@ -1,5 +1,6 @@
 """RayExecutor on a 2-CPU local Ray: same numbers as LocalExecutor, nothing lost when a worker
-process is killed mid-batch, and a seeded search ends with the same population as a local one."""
+process is killed mid-batch, property scans run in the workers while the driver holds no model, and
+a seeded search (also the bulk-modulus example) ends with the same population as a local one."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ import pytest
 from pymatgen.core import Structure
 
 from matsearch.engine import Search
+from matsearch.evaluation.evaluators import build_evaluator
 from matsearch.evaluation.local import LocalExecutor
-from matsearch.evaluation.relaxers import build_relaxer
-from matsearch.results import RelaxResult
-from matsearch.spec import ExecutorSpec, MLIPSpec
+from matsearch.mlip.model import MLIPModel
+from matsearch.results import Evaluation, RelaxResult
+from matsearch.spec import ExecutorSpec, MLIPSpec, Scoring, load_spec
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 psutil = pytest.importorskip("psutil")
@@ -28,7 +30,9 @@ from ray.cluster_utils import Cluster  # noqa: E402 - needs ray
 from matsearch.evaluation.ray_executor import RayExecutor  # noqa: E402 - needs ray
 
 MLIP = MLIPSpec(steps=60, batch_size=2, timeout_s=600.0)
-RUNNING_TITLE = "ray::RelaxWorker.relax"  # Ray's process title while an actor runs relax()
+SCORING = Scoring(bulk_modulus={"n_points": 5, "steps": 30})
+RUNNING_TITLE = "ray::EvaluationWorker.evaluate"  # Ray's process title while an actor evaluates
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +87,26 @@ def structures() -> list[Structure]:
 
 
 @pytest.fixture(scope="module")
-def local_results(ray_session: None, structures: list[Structure]) -> dict[int, RelaxResult]:
-    executor = LocalExecutor(build_relaxer(MLIP), chunk_size=MLIP.batch_size)
-    return dict(executor.relax(structures))
+def local_evaluations(ray_session: None, structures: list[Structure]) -> dict[int, Evaluation]:
+    """Every structure evaluated in this process, bulk modulus included."""
+    executor = LocalExecutor(build_evaluator(MLIP, SCORING), chunk_size=MLIP.batch_size)
+    return dict(executor.evaluate(structures, ["bulk_modulus"]))
+
+
+@pytest.fixture(scope="module")
+def local_results(local_evaluations: dict[int, Evaluation]) -> dict[int, RelaxResult]:
+    return {i: e.relax for i, e in local_evaluations.items()}
+
+
+def _relaxations(stream: Iterator[tuple[int, Evaluation]]) -> dict[int, RelaxResult]:
+    return {i: e.relax for i, e in stream}
+
+
+@pytest.fixture
+def driver_without_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building a model in this (the driver's) process fails the test; Ray workers are unaffected."""
+
+    monkeypatch.setattr(MLIPModel, "__init__", _refuse_model)
 
 
 def _assert_same_results(got: dict[int, RelaxResult], reference: dict[int, RelaxResult]) -> None:
@@ -99,7 +120,7 @@ def _assert_same_results(got: dict[int, RelaxResult], reference: dict[int, Relax
 
 
 def _kill_running_workers(stop: threading.Event, killed: list[int], limit: int) -> None:
-    """SIGKILL up to `limit` of this process's Ray workers while they are inside relax()."""
+    """SIGKILL up to `limit` of this process's Ray workers while they are inside evaluate()."""
     me = psutil.Process()
     while not stop.is_set() and len(killed) < limit:
         for process in me.children(recursive=True):
@@ -117,13 +138,13 @@ def _kill_running_workers(stop: threading.Event, killed: list[int], limit: int) 
 def test_every_index_once_with_local_energies(
     ray_session: None, structures: list[Structure], local_results: dict[int, RelaxResult]
 ) -> None:
-    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP)
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP, SCORING)
     try:
         workers = executor.workers(timeout_s=300)
         indices, got = [], {}
-        for i, result in executor.relax(structures):
+        for i, evaluation in executor.evaluate(structures):
             indices.append(i)
-            got[i] = result
+            got[i] = evaluation.relax
     finally:
         executor.close()
     assert len({w.pid for w in workers}) == 2
@@ -135,16 +156,16 @@ def test_every_index_once_with_local_energies(
 def test_worker_killed_mid_batch_loses_nothing(
     ray_session: None, structures: list[Structure], local_results: dict[int, RelaxResult]
 ) -> None:
-    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP)
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP, SCORING)
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=_kill_running_workers, args=(stop, killed, 1))
     try:
         executor.workers(timeout_s=300)
         killer.start()
         indices, got = [], {}
-        for i, result in executor.relax(structures):
+        for i, evaluation in executor.evaluate(structures):
             indices.append(i)
-            got[i] = result
+            got[i] = evaluation.relax
     finally:
         stop.set()
         killer.join()
@@ -159,25 +180,25 @@ def test_worker_killed_mid_batch_loses_nothing(
 def test_relax_again_after_the_caller_stopped_early(
     ray_session: None, structures: list[Structure], local_results: dict[int, RelaxResult]
 ) -> None:
-    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP)
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP, SCORING)
     try:
-        abandoned = executor.relax(structures)
+        abandoned = executor.evaluate(structures)
         next(abandoned)
         abandoned.close()  # e.g. the engine's store write raised
-        got = dict(executor.relax(structures))
+        got = _relaxations(executor.evaluate(structures))
     finally:
         executor.close()
     _assert_same_results(got, local_results)
 
 
 def test_batch_that_keeps_killing_workers_gets_errors(ray_session: None, structures: list[Structure]) -> None:
-    executor = RayExecutor(ExecutorSpec(kind="ray", workers=1), MLIP, max_attempts=2)
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=1), MLIP, SCORING, max_attempts=2)
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=_kill_running_workers, args=(stop, killed, 2))
     try:
         executor.workers(timeout_s=300)
         killer.start()
-        got = dict(executor.relax(structures[:2]))
+        got = _relaxations(executor.evaluate(structures[:2]))
     finally:
         stop.set()
         killer.join()
@@ -195,16 +216,16 @@ def test_workers_of_a_lost_node_restart_before_they_get_a_batch(
 ) -> None:
     node = ray_cluster.add_node(num_cpus=2)
     # one attempt per batch: a batch sent to a dead worker would come back as errors
-    executor = RayExecutor(ExecutorSpec(kind="ray", workers=4), MLIP, max_attempts=1)
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=4), MLIP, SCORING, max_attempts=1)
     try:
         workers = executor.workers(timeout_s=300)
-        first = dict(executor.relax(structures))
+        first = _relaxations(executor.evaluate(structures))
         ray_cluster.remove_node(node, allow_graceful=False)
         deadline = time.monotonic() + 120
         while any(n["Alive"] for n in ray.nodes() if n["NodeID"] == node.node_id):
             assert time.monotonic() < deadline, "Ray never noticed the removed node"
             time.sleep(0.5)
-        second = dict(executor.relax(structures))
+        second = _relaxations(executor.evaluate(structures))
     finally:
         executor.close()
     assert sum(w.node_id == node.node_id for w in workers) == 2
@@ -240,3 +261,69 @@ def test_seeded_search_same_population_on_ray_and_local(ray_session: None, tmp_p
     assert on_ray.last_generation == local.last_generation == 2
     assert _populations(on_ray) == _populations(local)
     assert ray.is_initialized()  # the executor left the module's Ray session running
+
+
+def test_bulk_modulus_scans_run_in_the_workers(
+    ray_session: None,
+    structures: list[Structure],
+    local_evaluations: dict[int, Evaluation],
+    driver_without_model: None,
+) -> None:
+    """The driver cannot build a model, yet every structure comes back with its bulk modulus: the
+    scans ran in the workers, with the numbers of a local run."""
+    executor = RayExecutor(ExecutorSpec(kind="ray", workers=2), MLIP, SCORING)
+    try:
+        got = dict(executor.evaluate(structures, ["bulk_modulus"]))
+    finally:
+        executor.close()
+    assert sorted(got) == sorted(local_evaluations)
+    scanned = 0
+    for i, evaluation in got.items():
+        local = local_evaluations[i]
+        assert evaluation.errors == local.errors
+        assert evaluation.scores.keys() == local.scores.keys()
+        if "bulk_modulus" in local.scores:
+            scanned += 1
+            assert evaluation.scores["bulk_modulus"] == pytest.approx(local.scores["bulk_modulus"], rel=1e-6)
+    assert scanned >= len(structures) // 2
+
+
+def _stable_stiff(output: Path, executor: dict) -> dict:
+    """examples/stable_stiff.yaml (e_hull and bulk modulus), shrunk to a tiny run."""
+    spec = load_spec(EXAMPLES / "stable_stiff.yaml").model_dump(mode="json", exclude_defaults=True)
+    return spec | {
+        "population_size": 4,
+        "children_per_generation": 4,
+        "generations": 1,
+        "mlip": {"steps": 40, "batch_size": 2},
+        "scoring": {"bulk_modulus": {"n_points": 5, "steps": 30}},
+        "executor": executor,
+        "output": str(output),
+    }
+
+
+def _populations_with_moduli(run) -> list[list[tuple]]:
+    def modulus(c) -> float | None:
+        value = c.scores.get("bulk_modulus")
+        return None if value is None else round(value, 3)
+
+    return [
+        [(c.id, c.formula, round(c.energy_per_atom, 5), modulus(c)) for c in run.population(g)]
+        for g in range(run.last_generation + 1)
+    ]
+
+
+def test_stable_stiff_same_population_on_ray_and_local_without_a_model_in_the_driver(
+    ray_session: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = Search(_stable_stiff(tmp_path / "local", {"kind": "local"})).run()
+    monkeypatch.setattr(MLIPModel, "__init__", _refuse_model)
+    on_ray = Search(_stable_stiff(tmp_path / "ray", {"kind": "ray", "workers": 2})).run()
+    assert on_ray.last_generation == local.last_generation == 1
+    populations = _populations_with_moduli(local)
+    assert _populations_with_moduli(on_ray) == populations
+    assert any(entry[3] is not None for generation in populations for entry in generation)
+
+
+def _refuse_model(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the driver built an MLIP model")

@@ -19,11 +19,13 @@ from ase import units
 from ase.optimize import FIRE
 from pymatgen.core import Structure
 
+from matsearch.evaluation.ase_fixed_cell import relax_fixed_cell_ase
 from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
 
 if TYPE_CHECKING:
     from chgnet.model import CHGNet, StructOptimizer
+    from chgnet.model.dynamics import CHGNetCalculator
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class CHGNetRelaxer:
         self.timeout_s = timeout_s
         self.device = device
         self._optimizer: StructOptimizer | None = None
+        self._calculator: CHGNetCalculator | None = None  # property scans, sharing the model
 
     @property
     def optimizer(self) -> StructOptimizer:
@@ -158,6 +161,15 @@ class CHGNetRelaxer:
             stress_gpa=(atoms.get_stress(voigt=False) / units.GPa).tolist(),
             magmoms=[float(m) for m in atoms.get_magnetic_moments()],
         )
+
+    def relax_fixed_cell(self, structures: list[Structure], *, fmax: float, steps: int) -> list[RelaxResult]:
+        """Relax the positions of each structure in its fixed cell with ASE FIRE and this CHGNet."""
+        if self._calculator is None:
+            from chgnet.model.dynamics import CHGNetCalculator
+
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._calculator = CHGNetCalculator(model=self.model, use_device=self.device)
+        return relax_fixed_cell_ase(structures, self._calculator, fmax=fmax, steps=steps)
 
     def single_point(self, structures: list[Structure]) -> list[float]:
         """Energy per atom (eV/atom) of each structure as given; NaN where CHGNet fails."""

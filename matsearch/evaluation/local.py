@@ -1,30 +1,32 @@
-"""In-process executor: the relaxer's own batching, one chunk at a time."""
+"""In-process executor: the evaluator's own batching, one chunk at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from pymatgen.core import Structure
 
-from matsearch.evaluation.relaxer import Relaxer
-from matsearch.results import RelaxResult
+from matsearch.evaluation.evaluator import Evaluator
+from matsearch.results import Evaluation
 
 
 class LocalExecutor:
-    """Relax `chunk_size` structures per relaxer call in this process, yielding after each chunk."""
+    """Evaluate `chunk_size` structures per evaluator call in this process, yielding after each chunk."""
 
     name = "local"
 
-    def __init__(self, relaxer: Relaxer, chunk_size: int = 32) -> None:
+    def __init__(self, evaluator: Evaluator, chunk_size: int = 32) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-        self.relaxer = relaxer
+        self.evaluator = evaluator
         self.chunk_size = chunk_size
 
-    def relax(self, structures: Sequence[Structure]) -> Iterator[tuple[int, RelaxResult]]:
+    def evaluate(
+        self, structures: Sequence[Structure], properties: Collection[str] = ()
+    ) -> Iterator[tuple[int, Evaluation]]:
         for start in range(0, len(structures), self.chunk_size):
             chunk = list(structures[start : start + self.chunk_size])
-            yield from enumerate(self.relaxer.relax(chunk), start=start)
+            yield from enumerate(self.evaluator.evaluate(chunk, properties), start=start)
 
     def close(self) -> None:
-        """Nothing to release: the relaxer lives as long as the search."""
+        """Nothing to release: the evaluator lives as long as the search."""

@@ -1,4 +1,4 @@
-"""The engine's default Relaxer: our batched MLIP with batched FIRE + Frechet cell filter."""
+"""The default Relaxer: our batched MLIP with batched FIRE (with or without the Frechet cell filter)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,14 @@ class MLIPRelaxer:
         self.max_batch_memory_gb = max_batch_memory_gb
         self._model: MLIPModel | None = None
 
+    @classmethod
+    def from_model(cls, model: MLIPModel, **settings: float | int | None) -> MLIPRelaxer:
+        """A relaxer around an already loaded model (e.g. float64 or fine-tuned in memory);
+        `settings` are the other constructor arguments."""
+        relaxer = cls(model_name=model.info.name, **settings)
+        relaxer._model = model
+        return relaxer
+
     @property
     def model(self) -> MLIPModel:
         """The MLIP, loaded on first access."""
@@ -77,6 +85,21 @@ class MLIPRelaxer:
             steps=self.steps,
             max_batch_atoms=self.batch_atoms,
             cell_filter=True,
+            timeout_s=self.timeout_s,
+            max_batch_memory_gb=self.max_batch_memory_gb,
+        )
+
+    def relax_fixed_cell(self, structures: list[Structure], *, fmax: float, steps: int) -> list[RelaxResult]:
+        """Relax the positions of every structure in its fixed cell, all in one batched run."""
+        if not structures:
+            return []
+        return relax(
+            structures,
+            self.model,
+            fmax=fmax,
+            steps=steps,
+            max_batch_atoms=self.batch_atoms,
+            cell_filter=False,
             timeout_s=self.timeout_s,
             max_batch_memory_gb=self.max_batch_memory_gb,
         )

@@ -1,8 +1,9 @@
-"""Ray executor: relaxer actors on a Ray cluster score batches; the driver streams results back.
+"""Ray executor: evaluator actors on a Ray cluster evaluate batches; the driver streams results back.
 
-Each of `spec.workers` actors holds one relaxer (built from the `mlip` spec on the actor's own CPU
-or GPU) and relaxes one batch of `mlip.batch_size` structures at a time. Batches are cut exactly
-as `LocalExecutor` cuts them, so every structure is relaxed in the same company as in a local run
+Each of `spec.workers` actors holds one evaluator (built from the `mlip` and `scoring` specs on the
+actor's own CPU or GPU, the only model of the run) and evaluates one batch of `mlip.batch_size`
+structures at a time: the relaxation and every property scan asked for. Batches are cut exactly
+as `LocalExecutor` cuts them, so every structure is evaluated in the same company as in a local run
 and gets bit-identical numbers. Structures travel as compact JSON text (structures.codec): 40-60%
 fewer bytes than a pickled pymatgen Structure at about the same CPU cost (0.1-0.8 ms per structure
 for 8-64 atoms, encode plus decode; benchmarks/bench_scaling.py), and the workers need not run the
@@ -10,7 +11,7 @@ driver's pymatgen version.
 
 Failures: a worker that dies mid-batch (process killed, node lost, out of memory) is replaced by a
 new actor and its batch goes back to the queue; a batch is tried at most `max_attempts` times,
-after which its structures get a RelaxResult with `error` set. Every index is yielded once.
+after which its structures get an Evaluation whose relaxation has `error` set. Every index is yielded once.
 The workers must be able to import matsearch (install it on every node of a cluster).
 """
 
@@ -21,7 +22,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -30,42 +31,46 @@ from pymatgen.core import Lattice, Structure
 from ray.exceptions import RayError, RayTaskError
 
 from matsearch.errors import MatsearchError, ModelError
-from matsearch.evaluation.relaxers import build_relaxer
-from matsearch.results import RelaxResult
-from matsearch.spec import ExecutorSpec, MLIPSpec
+from matsearch.evaluation.evaluators import build_evaluator
+from matsearch.results import Evaluation, RelaxResult
+from matsearch.spec import ExecutorSpec, MLIPSpec, Scoring
 from matsearch.structures.codec import structure_from_json, structure_to_json
 
 logger = logging.getLogger(__name__)
 
-WireResult = tuple[str | None, dict[str, Any]]  # (relaxed structure as JSON, other fields)
+# (relaxed structure as JSON, other RelaxResult fields, other Evaluation fields)
+WireEvaluation = tuple[str | None, dict[str, Any], dict[str, Any]]
 
 
-def result_to_wire(result: RelaxResult) -> WireResult:
-    """A RelaxResult as plain data: the structure as codec JSON, every other field as is."""
-    values = {f.name: getattr(result, f.name) for f in fields(RelaxResult) if f.name != "structure"}
-    text = None if result.structure is None else structure_to_json(result.structure)
-    return text, values
+def evaluation_to_wire(evaluation: Evaluation) -> WireEvaluation:
+    """An Evaluation as plain data: the relaxed structure as codec JSON, every other field as is."""
+    relaxed = evaluation.relax
+    values = {f.name: getattr(relaxed, f.name) for f in fields(RelaxResult) if f.name != "structure"}
+    text = None if relaxed.structure is None else structure_to_json(relaxed.structure)
+    rest = {f.name: getattr(evaluation, f.name) for f in fields(Evaluation) if f.name != "relax"}
+    return text, values, rest
 
 
-def result_from_wire(wire: WireResult) -> RelaxResult:
-    """Inverse of `result_to_wire`."""
-    text, values = wire
-    return RelaxResult(structure=None if text is None else structure_from_json(text), **values)
+def evaluation_from_wire(wire: WireEvaluation) -> Evaluation:
+    """Inverse of `evaluation_to_wire`."""
+    text, values, rest = wire
+    relaxed = RelaxResult(structure=None if text is None else structure_from_json(text), **values)
+    return Evaluation(relax=relaxed, **rest)
 
 
-class RelaxWorker:
-    """Body of one Ray actor: a relaxer on this actor's device, fed JSON structures."""
+class EvaluationWorker:
+    """Body of one Ray actor: an evaluator on this actor's device, fed JSON structures."""
 
-    def __init__(self, mlip: MLIPSpec, num_threads: int) -> None:
+    def __init__(self, mlip: MLIPSpec, scoring: Scoring, num_threads: int) -> None:
         import torch
 
         torch.set_num_threads(num_threads)
-        self.relaxer = build_relaxer(mlip)
+        self.evaluator = build_evaluator(mlip, scoring)
 
     def ready(self) -> dict[str, Any]:
         """Load the model (one 2-atom energy) and say where this worker runs."""
         probe = Structure(Lattice.cubic(2.9), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-        (energy,) = self.relaxer.single_point([probe])
+        (energy,) = self.evaluator.single_point([probe])
         if not math.isfinite(energy):
             raise ModelError(f"the MLIP returned {energy} eV/atom for a 2-atom test cell")
         return {
@@ -75,10 +80,10 @@ class RelaxWorker:
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
         }
 
-    def relax(self, payload: list[str]) -> list[WireResult]:
-        """Relax structures given as codec JSON; one wire result per input, same order."""
+    def evaluate(self, payload: list[str], properties: list[str]) -> list[WireEvaluation]:
+        """Evaluate structures given as codec JSON; one wire evaluation per input, same order."""
         structures = [structure_from_json(text) for text in payload]
-        return [result_to_wire(r) for r in self.relaxer.relax(structures)]
+        return [evaluation_to_wire(e) for e in self.evaluator.evaluate(structures, properties)]
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class ExecutorStats:
 
 @dataclass
 class _Batch:
-    indices: list[int]  # positions in the structures passed to relax()
+    indices: list[int]  # positions in the structures passed to evaluate()
     attempts: int = 0
     last_error: str = ""
 
@@ -121,11 +126,12 @@ class _Slot:
 
 
 class RayExecutor:
-    """Relax on `spec.workers` Ray actors, yielding `(index, result)` as each batch finishes.
+    """Evaluate on `spec.workers` Ray actors, yielding `(index, evaluation)` as each batch finishes.
 
     Args:
         spec: the run spec's `executor` section (address, workers, GPUs and CPUs per worker).
         mlip: the run spec's `mlip` section; `batch_size` structures go to a worker at a time.
+        scoring: the run spec's `scoring` section (property scan settings).
         max_attempts: tries per batch (and consecutive start failures per worker slot) before
             giving up on it.
         startup_timeout_s: seconds to wait for a first worker to load its model while no batch is
@@ -138,6 +144,7 @@ class RayExecutor:
         self,
         spec: ExecutorSpec,
         mlip: MLIPSpec,
+        scoring: Scoring,
         *,
         max_attempts: int = 3,
         startup_timeout_s: float = 600.0,
@@ -146,13 +153,14 @@ class RayExecutor:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.spec = spec
         self.mlip = mlip
+        self.scoring = scoring
         self.max_attempts = max_attempts
         self.startup_timeout_s = startup_timeout_s
         self.stats = ExecutorStats()
         self._last_failure = "no failure recorded"
         self._started_ray = _connect(spec)
         _check_resources(spec)
-        self._actor_class = ray.remote(RelaxWorker).options(
+        self._actor_class = ray.remote(EvaluationWorker).options(
             num_cpus=spec.cpus_per_worker,
             num_gpus=spec.gpus_per_worker,
             max_restarts=0,
@@ -185,8 +193,10 @@ class RayExecutor:
                     f"{_per_worker(self.spec)} for each worker"
                 )
 
-    def relax(self, structures: Sequence[Structure]) -> Iterator[tuple[int, RelaxResult]]:
-        """Yield `(index into structures, result)` as batches finish; every index exactly once."""
+    def evaluate(
+        self, structures: Sequence[Structure], properties: Collection[str] = ()
+    ) -> Iterator[tuple[int, Evaluation]]:
+        """Yield `(index into structures, evaluation)` as batches finish; every index exactly once."""
         size = self.mlip.batch_size
         queue = deque(
             _Batch(list(range(start, min(start + size, len(structures)))))
@@ -197,7 +207,7 @@ class RayExecutor:
         pending = set(range(len(structures)))
         self._restart_workers_on_dead_nodes()  # a node may have gone since the last call
         try:
-            yield from self._run(structures, queue, payload, running, pending)
+            yield from self._run(structures, sorted(properties), queue, payload, running, pending)
         finally:  # the caller stopped early: workers finish those batches, results are dropped
             for _, slot_index in running.values():
                 slot = self._slots[slot_index] if slot_index < len(self._slots) else None
@@ -209,20 +219,21 @@ class RayExecutor:
     def _run(
         self,
         structures: Sequence[Structure],
+        properties: list[str],
         queue: deque[_Batch],
         payload: dict[int, str],
         running: dict[Any, tuple[_Batch, int]],
         pending: set[int],
-    ) -> Iterator[tuple[int, RelaxResult]]:
-        """The scheduling loop of `relax`: dispatch, wait for one event, handle it."""
+    ) -> Iterator[tuple[int, Evaluation]]:
+        """The scheduling loop of `evaluate`: dispatch, wait for one event, handle it."""
         idle_since = time.monotonic()
         while pending:
-            self._dispatch(structures, queue, payload, running)
+            self._dispatch(structures, properties, queue, payload, running)
             starting = [s.ready_ref for s in self._live_slots() if s.ready_ref is not None]
             if not running and not starting:
                 raise MatsearchError(
                     f"every Ray worker was lost and could not be restarted ({self._last_failure}), "
-                    f"with {len(pending)} structures left to relax; check the cluster and resume"
+                    f"with {len(pending)} structures left to evaluate; check the cluster and resume"
                 )
             timeout = None if running else _remaining(idle_since, self.startup_timeout_s)
             done, _ = ray.wait([*running, *starting], num_returns=1, timeout=timeout)
@@ -239,7 +250,7 @@ class RayExecutor:
             idle_since = time.monotonic()
             results = self._collect(ref, batch, slot_index, queue)
             # keep the freed worker busy while the caller stores these results
-            self._dispatch(structures, queue, payload, running)
+            self._dispatch(structures, properties, queue, payload, running)
             if results is None:
                 continue  # back in the queue
             pending.difference_update(batch.indices)
@@ -258,6 +269,7 @@ class RayExecutor:
     def _dispatch(
         self,
         structures: Sequence[Structure],
+        properties: list[str],
         queue: deque[_Batch],
         payload: dict[int, str],
         running: dict[Any, tuple[_Batch, int]],
@@ -272,7 +284,7 @@ class RayExecutor:
             for i in batch.indices:
                 if i not in payload:
                     payload[i] = structure_to_json(structures[i])
-            ref = slot.actor.relax.remote([payload[i] for i in batch.indices])
+            ref = slot.actor.evaluate.remote([payload[i] for i in batch.indices], properties)
             batch.attempts += 1
             slot.busy = True
             running[ref] = (batch, slot_index)
@@ -283,7 +295,7 @@ class RayExecutor:
 
     def _new_slot(self) -> _Slot:
         threads = max(1, math.floor(self.spec.cpus_per_worker))
-        actor = self._actor_class.remote(self.mlip, threads)
+        actor = self._actor_class.remote(self.mlip, self.scoring, threads)
         return _Slot(actor=actor, ready_ref=actor.ready.remote())
 
     def _slot_of_ready(self, ref: Any) -> int:
@@ -359,22 +371,22 @@ class RayExecutor:
 
     def _collect(
         self, ref: Any, batch: _Batch, slot_index: int, queue: deque[_Batch]
-    ) -> list[RelaxResult] | None:
+    ) -> list[Evaluation] | None:
         """The batch's results; None when it went back into the queue after a failure."""
         slot = self._slots[slot_index]
         assert slot is not None
         try:
             wire = ray.get(ref)
-        except RayTaskError as exc:  # the relaxer raised inside a live worker
+        except RayTaskError as exc:  # the evaluator raised inside a live worker
             slot.busy = False
             cause = exc.cause if isinstance(exc.cause, Exception) else exc
-            batch.last_error = f"the relaxer raised {type(cause).__name__}: {_first_line(cause)}"
+            batch.last_error = f"the evaluator raised {type(cause).__name__}: {_first_line(cause)}"
         except RayError as exc:  # the worker process or its node is gone
             batch.last_error = f"its Ray worker was lost ({type(exc).__name__})"
             self._replace(slot_index, _first_line(exc))
         else:
             slot.busy = False
-            return [result_from_wire(w) for w in wire]
+            return [evaluation_from_wire(w) for w in wire]
         if batch.attempts < self.max_attempts:
             self.stats.batches_retried += 1
             queue.appendleft(batch)
@@ -383,7 +395,7 @@ class RayExecutor:
         plural = "s" if batch.attempts > 1 else ""
         error = f"gave up after {batch.attempts} attempt{plural}: {batch.last_error}"
         logger.error("batch of %d structures %s", len(batch.indices), error)
-        return [RelaxResult(None, None, None, error=error) for _ in batch.indices]
+        return [Evaluation(RelaxResult(None, None, None, error=error)) for _ in batch.indices]
 
 
 def _connect(spec: ExecutorSpec) -> bool:

@@ -1,4 +1,4 @@
-"""Relaxer protocol: relax many structures and report energies. Knows nothing about proposers."""
+"""Relaxer protocol: an MLIP backend that relaxes many structures. Knows nothing about proposers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,18 @@ from matsearch.results import RelaxResult
 
 
 @runtime_checkable
-class Relaxer(Protocol):
-    """A named MLIP backend that relaxes a batch of structures.
+class FixedCellRelaxer(Protocol):
+    """What a property scan needs: relax the positions of many structures in their fixed cells."""
+
+    def relax_fixed_cell(self, structures: list[Structure], *, fmax: float, steps: int) -> list[RelaxResult]:
+        """Relax positions only (fmax in eV/Å, at most `steps` steps); one result per input, same
+        order, with `error` set for a structure that failed and never raising for one."""
+        ...
+
+
+@runtime_checkable
+class Relaxer(FixedCellRelaxer, Protocol):
+    """A named MLIP backend holding one model.
 
     Implementations must never raise for a bad structure: a failed structure gets a
     RelaxResult with `error` set, and the others are still relaxed.
@@ -20,9 +30,9 @@ class Relaxer(Protocol):
     name: str
 
     def relax(self, structures: list[Structure]) -> list[RelaxResult]:
-        """Relax each structure (positions and cell); one result per input, same order."""
+        """Relax positions and cell of each structure; one result per input, same order."""
         ...
 
     def single_point(self, structures: list[Structure]) -> list[float]:
-        """Energy per atom (eV/atom) of each structure as given, without relaxing."""
+        """Energy per atom (eV/atom) of each structure as given, without relaxing; NaN on failure."""
         ...

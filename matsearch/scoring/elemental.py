@@ -20,7 +20,8 @@ def mlip_elemental_references(elements: Iterable[str], executor: Executor) -> di
     owners = [el for el, structures in polymorphs.items() for _ in structures]
     structures = [s for group in polymorphs.values() for s in group]
     best: dict[str, float] = {}
-    for index, result in executor.relax(structures):
+    for index, evaluation in executor.evaluate(structures):
+        result = evaluation.relax
         energy = result.energy_per_atom
         if result.error is None and energy is not None and math.isfinite(energy):
             element = owners[index]

@@ -1,9 +1,9 @@
-"""Turn a relaxation result into objective scores (all eV/atom) on a candidate."""
+"""Turn an evaluation into objective scores on a candidate (energies in eV/atom, bulk modulus in GPa)."""
 
 from __future__ import annotations
 
 from matsearch.candidate import Candidate, Status
-from matsearch.results import RelaxResult
+from matsearch.results import Evaluation, RelaxResult
 from matsearch.scoring.hull import HullReference
 
 METASTABLE_EV_PER_ATOM = 0.1  # MatLLMSearch's metastability threshold on e_above_hull
@@ -53,3 +53,16 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
         candidate.scores["deformation_energy"] = result.initial_energy_per_atom - result.energy_per_atom
     candidate.extra["hull_reference"] = hull.name
     candidate.status = Status.SCORED
+
+
+def apply_evaluation(candidate: Candidate, evaluation: Evaluation, hull: HullReference) -> None:
+    """`apply_relax_result`, then the property scores of a scored candidate; a property that could
+    not be computed leaves its reason in ``extra["<name>_error"]`` (the missing score ranks last)."""
+    apply_relax_result(candidate, evaluation.relax, hull)
+    if candidate.status != Status.SCORED:
+        return
+    candidate.scores.update(evaluation.scores)
+    for name, error in evaluation.errors.items():
+        candidate.extra[f"{name}_error"] = error
+    if evaluation.scores or evaluation.errors:
+        candidate.timings["properties"] = evaluation.property_time_s

@@ -1,9 +1,10 @@
-"""Relaxer backends by name. Heavy packages are imported only when a backend is built."""
+"""Relaxer backends by name, and the evaluation stage around one. Heavy packages load on first use."""
 
 from __future__ import annotations
 
+from matsearch.evaluation.evaluator import Evaluator
 from matsearch.evaluation.relaxer import Relaxer
-from matsearch.spec import MLIPSpec
+from matsearch.spec import MLIPSpec, Scoring
 
 
 def build_relaxer(spec: MLIPSpec) -> Relaxer:
@@ -24,3 +25,8 @@ def build_relaxer(spec: MLIPSpec) -> Relaxer:
 
         return CHGNetRelaxer(fmax=spec.fmax, steps=spec.steps, timeout_s=spec.timeout_s)
     raise ValueError(f"unknown mlip backend '{spec.backend}'; allowed: matsearch, chgnet")
+
+
+def build_evaluator(mlip: MLIPSpec, scoring: Scoring) -> Evaluator:
+    """The evaluation stage for the spec's `mlip` backend and `scoring` settings."""
+    return Evaluator(build_relaxer(mlip), scoring)

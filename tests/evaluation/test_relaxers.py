@@ -144,3 +144,16 @@ def test_timeout_really_stops_the_relaxation(
     # one structure at a time for chgnet, all at once for ours; stopped within a few steps
     n_serial = len(rattled) if relaxer_class is CHGNetRelaxer else 1
     assert elapsed < n_serial * (timeout_s + 10 * step_s) + 2.0
+
+
+def test_fixed_cell_relaxation_keeps_the_cell_and_agrees_with_chgnet(
+    rattled: list[Structure], ours: MLIPRelaxer, reference: CHGNetRelaxer
+) -> None:
+    mine = ours.relax_fixed_cell(rattled, fmax=0.05, steps=200)
+    ref = reference.relax_fixed_cell(rattled, fmax=0.05, steps=200)
+    for start, a, b in zip(rattled, mine, ref, strict=True):
+        assert a.error is None and b.error is None and a.converged and b.converged
+        for relaxed in (a.structure, b.structure):  # ours may be on a reduced basis of the same lattice
+            assert relaxed.volume == pytest.approx(start.volume, rel=1e-9)
+            assert start.lattice.find_mapping(relaxed.lattice, ltol=1e-6, atol=1e-4) is not None
+        assert a.energy_per_atom == pytest.approx(b.energy_per_atom, abs=1e-3)

@@ -1,10 +1,12 @@
 """Bulk modulus from an equation-of-state fit over fixed-cell relaxations at scaled volumes.
 
-The cell is scaled isotropically to volumes V·(1 − strain) … V·(1 + strain), the positions are
+Each cell is scaled isotropically to volumes V·(1 − strain) … V·(1 + strain), the positions are
 relaxed in each fixed cell, and E(V) is fitted with pymatgen's EOS (Birch–Murnaghan by default).
-The input should be relaxed (cell and positions) with the same potential: the fit checks that its
-minimum lies inside the sampled volumes. A structure whose modulus cannot be computed gets a
-result with `error` set to one sentence; these functions never raise for a bad structure.
+`bulk_moduli` hands every scaled cell of every structure to the relaxer in one call, so a batched
+relaxer scans all candidates together. The inputs should be relaxed (cell and positions) with the
+same potential: the fit checks that its minimum lies inside the sampled volumes. A structure whose
+modulus cannot be computed gets a result with `error` set to one sentence; nothing here raises for
+a bad structure.
 """
 
 from __future__ import annotations
@@ -12,18 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
-from ase.calculators.calculator import Calculator
 from pymatgen.analysis.eos import EOS
 from pymatgen.core import Structure
-from pymatgen.io.ase import AseAtomsAdaptor
 
-from matsearch.scoring.strain_energy import relax_fixed_cell
-
-if TYPE_CHECKING:
-    from matsearch.mlip.protocol import BatchedModel
+from matsearch.evaluation.relaxer import FixedCellRelaxer
+from matsearch.results import RelaxResult
+from matsearch.spec import BulkModulusSpec
 
 EOS_NAMES = tuple(EOS.MODELS)
 
@@ -58,46 +56,6 @@ def volume_factors(strain: float, n_points: int) -> np.ndarray:
 def _check_eos(eos: str) -> None:
     if eos not in EOS_NAMES:
         raise ValueError(f"unknown equation of state '{eos}'; allowed: {', '.join(EOS_NAMES)}")
-
-
-def bulk_modulus(
-    structure: Structure,
-    calculator: Calculator,
-    *,
-    strain: float = 0.06,
-    n_points: int = 7,
-    fmax: float = 0.05,
-    steps: int = 200,
-    eos: str = "birch_murnaghan",
-) -> BulkModulusResult:
-    """Bulk modulus (GPa) of `structure` with any ASE calculator.
-
-    Args:
-        structure: a structure relaxed with the same potential.
-        calculator: an ASE calculator, e.g. ``load_model().as_ase_calculator()`` or chgnet's
-            ``CHGNetCalculator``.
-        strain: half-width of the volume scan as a fraction of the input volume.
-        n_points: number of volumes sampled.
-        fmax: force convergence of each fixed-cell relaxation, eV/Å.
-        steps: at most this many FIRE steps per volume.
-        eos: equation of state, one of EOS_NAMES.
-    """
-    _check_eos(eos)
-    factors = volume_factors(strain, n_points)
-    atoms = AseAtomsAdaptor.get_atoms(structure)
-    volumes, energies, n_unconverged = [], [], 0
-    for factor in factors:
-        scaled = atoms.copy()
-        scaled.set_cell(atoms.cell.array * factor ** (1 / 3), scale_atoms=True)
-        outcome = relax_fixed_cell(scaled, calculator, fmax=fmax, steps=steps)
-        if outcome.error is not None:
-            return BulkModulusResult(None, None, None, error=f"at volume ×{factor:.3f}: {outcome.error}")
-        volumes.append(scaled.get_volume() / len(scaled))
-        energies.append(outcome.energy_per_atom)
-        n_unconverged += not outcome.converged
-    result = fit_bulk_modulus(volumes, energies, eos=eos)
-    result.n_unconverged = n_unconverged
-    return result
 
 
 def fit_bulk_modulus(
@@ -147,45 +105,34 @@ def fit_bulk_modulus(
     return BulkModulusResult(b0, v0, e0, volumes=v.tolist(), energies=e.tolist(), b1=b1)
 
 
-def bulk_modulus_batched(
-    structures: Sequence[Structure],
-    model: BatchedModel,
-    *,
-    strain: float = 0.06,
-    n_points: int = 7,
-    fmax: float = 0.05,
-    steps: int = 200,
-    eos: str = "birch_murnaghan",
-    max_batch_atoms: int = 1024,
+def bulk_moduli(
+    structures: Sequence[Structure], relaxer: FixedCellRelaxer, settings: BulkModulusSpec
 ) -> list[BulkModulusResult]:
-    """Bulk moduli (GPa) of many structures with one batched fixed-cell relaxation of all volumes.
-
-    Same procedure and arguments as `bulk_modulus`, but every scaled cell of every structure is
-    relaxed together by ``matsearch.mlip.relax.relax`` (positions only) with an in-house model.
-    """
-    from matsearch.mlip.relax import relax
-
-    _check_eos(eos)
-    factors = volume_factors(strain, n_points)
+    """Bulk moduli (GPa) of many relaxed structures, every scaled cell relaxed in one relaxer call."""
+    factors = volume_factors(settings.strain, settings.n_points)
     scaled = []
     for structure in structures:
         for factor in factors:
             copy = structure.copy()
             copy.scale_lattice(structure.volume * factor)
             scaled.append(copy)
-    relaxed = relax(scaled, model, fmax=fmax, steps=steps, max_batch_atoms=max_batch_atoms, cell_filter=False)
-    results = []
-    for i, structure in enumerate(structures):
-        chunk = relaxed[i * n_points : (i + 1) * n_points]
-        failure = next(((f, r.error) for f, r in zip(factors, chunk, strict=True) if r.error), None)
-        if failure is not None:
-            results.append(
-                BulkModulusResult(None, None, None, error=f"at volume ×{failure[0]:.3f}: {failure[1]}")
-            )
-            continue
-        volumes = [structure.volume * f / len(structure) for f in factors]
-        energies = [math.nan if r.energy_per_atom is None else r.energy_per_atom for r in chunk]
-        result = fit_bulk_modulus(volumes, energies, eos=eos)
-        result.n_unconverged = sum(not r.converged for r in chunk)
-        results.append(result)
-    return results
+    relaxed = relaxer.relax_fixed_cell(scaled, fmax=settings.fmax, steps=settings.steps)
+    n_points = len(factors)
+    return [
+        _fit_scan(structure, factors, relaxed[i * n_points : (i + 1) * n_points], settings.eos)
+        for i, structure in enumerate(structures)
+    ]
+
+
+def _fit_scan(
+    structure: Structure, factors: np.ndarray, scan: list[RelaxResult], eos: str
+) -> BulkModulusResult:
+    """The EOS fit of one structure's scan, or the first failed volume as the error."""
+    for factor, point in zip(factors, scan, strict=True):
+        if point.error is not None:
+            return BulkModulusResult(None, None, None, error=f"at volume ×{factor:.3f}: {point.error}")
+    volumes = [structure.volume * f / len(structure) for f in factors]
+    energies = [math.nan if p.energy_per_atom is None else p.energy_per_atom for p in scan]
+    result = fit_bulk_modulus(volumes, energies, eos=eos)
+    result.n_unconverged = sum(not p.converged for p in scan)
+    return result
