@@ -157,6 +157,27 @@ def test_predict_returns_documented_shapes_and_types(samples: list[Structure]) -
         assert not out["charges"].any()  # no long-range head
 
 
+def test_energy_only_and_energy_forces_modes_match_the_full_prediction(
+    samples: list[Structure], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = load_model("default", device="cpu")
+    full = model.predict(samples)
+    with_forces = model.predict(samples, stress=False)
+
+    def no_autograd(*args, **kwargs):
+        raise AssertionError("energy-only screening built an autograd graph")
+
+    monkeypatch.setattr(torch.autograd, "grad", no_autograd)
+    energy_only = model.predict(samples, forces=False, stress=False)
+    for a, b, c in zip(full, with_forces, energy_only, strict=True):
+        assert set(c) == {"energy", "magmoms", "charges"}
+        assert set(b) == {"energy", "magmoms", "charges", "forces"}
+        assert c["energy"] == pytest.approx(a["energy"], abs=1e-4)
+        assert b["energy"] == pytest.approx(a["energy"], abs=1e-4)
+        np.testing.assert_allclose(b["forces"], a["forces"], atol=1e-4)
+        np.testing.assert_allclose(c["magmoms"], a["magmoms"], atol=1e-5)
+
+
 def test_long_range_head_contributes_to_forces(model64: MLIPModel, samples: list[Structure]) -> None:
     structure = samples[0]
     state = BatchedState.from_structures([structure], dtype=torch.float64)
