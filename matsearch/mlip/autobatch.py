@@ -10,11 +10,24 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import torch
+
 # Peak memory of one model call (energy, forces and stress; float32), measured on the CPU for
 # rock-salt supercells of 8-216 atoms at 11-22 Å³/atom: about 26 kB per bond and 24 kB per angle.
 BYTES_PER_BOND = 32_000
 BYTES_PER_ANGLE = 32_000
 BYTES_PER_ATOM = 4_000
+FREE_MEMORY_FRACTION = 0.8  # share of a GPU's free memory one batched model call may plan to use
+
+
+def memory_budget_bytes(requested_gb: float, device: torch.device) -> float:
+    """The batch memory budget in bytes: `requested_gb`, and on a CUDA device at most
+    FREE_MEMORY_FRACTION of the memory free on it now (other processes may share the GPU)."""
+    budget = requested_gb * 1e9
+    if device.type == "cuda":
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        budget = min(budget, FREE_MEMORY_FRACTION * free_bytes)
+    return budget
 
 
 def estimated_bytes(n_atoms: int, volume: float, atom_cutoff: float, bond_cutoff: float) -> float:

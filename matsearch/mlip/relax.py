@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from pymatgen.core import Lattice, Structure
 
-from matsearch.mlip.autobatch import AtomBudgetQueue, estimated_bytes
+from matsearch.mlip.autobatch import AtomBudgetQueue, estimated_bytes, memory_budget_bytes
 from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
 from matsearch.mlip.protocol import BatchedModel
 from matsearch.mlip.state import BatchedState
@@ -74,6 +74,8 @@ class FireState:
     alpha: torch.Tensor  # [B]
     n_downhill: torch.Tensor  # [B] consecutive steps with P = F·v > 0 (ASE's Nsteps)
     n_steps: torch.Tensor  # [B] optimiser steps taken
+    start_volume: torch.Tensor  # [B] Å³, cell volume at the start
+    initial_energy: torch.Tensor  # [B] eV/atom at the first finite evaluation, NaN before it
 
     @property
     def n_systems(self) -> int:
@@ -148,6 +150,8 @@ def fire_init(structures: Sequence[Structure], device: torch.device | str, param
         alpha=per_system(params.alpha_start),
         n_downhill=torch.zeros(n_systems, dtype=torch.long, device=state.device),
         n_steps=torch.zeros(n_systems, dtype=torch.long, device=state.device),
+        start_volume=torch.linalg.det(state.cell).abs(),
+        initial_energy=per_system(math.nan),
     )
 
 
@@ -246,15 +250,18 @@ def fire_step(
     return fire
 
 
-def min_pair_distances(positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+def min_pair_distances(
+    positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, n_max: int | None = None
+) -> torch.Tensor:
     """[B] shortest distance in Å between two atoms (or an atom and its own image) per system.
 
     Periodic images within one cell of the nearest fractional image are searched, so the result
     is never shorter than the true shortest distance (very skewed cells may hide a closer pair).
+    `n_max`, the most atoms in one system, saves a device-to-host read when the caller knows it.
     """
     n_systems = cell.shape[0]
     counts = torch.bincount(batch, minlength=n_systems)
-    n_max = int(counts.max())
+    n_max = int(counts.max()) if n_max is None else n_max
     starts = torch.cumsum(counts, 0) - counts
     local = torch.arange(len(batch), device=batch.device) - starts[batch]
     frac = torch.linalg.solve(cell[batch].transpose(1, 2), positions.unsqueeze(-1)).squeeze(-1)
@@ -278,12 +285,11 @@ def min_pair_distances(positions: torch.Tensor, cell: torch.Tensor, batch: torch
 
 @dataclass
 class _Running:
-    """Bookkeeping of one structure in the running batch."""
+    """Host-side bookkeeping of one structure in the running batch (its tensors live in FireState)."""
 
     index: int  # position in the caller's list
     start_time: float  # time.perf_counter() when it joined the batch
     start_volume: float  # Å³
-    initial_energy_per_atom: float | None = None
 
 
 def _input_problem(structure: Structure, atom_cutoff: float) -> str | None:
@@ -315,16 +321,6 @@ def model_cutoffs(model: object) -> tuple[float, float]:
     return float(config.atom_cutoff), float(config.bond_cutoff)
 
 
-def _structure_at(original: Structure, cell: torch.Tensor, positions: torch.Tensor) -> Structure:
-    """`original`'s species on a new cell (rows, Å) and Cartesian positions (Å)."""
-    return Structure(
-        Lattice(cell.cpu().numpy()),
-        original.species,
-        positions.cpu().numpy(),
-        coords_are_cartesian=True,
-    )
-
-
 def relax(
     structures: Sequence[Structure],
     model: BatchedModel | None = None,
@@ -353,7 +349,8 @@ def relax(
         max_volume_ratio: a structure whose volume grows or shrinks by more than this factor fails.
         min_distance: a structure with two atoms closer than this (Å) fails.
         max_batch_memory_gb: estimated peak memory of one model call (GB, from each structure's
-            density and the model's cutoffs); a structure that alone needs more fails.
+            density and the model's cutoffs; on CUDA at most 80 % of the GPU's free memory); a
+            structure that alone needs more fails.
 
     Returns:
         One RelaxResult per input, same order, relaxed on the LLL-reduced basis of the input cell.
@@ -388,7 +385,7 @@ def relax(
         params,
         max_volume_ratio,
         min_distance,
-        max_batch_memory_gb * 1e9,
+        memory_budget_bytes(max_batch_memory_gb, torch.device(model.device)),
     ).run()
 
 
@@ -470,14 +467,19 @@ class _BatchRelaxation:
         self.running += [_Running(i, now, self.structures[i].volume) for i in indices]
 
     def _iterate(self) -> None:
-        """Check, evaluate and step the running batch once."""
+        """Check, evaluate and step the running batch once.
+
+        Every per-structure decision is a mask on the model's device; the host reads two small
+        tensors per step (is any geometry broken; which systems are done) and the results of the
+        structures that finish, gathered in one transfer, so a CUDA batch does not synchronise
+        once per structure.
+        """
         fire = self.fire
         assert fire is not None
         positions, cell = fire.positions(), fire.cell()
-        n_steps = fire.n_steps.tolist()
-        errors = self._geometry_errors(positions, cell, fire.batch, n_steps)
-        if any(errors):
-            self._finish_failed(errors)
+        broken = self._broken_geometry(positions, cell)
+        if bool(broken.any()):
+            self._finish_broken_geometry(broken, positions, cell)
             return
         state = BatchedState(
             positions=positions.to(self.model.dtype),
@@ -489,72 +491,77 @@ class _BatchRelaxation:
         try:
             out = self.model.compute(state)
         except Exception as exc:  # noqa: BLE001 - find the structure that broke the model
-            self._finish_failed(self._isolate_model_errors(state, exc, n_steps))
+            self._finish_failed(self._isolate_model_errors(state, exc))
             return
         energy = out["energy"].detach().double()
         forces = out["forces"].detach().double()
         stress = out["stress_ev_per_a3"].detach().double()
-        finite = torch.isfinite(energy) & torch.isfinite(stress).all(dim=(1, 2))
         bad_atoms = (~torch.isfinite(forces).all(dim=1)).long()
         bad_forces = torch.zeros_like(fire.n_steps).index_add(0, fire.batch, bad_atoms) > 0
-        finite = finite & ~bad_forces
+        finite = torch.isfinite(energy) & torch.isfinite(stress).all(dim=(1, 2)) & ~bad_forces
+        energy_per_atom = energy / fire.cell_factor
+        unset = torch.isnan(fire.initial_energy) & finite
+        fire.initial_energy = torch.where(unset, energy_per_atom, fire.initial_energy)
         atom_forces, cell_forces = generalized_forces(fire, forces, stress, self.cell_filter)
-        converged = (max_generalized_force(fire, atom_forces, cell_forces) < self.fmax).tolist()
-        energy_per_atom = (energy / fire.cell_factor).tolist()
-        finite_list = finite.tolist()
-        now = time.perf_counter()
-        done = []
-        for b, run in enumerate(self.running):
-            if run.initial_energy_per_atom is None and finite_list[b]:
-                run.initial_energy_per_atom = energy_per_atom[b]
-            if not finite_list[b]:
-                error = f"the model returned NaN or infinite energy, forces or stress at step {n_steps[b]}"
-            elif converged[b] or n_steps[b] >= self.steps:
-                error = None
-            elif self.timeout_s is not None and now - run.start_time > self.timeout_s:
-                error = (
-                    f"relaxation exceeded {self.timeout_s:g} s wall-clock timeout after {n_steps[b]} steps"
-                )
-            else:
-                done.append(False)
-                continue
-            done.append(True)
-            self._finish(b, run, error, converged[b], cell, positions, out, now)
-        keep = ~torch.tensor(done, dtype=torch.bool, device=fire.batch.device)
-        self._keep(keep)
+        converged = max_generalized_force(fire, atom_forces, cell_forces) < self.fmax
+        done = ~finite | converged | (fire.n_steps >= self.steps)
+        finishing = set(torch.nonzero(done).flatten().tolist()) | self._timed_out()
+        if finishing:
+            self._finish(sorted(finishing), finite, converged, cell, positions, forces, stress, out)
+        keep = self._keep([b not in finishing for b in range(len(self.running))])
         if self.fire is not None:
             fire_step(self.fire, atom_forces[keep[fire.batch]], cell_forces[keep], self.params)
 
-    def _geometry_errors(
-        self, positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, n_steps: list[int]
-    ) -> list[str | None]:
-        """Per running system: why its geometry is broken (overlap, volume blow-up), or None."""
-        shortest = min_pair_distances(positions, cell, batch).tolist()
-        volumes = torch.linalg.det(cell).abs().tolist()
+    def _timed_out(self) -> set[int]:
+        """Running systems past their wall-clock limit (host clock only)."""
+        if self.timeout_s is None:
+            return set()
+        now = time.perf_counter()
+        return {b for b, run in enumerate(self.running) if now - run.start_time > self.timeout_s}
+
+    def _broken_geometry(self, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """[B] bool on the device: two atoms closer than min_distance, or the volume out of range."""
+        fire = self.fire
+        assert fire is not None
+        n_max = max(self.sizes[run.index] for run in self.running)
+        shortest = min_pair_distances(positions, cell, fire.batch, n_max)
+        ratio = torch.linalg.det(cell).abs() / fire.start_volume
+        wrong_volume = (ratio < 1.0 / self.max_volume_ratio) | (ratio > self.max_volume_ratio)
+        return (shortest < self.min_distance) | wrong_volume
+
+    def _finish_broken_geometry(
+        self, broken: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor
+    ) -> None:
+        """Fail the systems with broken geometry, each with the reason; the others carry on."""
+        fire = self.fire
+        assert fire is not None
+        n_max = max(self.sizes[run.index] for run in self.running)
+        shortest = min_pair_distances(positions, cell, fire.batch, n_max).cpu().tolist()
+        volumes = torch.linalg.det(cell).abs().cpu().tolist()
+        steps = fire.n_steps.cpu().tolist()
         errors: list[str | None] = []
-        for b, run in enumerate(self.running):
-            ratio = volumes[b] / run.start_volume
-            if shortest[b] < self.min_distance:
+        for b, (run, bad) in enumerate(zip(self.running, broken.cpu().tolist(), strict=True)):
+            if not bad:
+                errors.append(None)
+            elif shortest[b] < self.min_distance:
                 errors.append(
-                    f"two atoms are {shortest[b]:.2f} Å apart at step {n_steps[b]}, closer than "
+                    f"two atoms are {shortest[b]:.2f} Å apart at step {steps[b]}, closer than "
                     f"the {self.min_distance:g} Å minimum"
                 )
-            elif not (1.0 / self.max_volume_ratio <= ratio <= self.max_volume_ratio):
+            else:
                 errors.append(
                     f"the cell volume went from {run.start_volume:.1f} to {volumes[b]:.1f} Å³ by "
-                    f"step {n_steps[b]}, beyond the allowed factor {self.max_volume_ratio:g}"
+                    f"step {steps[b]}, beyond the allowed factor {self.max_volume_ratio:g}"
                 )
-            else:
-                errors.append(None)
-        return errors
+        self._finish_failed(errors)
 
-    def _isolate_model_errors(
-        self, state: BatchedState, exc: Exception, n_steps: list[int]
-    ) -> list[str | None]:
+    def _isolate_model_errors(self, state: BatchedState, exc: Exception) -> list[str | None]:
         """After the model raised on the batch, evaluate each system alone to find the culprits.
 
         Re-raises `exc` when every system passes alone (a batch-wide problem such as memory).
         """
+        assert self.fire is not None
+        n_steps = self.fire.n_steps.cpu().tolist()
         if state.n_systems > 1:
             errors: list[str | None] = []
             counts = state.n_atoms_per_system.tolist()
@@ -585,65 +592,106 @@ class _BatchRelaxation:
         """Record failures for the systems with an error and drop them from the batch."""
         assert self.fire is not None
         now = time.perf_counter()
-        n_steps = self.fire.n_steps.tolist()
+        n_steps = self.fire.n_steps.cpu().tolist()
+        initial = self.fire.initial_energy.cpu().tolist()
         for b, (run, error) in enumerate(zip(self.running, errors, strict=True)):
             if error is not None:
                 self.results[run.index] = RelaxResult(
                     structure=None,
                     energy_per_atom=None,
-                    initial_energy_per_atom=run.initial_energy_per_atom,
+                    initial_energy_per_atom=None if math.isnan(initial[b]) else initial[b],
                     steps=n_steps[b],
                     wall_time_s=now - run.start_time,
                     error=error,
                 )
-        assert self.fire is not None
-        keep = torch.tensor([e is None for e in errors], device=self.fire.batch.device)
-        self._keep(keep)
+        self._keep([e is None for e in errors])
 
     def _finish(
         self,
-        b: int,
-        run: _Running,
-        error: str | None,
-        converged: bool,
+        finishing: list[int],
+        finite: torch.Tensor,
+        converged: torch.Tensor,
         cell: torch.Tensor,
         positions: torch.Tensor,
+        forces: torch.Tensor,
+        stress: torch.Tensor,
         out: dict[str, torch.Tensor],
-        now: float,
     ) -> None:
-        """Record the result of running system `b`, evaluated by the model as `out`."""
+        """Record the results of the running systems `finishing`, read from the device in one go."""
         fire = self.fire
         assert fire is not None
-        steps = int(fire.n_steps[b])
-        if error is not None:
-            self.results[run.index] = RelaxResult(
-                structure=None,
-                energy_per_atom=None,
-                initial_energy_per_atom=run.initial_energy_per_atom,
-                steps=steps,
-                wall_time_s=now - run.start_time,
-                error=error,
-            )
-            return
-        atoms = fire.batch == b
+        device = fire.batch.device
+        chosen = torch.tensor(finishing, device=device)
+        atoms = torch.isin(fire.batch, chosen)
         magmoms = out.get("magmoms")
-        self.results[run.index] = RelaxResult(
-            structure=_structure_at(self.structures[run.index], cell[b], positions[atoms]),
-            energy_per_atom=float(out["energy"][b]) / self.sizes[run.index],
-            initial_energy_per_atom=run.initial_energy_per_atom,
-            converged=converged,
-            steps=steps,
-            wall_time_s=now - run.start_time,
-            forces_max=float(out["forces"].detach()[atoms].norm(dim=1).max()),
-            forces=out["forces"].detach()[atoms].double().tolist(),
-            stress_gpa=(out["stress_ev_per_a3"][b].detach().double() * EV_PER_A3_IN_GPA).tolist(),
-            magmoms=None if magmoms is None else magmoms.detach()[atoms].double().tolist(),
+        per_system = (
+            torch.stack(
+                [
+                    fire.n_steps[chosen].double(),
+                    finite[chosen].double(),
+                    converged[chosen].double(),
+                    out["energy"].detach().double()[chosen],
+                    fire.initial_energy[chosen],
+                ],
+                dim=1,
+            )
+            .cpu()
+            .tolist()
         )
+        cells = cell[chosen].cpu().numpy()
+        stress_gpa = (stress[chosen] * EV_PER_A3_IN_GPA).cpu().tolist()
+        sizes = [self.sizes[self.running[b].index] for b in finishing]
+        atom_positions = np.split(positions[atoms].cpu().numpy(), np.cumsum(sizes)[:-1])
+        atom_forces = np.split(forces[atoms].cpu().numpy(), np.cumsum(sizes)[:-1])
+        moments = (
+            None
+            if magmoms is None
+            else np.split(magmoms.detach()[atoms].double().cpu().numpy(), np.cumsum(sizes)[:-1])
+        )
+        now = time.perf_counter()
+        for k, b in enumerate(finishing):
+            run = self.running[b]
+            steps, is_finite, is_converged, energy, initial = per_system[k]
+            initial_energy = None if math.isnan(initial) else initial
+            error = None
+            if not is_finite:
+                error = f"the model returned NaN or infinite energy, forces or stress at step {int(steps)}"
+            elif not is_converged and steps < self.steps:
+                error = (
+                    f"relaxation exceeded {self.timeout_s:g} s wall-clock timeout after {int(steps)} steps"
+                )
+            if error is not None:
+                self.results[run.index] = RelaxResult(
+                    None,
+                    None,
+                    initial_energy,
+                    steps=int(steps),
+                    wall_time_s=now - run.start_time,
+                    error=error,
+                )
+                continue
+            self.results[run.index] = RelaxResult(
+                structure=Structure(
+                    Lattice(cells[k]),
+                    self.structures[run.index].species,
+                    atom_positions[k],
+                    coords_are_cartesian=True,
+                ),
+                energy_per_atom=energy / sizes[k],
+                initial_energy_per_atom=initial_energy,
+                converged=bool(is_converged),
+                steps=int(steps),
+                wall_time_s=now - run.start_time,
+                forces_max=float(np.linalg.norm(atom_forces[k], axis=1).max()),
+                forces=atom_forces[k].tolist(),
+                stress_gpa=stress_gpa[k],
+                magmoms=None if moments is None else moments[k].tolist(),
+            )
 
-    def _keep(self, keep: torch.Tensor) -> None:
-        """Drop the running systems where the [B] bool mask `keep` is false."""
-        if self.fire is None:
-            return
-        kept = keep.tolist()
+    def _keep(self, kept: list[bool]) -> torch.Tensor:
+        """Drop the running systems where `kept` is false; returns it as a [B] mask on the device."""
+        assert self.fire is not None
+        keep = torch.tensor(kept, dtype=torch.bool, device=self.fire.batch.device)
         self.running = [run for run, k in zip(self.running, kept, strict=True) if k]
         self.fire = self.fire.select(keep) if self.running else None
+        return keep

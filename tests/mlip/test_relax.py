@@ -16,7 +16,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from matsearch.mlip.autobatch import AtomBudgetQueue
+from matsearch.mlip.autobatch import FREE_MEMORY_FRACTION, AtomBudgetQueue, memory_budget_bytes
 from matsearch.mlip.relax import (
     FireParams,
     fire_init,
@@ -368,3 +368,43 @@ def test_mlip_through_batched_fire_matches_ase_fire_with_its_calculator(mlip_flo
         energy = atoms.get_potential_energy() / len(atoms)
         assert final.energy_per_atom == pytest.approx(energy, abs=1e-3)
         assert matcher.fit(final.structure, AseAtomsAdaptor.get_structure(atoms))
+
+
+HOST_READS = ("tolist", "cpu", "item", "__bool__", "__int__", "__float__")
+
+
+def _host_reads_of_relaxing(
+    structures: list[Structure], model, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, int]:
+    """How often tensors were read back to the host while relaxing `structures` for 6 steps."""
+    counts = dict.fromkeys(HOST_READS, 0)
+    with monkeypatch.context() as patch:
+        for name in HOST_READS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(self, *args, _name=name, _original=original, **kwargs):
+                counts[_name] += 1
+                return _original(self, *args, **kwargs)
+
+            patch.setattr(torch.Tensor, name, counted)
+        results = relax(structures, model, fmax=1e-9, steps=6, timeout_s=None)
+    assert all(r.steps == 6 and r.error is None for r in results)
+    return counts
+
+
+def test_host_reads_per_step_do_not_grow_with_the_number_of_structures(
+    mlip_float64, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Convergence and failure masks stay on the device: a GPU batch synchronises a fixed number
+    of times per step (the model's neighbour list included), not once per structure."""
+    starts = _oxide_and_silicon()
+    few = _host_reads_of_relaxing(starts[:1], mlip_float64, monkeypatch)
+    many = _host_reads_of_relaxing(starts * 3, mlip_float64, monkeypatch)
+    assert many == few
+
+
+def test_memory_budget_follows_free_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2e9, 80e9))
+    assert memory_budget_bytes(4.0, torch.device("cuda")) == pytest.approx(FREE_MEMORY_FRACTION * 2e9)
+    assert memory_budget_bytes(1.0, torch.device("cuda")) == pytest.approx(1e9)
+    assert memory_budget_bytes(4.0, torch.device("cpu")) == pytest.approx(4e9)
