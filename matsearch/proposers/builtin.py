@@ -50,7 +50,8 @@ class BuiltinProposer:
 
     weights: relative probability of each operator (missing names get 0); None uses
         DEFAULT_WEIGHTS. screen: a child that fails it (invalid, already seen) or the chemistry
-        prior (an ionic composition without ICSD oxidation states summing to zero) is discarded
+        prior (an ionic composition without ICSD oxidation states summing to zero; not applied to a
+        CSP target, whose composition the user fixed) is discarded
         and another operator draw made; a child records how many draws were screened out.
         max_attempts: operator draws per child before giving up on it.
     """
@@ -97,7 +98,7 @@ class BuiltinProposer:
             if result is None:
                 continue
             child, info = result
-            why = _implausible(child) or (self.screen(child) if self.screen is not None else None)
+            why = _implausible(child, limits) or (self.screen(child) if self.screen is not None else None)
             if why is not None:
                 screened, last_reason = screened + 1, why
                 continue
@@ -133,9 +134,10 @@ class BuiltinProposer:
         return names, weights / weights.sum()
 
 
-def _implausible(structure: Structure) -> str | None:
-    """The builtin chemistry prior (validity.is_plausible_composition) as a screening reason."""
-    if is_plausible_composition(structure.composition):
+def _implausible(structure: Structure, limits: ChemistryLimits) -> str | None:
+    """The builtin chemistry prior (validity.is_plausible_composition) as a screening reason; a CSP
+    target's composition is the user's choice, so it is never judged."""
+    if limits.target is not None or is_plausible_composition(structure.composition):
         return None
     return f"implausible: {structure.composition.reduced_formula} has no ICSD oxidation states summing to 0"
 

@@ -164,6 +164,18 @@ def test_csp_children_keep_target_composition(mp20: pd.DataFrame) -> None:
         assert len(p.structure) <= 16
 
 
+def test_csp_target_outside_the_composition_prior_still_gets_children() -> None:
+    """Pr2BiO2 (mp-545539, a real crystal) has no ICSD oxidation states summing to 0: the prior
+    that screens generated compositions must not screen out every child of a CSP target."""
+    limits = ChemistryLimits(elements=("Pr", "Bi", "O"), max_atoms=10, target=Composition("Pr2BiO2"))
+    rng = np.random.default_rng(0)
+    starts = [p.structure for p in random_starts(limits, 4, rng) if p.structure is not None]
+    parents = [candidate(structure, k + 1) for k, structure in enumerate(starts)]
+    proposals = BuiltinProposer().propose(parents, 6, limits, rng)
+    assert all(p.structure is not None for p in proposals), [p.reason for p in proposals]
+    assert {p.structure.composition.reduced_formula for p in proposals} == {"Pr2BiO2"}
+
+
 def test_same_seed_same_children(parents: list[Candidate]) -> None:
     proposer = BuiltinProposer()
     first = proposer.propose(parents, 12, LIMITS, np.random.default_rng(42))
