@@ -206,7 +206,8 @@ class MLIPSpec(_Strict):
 
     @model_validator(mode="after")
     def _backend_options(self) -> MLIPSpec:
-        """Options the chosen backend would ignore are refused; a model file must load."""
+        """Options the chosen backend would ignore are refused; a model file must be readable (its
+        header and tensors are checked here; the model itself is built only where it runs)."""
         if self.backend == "chgnet":
             for key in ("model", "device", "max_batch_memory_gb"):
                 if getattr(self, key) != MLIPSpec.model_fields[key].default:
@@ -215,7 +216,7 @@ class MLIPSpec(_Strict):
                         "own model); remove it or use backend 'matsearch'"
                     )
             return self
-        from matsearch.mlip.weights import load_model_file, model_names
+        from matsearch.mlip.weights import check_model_file, model_names
 
         if self.model not in model_names():
             if not Path(self.model).expanduser().is_file():
@@ -224,7 +225,7 @@ class MLIPSpec(_Strict):
                     "existing model file"
                 )
             try:
-                load_model_file(Path(self.model).expanduser())
+                check_model_file(Path(self.model).expanduser())
             except ModelError as exc:
                 raise ValueError(str(exc)) from None
         return self

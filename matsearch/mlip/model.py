@@ -24,9 +24,9 @@ from matsearch.mlip.basis import FourierAngle, RadialBessel, bond_angles
 from matsearch.mlip.graph import CrystalGraph, build_graph
 from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
 from matsearch.mlip.layers import AngleUpdate, AtomConv, BondConv
+from matsearch.mlip.protocol import EV_PER_A3_IN_GPA
 from matsearch.mlip.state import BatchedState
 
-EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa
 FILE_FORMAT = "matsearch-mlip"  # the ``format`` entry of our model files
 FILE_FORMAT_VERSION = 2  # written by ``MLIPModel.save``; 2 added ``pair_correction``
 

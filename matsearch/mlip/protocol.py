@@ -8,6 +8,8 @@ import torch
 
 from matsearch.mlip.state import BatchedState
 
+EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa: models compute stress in eV/Å³, results give GPa
+
 
 class BatchedModel(Protocol):
     """A batched potential with ``MLIPModel.compute``'s contract (see its docstring for units)."""

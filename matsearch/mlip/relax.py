@@ -32,14 +32,13 @@ from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip.autobatch import AtomBudgetQueue, estimated_bytes, memory_budget_bytes
 from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
-from matsearch.mlip.protocol import BatchedModel
+from matsearch.mlip.protocol import EV_PER_A3_IN_GPA, BatchedModel
 from matsearch.mlip.state import BatchedState
 from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
 
 logger = logging.getLogger(__name__)
 
-EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa
 CHGNET_CUTOFFS_A = (6.0, 3.0)  # atom and bond cutoffs assumed for models without a config
 
 

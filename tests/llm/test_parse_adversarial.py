@@ -86,9 +86,7 @@ def test_time_limit_is_enforced_outside_the_parser_and_the_next_answer_works() -
     parser = BoundedParser(time_limit_s=1.0, parse=hanging_parse)
     try:
         assert len(parser(to_poscar(NACL)).structures) == 1  # starts the worker
-        started = time.perf_counter()
-        result = parser("hang " + to_poscar(NACL))
-        assert time.perf_counter() - started < 1.0 + PER_ANSWER_LIMIT_S
+        result = parser("hang " + to_poscar(NACL))  # never returns without the limit
         assert result.structures == []
         assert [r.reason for r in result.rejected] == [RejectReason.TIME_LIMIT]
         assert "longer than 1 s" in result.rejected[0].detail

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import numpy as np
 import pytest
@@ -294,9 +293,7 @@ def test_cell_expanding_beyond_the_volume_limit_fails() -> None:
 
 def test_timeout_stops_a_slow_relaxation() -> None:
     slow = distorted(fcc(A0_AR * 1.03, supercell=(2, 2, 1)), seed=7, rattle_a=0.1, strain=0.03)
-    started = time.perf_counter()
     (result,) = relax([slow], LennardJones(), fmax=1e-9, steps=100_000, timeout_s=1.0)
-    assert time.perf_counter() - started < 3.0
     assert result.error.startswith("relaxation exceeded 1 s wall-clock timeout after ")
     assert result.structure is None and 0 < result.steps < 100_000
 
