@@ -314,7 +314,9 @@ class BulkModulusSpec(_Strict):
 
     strain: float = Field(0.06, gt=0, lt=0.3, description="Volume range ±strain (0.06 = ±6 %).")
     n_points: int = Field(7, ge=5, le=21, description="Volumes in the scan.")
-    fmax: float = Field(0.05, gt=0, description="Force convergence of each fixed-cell relaxation, eV/Å.")
+    fmax: float = Field(
+        FMAX_EV_PER_A, gt=0, description="Force convergence of each fixed-cell relaxation, eV/Å."
+    )
     steps: int = Field(200, ge=1, description="Step cap of each fixed-cell relaxation.")
     eos: Literal["birch_murnaghan", "murnaghan", "vinet"] = "birch_murnaghan"
 
@@ -328,8 +330,10 @@ class StrainEnergySpec(_Strict):
         max_length=6,
         description="Voigt strain (xx, yy, zz, yz, xz, xy; engineering shears).",
     )
-    fmax: float = Field(0.05, gt=0)
-    steps: int = Field(200, ge=1)
+    fmax: float = Field(
+        FMAX_EV_PER_A, gt=0, description="Force convergence of the internal relaxation, eV/Å."
+    )
+    steps: int = Field(200, ge=1, description="Step cap of the internal relaxation.")
 
 
 class Scoring(_Strict):

@@ -42,7 +42,9 @@ def _relax_one(structure: Structure, calculator: Calculator, fmax: float, steps:
     n_steps = int(optimizer.nsteps)
     if not math.isfinite(energy) or not np.isfinite(atoms.positions).all():
         error = "the calculator returned a non-finite energy"
-        return RelaxResult(None, None, None, steps=n_steps, error=error)
+        return RelaxResult(
+            None, None, None, steps=n_steps, wall_time_s=time.perf_counter() - started, error=error
+        )
     return RelaxResult(
         structure=AseAtomsAdaptor.get_structure(atoms),
         energy_per_atom=energy,
