@@ -210,7 +210,7 @@ def export(
                 chosen,
                 out_dir,
                 [ExportFormat(f) for f in fmt],
-                result.objectives(),
+                result.spec().objectives,
                 cif_p1=cif_p1,
                 force=force,
             )

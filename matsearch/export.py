@@ -27,7 +27,7 @@ from pymatgen.io.vasp import Poscar
 from matsearch.candidate import Candidate
 from matsearch.errors import ExportError
 from matsearch.spec import Objective
-from matsearch.structures.symmetry import SYMPREC_ANGSTROM
+from matsearch.structures.symmetry import SPGLIB_ERRORS, SYMPREC_ANGSTROM
 
 EXTXYZ_NAME = "candidates.extxyz"
 CSV_NAME = "candidates.csv"
@@ -182,7 +182,7 @@ def export_candidates(
             paths.append(out_dir / f"{stem}.cif")
             try:
                 write_cif(structure, paths[-1])
-            except ValueError:  # spglib could not decide the space group
+            except SPGLIB_ERRORS:  # spglib could not decide the space group (as in space_group())
                 write_cif(structure, paths[-1], symmetrise=False)
                 unsymmetrised.append(candidate.id)
             if cif_p1:

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from matsearch.candidate import Candidate
-from matsearch.spec import OBJECTIVE_UNITS, Objective
+from matsearch.display import score_unit
+from matsearch.spec import Objective
 from matsearch.structures.symmetry import SYMPREC_ANGSTROM, space_group
 
 # builtin objective → manifest column (unit in the name, as in spec.OBJECTIVE_UNITS)
@@ -38,11 +39,6 @@ BASE_UNITS = {
 def objective_column(name: str) -> str:
     """The manifest column of objective `name`."""
     return OBJECTIVE_COLUMNS.get(name, name)
-
-
-def objective_unit(name: str) -> str | None:
-    """The unit of a builtin objective; None for a custom one (its function's docstring says)."""
-    return OBJECTIVE_UNITS.get(name)
 
 
 def manifest_rows(
@@ -98,12 +94,12 @@ def write_json(rows: list[dict[str, Any]], objectives: Sequence[Objective], path
     described = []
     for objective in objectives:
         column = objective_column(objective.name)
-        units.setdefault(column, objective_unit(objective.name))
+        units.setdefault(column, score_unit(objective.name))
         described.append(
             {
                 "name": objective.name,
                 "column": column,
-                "unit": objective_unit(objective.name),
+                "unit": score_unit(objective.name),
                 "direction": objective.direction,
                 "target": objective.target,
                 "bounds": objective.bounds,

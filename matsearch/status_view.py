@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from matsearch.display import known_label, score_header, space_group_text
+
 _SHORT = {
     "e_above_hull": "e_hull",
     "deformation_energy": "ΔE deform",
@@ -17,20 +19,13 @@ _SHORT = {
 }
 
 
-def score_header(column: dict[str, Any]) -> str:
-    """Short column name with its unit, e.g. 'B (GPa)'; a custom score's unit is its function's."""
-    name = _SHORT.get(column["name"], column["name"])
-    return f"{name} ({column['unit']})" if column["unit"] else name
+def _header(column: dict[str, Any]) -> str:
+    """Short column name with its unit, e.g. 'B (GPa)'."""
+    return score_header(column["name"], _SHORT.get(column["name"]))
 
 
 def _number(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
-
-
-def known_label(candidate: dict[str, Any]) -> str:
-    """'mp-22862', 'new structure' or 'new composition', plus artefact flags."""
-    label = candidate["known_id"] or (candidate["novelty"] or "—").replace("_", " ")
-    return f"{label} ({', '.join(candidate['flags'])})" if candidate["flags"] else label
 
 
 def print_status(console: Console, data: dict[str, Any]) -> None:
@@ -51,7 +46,7 @@ def generations_table(data: dict[str, Any]) -> Table:
     for column in ("gen", *counts[:-1], "S.U.N."):
         table.add_column(column, justify="right")
     for objective in objectives:
-        table.add_column(f"best {score_header(objective)}\nthis gen / so far", justify="right")
+        table.add_column(f"best {_header(objective)}\nthis gen / so far", justify="right")
     table.add_column("hypervolume", justify="right")
     for row in data["generations"]:
         gen = str(row["generation"]) + ("" if row["completed"] else " (running)")
@@ -81,13 +76,13 @@ def csp_table(csp: dict[str, Any]) -> Table:
     best = (
         "—"
         if lowest is None
-        else f"#{lowest['id']} {lowest['formula']} {_number(lowest['energy_per_atom_ev'])}"
+        else f"#{lowest['id']} {lowest['formula']} {_number(lowest['energy_per_atom_ev'])} eV/atom"
     )
-    group = lowest and lowest["space_group"]
+    group = lowest and space_group_text(lowest["space_group"])
     if group:
-        best += f" ({group['symbol']})"
+        best += f", {group}"
     table = Table(
-        title=f"CSP of {csp['target']}: lowest so far {best} eV/atom; known structure {found}",
+        title=f"CSP of {csp['target']}: lowest so far {best}; known structure {found}",
         title_justify="left",
     )
     for column in ("gen", "lowest E this gen (eV/atom)", "lowest E so far (eV/atom)", "match (RMSD)"):
@@ -141,20 +136,19 @@ def candidates_table(data: dict[str, Any]) -> Table:
     for name in ("id", "formula", "gen", "origin/operator", "space group"):
         table.add_column(name, justify="right" if name in ("id", "gen") else "left")
     for column in columns:
-        table.add_column(score_header(column), justify="right")
+        table.add_column(_header(column), justify="right")
     table.add_column("conv", justify="right")
     table.add_column("known as / new", justify="left")
     for c in data["candidates"]:
-        group = c["space_group"]
         scores = [_number(c["scores"].get(col["name"]), 1 if col["unit"] == "GPa" else 3) for col in columns]
         table.add_row(
             str(c["id"]),
             c["formula"],
             str(c["generation"]),
             f"{c['origin']}/{c['operator']}",
-            "—" if group is None else f"{group['symbol']} ({group['number']})",
+            space_group_text(c["space_group"]) or "—",
             *scores,
             "yes" if c["converged"] else "no",
-            known_label(c),
+            known_label(c["known_id"], c["novelty"], c["flags"]),
         )
     return table

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
+from matsearch.display import score_unit
 from matsearch.run import Run
-from matsearch.spec import CUSTOM_PREFIX, OBJECTIVE_UNITS
+from matsearch.spec import CUSTOM_PREFIX, Objective, Task
 from matsearch.structures.symmetry import space_group
 
 SCHEMA_VERSION = 1
@@ -52,42 +53,35 @@ def run_summary(run_dir: str | Path, top: int | None = 50) -> dict[str, Any]:
     best value of each objective this generation and so far, the CSP answer, proposer and operator
     yields, and the `top` lowest-e_above_hull relaxed candidates with space group and known id."""
     run = Run(run_dir)
-    spec = yaml.safe_load(run.spec_yaml()) or {}
+    spec = run.spec()
     candidates = run.candidates()
     listed = run.best(top)
-    objectives = spec.get("objectives") or [{"name": "e_above_hull", "direction": "min"}]
-    task = spec.get("task") or {}
     return {
         "schema_version": SCHEMA_VERSION,
         "run_dir": str(run_dir),
-        "name": spec.get("name"),
-        "task": {"kind": task.get("kind", "generate"), "target": task.get("target")},
+        "name": spec.name,
+        "task": {"kind": spec.task.kind, "target": spec.task.target},
         "hull_reference": run.meta().get("hull_reference"),
         "last_generation": run.last_generation,
-        "scores": score_columns(objectives, listed),
-        "generations": generation_rows(run, candidates, objectives),
-        "csp": csp_section(run, candidates, task) if task.get("kind") == "csp" else None,
+        "scores": score_columns(spec.objectives, listed),
+        "generations": generation_rows(run, candidates, spec.objectives),
+        "csp": csp_section(run, candidates, spec.task) if spec.task.kind == "csp" else None,
         "proposers": run.origin_stats(),
         "operators": run.operator_stats(),
         "candidates": [candidate_row(c) for c in listed],
     }
 
 
-def score_unit(name: str) -> str | None:
-    """Unit of a score: eV/atom, GPa, or None for a custom score (its function's docstring says)."""
-    return OBJECTIVE_UNITS.get(name)
-
-
-def score_columns(objectives: Sequence[dict], listed: Sequence[Candidate]) -> list[dict[str, Any]]:
+def score_columns(objectives: Sequence[Objective], listed: Sequence[Candidate]) -> list[dict[str, Any]]:
     """The objectives (in spec order), then e_above_hull and custom scores the listed candidates carry."""
     columns = [
         {
-            "name": o["name"],
-            "unit": score_unit(o["name"]),
+            "name": o.name,
+            "unit": score_unit(o.name),
             "objective": True,
-            "direction": o.get("direction") or (None if o.get("target") is not None else "min"),
-            "target": o.get("target"),
-            "bounds": list(o["bounds"]) if o.get("bounds") else None,
+            "direction": o.direction,
+            "target": o.target,
+            "bounds": list(o.bounds) if o.bounds else None,
         }
         for o in objectives
     ]
@@ -108,17 +102,17 @@ def score_columns(objectives: Sequence[dict], listed: Sequence[Candidate]) -> li
     return columns
 
 
-def best_value(values: Sequence[float], objective: dict) -> float | None:
+def best_value(values: Sequence[float | None], objective: Objective) -> float | None:
     """The best of `values` for `objective` (lowest, highest, or closest to its target); None if empty."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
         return None
-    if objective.get("target") is not None:
-        return min(finite, key=lambda v: abs(v - objective["target"]))
-    return max(finite) if objective.get("direction") == "max" else min(finite)
+    if objective.target is not None:
+        return min(finite, key=lambda v: abs(v - objective.target))
+    return max(finite) if objective.direction == "max" else min(finite)
 
 
-def generation_rows(run: Run, candidates: Sequence[Candidate], objectives: Sequence[dict]) -> list[dict]:
+def generation_rows(run: Run, candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> list[dict]:
     """Per generation: counts, rates, hypervolume and, per objective, the best value among this
     generation's relaxed children and among every relaxed candidate up to it (best so far)."""
     metrics = run.generation_metrics()
@@ -138,10 +132,10 @@ def generation_rows(run: Run, candidates: Sequence[Candidate], objectives: Seque
                 "counts": {key: _int_or_none(source.get(name)) for name, key in _COUNTS.items()},
                 "rates": {key: (stored or {}).get(name) for name, key in _RATES.items()},
                 "best_this_generation": {
-                    o["name"]: best_value([c.scores.get(o["name"]) for c in this], o) for o in objectives
+                    o.name: best_value([c.scores.get(o.name) for c in this], o) for o in objectives
                 },
                 "best_so_far": {
-                    o["name"]: best_value([c.scores.get(o["name"]) for c in so_far], o) for o in objectives
+                    o.name: best_value([c.scores.get(o.name) for c in so_far], o) for o in objectives
                 },
                 "hypervolume": (stored or {}).get("hypervolume"),
                 "hypervolume_reference": (stored or {}).get("hypervolume_reference"),
@@ -155,7 +149,7 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def csp_section(run: Run, candidates: Sequence[Candidate], task: dict) -> dict[str, Any]:
+def csp_section(run: Run, candidates: Sequence[Candidate], task: Task) -> dict[str, Any]:
     """CSP: the lowest-energy relaxed structure so far and, with `task.known_structure`, whether and
     how closely the known answer was found (as the engine recorded after each generation). RMSD is
     pymatgen's, normalised by (V/n)^(1/3), so it has no unit."""
@@ -176,7 +170,7 @@ def csp_section(run: Run, candidates: Sequence[Candidate], task: dict) -> dict[s
                 "match_rmsd": stored.get("csp_match_rmsd"),
             }
         )
-    known = task.get("known_structure")
+    known = task.known_structure
     last = metrics[max(metrics)] if metrics else {}
     match = None
     if known is not None:
@@ -190,7 +184,7 @@ def csp_section(run: Run, candidates: Sequence[Candidate], task: dict) -> dict[s
             "lowest_is_match": bool(last.get("csp_lowest_matches_known", False)),
         }
     return {
-        "target": task.get("target"),
+        "target": task.target,
         "known_structure": None if known is None else str(known),
         "lowest": None if lowest is None else _lowest(lowest),
         "match": match,
@@ -198,21 +192,25 @@ def csp_section(run: Run, candidates: Sequence[Candidate], task: dict) -> dict[s
     }
 
 
+def _space_group(structure: Structure | None) -> dict[str, Any] | None:
+    """{"symbol", "number"} of the relaxed cell; None without one or where spglib finds none."""
+    group = None if structure is None else space_group(structure)
+    return None if group is None else {"symbol": group.symbol, "number": group.number}
+
+
 def _lowest(c: Candidate) -> dict[str, Any]:
-    group = space_group(c.relaxed) if c.relaxed is not None else None
     return {
         "id": c.id,
         "formula": c.formula,
         "generation": c.generation,
         "energy_per_atom_ev": c.energy_per_atom,
-        "space_group": None if group is None else {"symbol": group.symbol, "number": group.number},
+        "space_group": _space_group(c.relaxed),
     }
 
 
 def candidate_row(c: Candidate) -> dict[str, Any]:
     """One relaxed candidate: lineage, space group of the relaxed cell, known id or new, scores (in
     the units of `scores`) and, for each score it lacks, why."""
-    group = space_group(c.relaxed) if c.relaxed is not None else None
     return {
         "id": c.id,
         "formula": c.formula,
@@ -220,7 +218,7 @@ def candidate_row(c: Candidate) -> dict[str, Any]:
         "origin": c.origin,
         "operator": c.operator,
         "parents": list(c.parents),
-        "space_group": None if group is None else {"symbol": group.symbol, "number": group.number},
+        "space_group": _space_group(c.relaxed),
         "known_id": c.known_id,
         "novelty": None if c.novelty is None else c.novelty.value,
         "flags": [flag.value for flag in c.flags],

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from matsearch import Search
 
@@ -133,3 +134,30 @@ def test_run_on_an_existing_name_says_what_to_do_and_overwrite_replaces_it(run_d
     assert done.returncode == 0, done.stderr
     assert not (run_dir / "stale.txt").exists()  # the folder was replaced, not reused
     assert json.loads(_cli("status", str(run_dir), "--json").stdout)["last_generation"] == 0
+
+
+def test_report_and_status_of_a_copied_run_whose_hull_file_is_not_here(
+    bulk_modulus_run: Path, tmp_path: Path
+) -> None:
+    """A finished run folder copied to another machine: its spec names a user hull file (given
+    relative to the spec file, stored resolved) that the copy cannot reach. The report is still
+    written, with a note in place of the phase diagram, and status still works."""
+    copy = tmp_path / "elsewhere" / bulk_modulus_run.name
+    shutil.copytree(bulk_modulus_run, copy)
+    shutil.rmtree(copy / "report", ignore_errors=True)
+    spec_file = copy / "spec.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    hull = Path(spec["reference"]["hull"])
+    assert hull.name == "my_hull.csv" and hull.is_file()
+    # where the file sat on the machine the run came from; there is nothing there on this one
+    gone = tmp_path / "origin" / hull.name
+    spec_file.write_text(yaml.safe_dump({**spec, "reference": {**spec["reference"], "hull": str(gone)}}))
+
+    done = _cli("report", str(copy))
+    assert done.returncode == 0, done.stderr
+    text = (copy / "report" / "report.html").read_text()
+    assert f"Not drawn: the run&#x27;s hull reference &#x27;{gone}&#x27; is not available here" in text
+    assert 'id="figure-pareto"' in text and "bulk_modulus (GPa)" in text
+    status = _cli("status", str(copy), "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["name"] == "bulk"

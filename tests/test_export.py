@@ -60,7 +60,7 @@ def exported(run: Run, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, 
     out = tmp_path_factory.mktemp("export") / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExportWarning)  # a current run stores forces and stress
-        export_candidates(chosen, out, list(ExportFormat), run.objectives(), cif_p1=True)
+        export_candidates(chosen, out, list(ExportFormat), run.spec().objectives, cif_p1=True)
     return chosen, out
 
 
@@ -138,7 +138,7 @@ def test_manifest_has_space_group_novelty_and_every_objective_with_units(exporte
     document = json.loads((out / "candidates.json").read_text())
     assert document["units"]["deformation_energy_ev_per_atom"] == "eV/atom"
     assert document["units"]["custom:atoms"] is None  # in the unit its function states
-    assert [o["name"] for o in document["objectives"]] == [o.name for o in run.objectives()]
+    assert [o["name"] for o in document["objectives"]] == [o.name for o in run.spec().objectives]
     rows = document["candidates"]
     assert [r["e_above_hull_ev_per_atom"] for r in rows] == [c.e_above_hull for c in chosen]
     assert rows[0]["files"] == [f"{candidate_stem(chosen[0])}{end}" for end in (".cif", "_P1.cif", ".POSCAR")]

@@ -20,8 +20,9 @@ from matsearch.report.generations import objectives_figure
 from matsearch.report.lineage import lineage_figure, lineage_roots
 from matsearch.report.pareto import pareto_figure
 from matsearch.report.phase_diagram import phase_diagram_figure
+from matsearch.run import Run
 from matsearch.scoring.hull import HullReference
-from matsearch.spec import dump_spec, parse_spec
+from matsearch.spec import Objective, dump_spec, parse_spec
 from matsearch.store import RunStore
 from matsearch.structures.known import KnownMaterials
 
@@ -158,7 +159,7 @@ def test_report_is_one_self_contained_html_with_every_figure(run_dir: Path, hull
 
 def test_report_best_table_and_counts(run_dir: Path, hull: HullReference) -> None:
     text = make_report(run_dir, hull=hull).read_text()
-    best = load_snapshot(run_dir).best()
+    best = Run(run_dir).best(1)[0]
     assert best.formula == "Li2O" and best.e_above_hull < 0
     first_row = re.search(r"<tbody><tr><td>(\d+)</td><td>([^<]+)</td>", text)
     assert first_row.groups() == (str(best.id), "Li2O")
@@ -178,17 +179,31 @@ def test_pareto_labels_the_front_by_formula_and_marks_missing_scores(run_dir: Pa
     assert all(
         label.split()[1] == by_id[int(label.split()[0][1:])].formula for label in traces["Pareto front"].text
     )
-    # seeds have no deformation energy: drawn in the 'missing' band, not dropped, with the reason
+    # seeds have no deformation energy: drawn in the 'missing' band, not dropped, with the reason,
+    # on the worse side of a minimised objective (above every present value)
     seeds = [c for c in snapshot.scored if c.operator == "seed"]
     missing = traces["missing deformation_energy"]
     assert len(missing.x) == len(seeds) == 4
-    assert all(
-        y < min(c.scores["deformation_energy"] for c in snapshot.scored if c.parents) for y in missing.y
-    )
+    present = [c.scores["deformation_energy"] for c in snapshot.scored if c.parents]
+    assert all(y > max(present) for y in missing.y)
     assert all("a seed is a known DFT-relaxed crystal" in h for h in missing.hovertext)
     assert sum(len(t.x) for t in fig.data if t.name.startswith(("relaxed", "missing"))) == len(
         snapshot.scored
     )
+
+
+@pytest.mark.parametrize("goal", [{"direction": "max"}, {"target": 0.05}])
+def test_missing_scores_are_drawn_on_the_worse_side_of_each_objective(run_dir: Path, goal: dict) -> None:
+    snapshot = load_snapshot(run_dir)
+    objectives = [Objective(name="e_above_hull"), Objective(name="deformation_energy", **goal)]
+    fig = pareto_figure(snapshot.scored, snapshot.last_population, objectives)
+    missing = next(t for t in fig.data if t.name.startswith("missing deformation_energy"))
+    present = [c.scores["deformation_energy"] for c in snapshot.scored if c.parents]
+    if "target" in goal:  # farther from the target than any present value
+        assert all(abs(y - 0.05) > max(abs(v - 0.05) for v in present) for y in missing.y)
+    else:  # maximised: below every present value
+        assert all(y < min(present) for y in missing.y)
+    assert len(missing.y) == 4 and all("deformation_energy missing" in h for h in missing.hovertext)
 
 
 def test_objectives_per_generation_follow_the_store(run_dir: Path) -> None:
@@ -206,7 +221,7 @@ def test_objectives_per_generation_follow_the_store(run_dir: Path) -> None:
 def test_phase_diagram_places_the_candidate_at_its_formation_energy(
     run_dir: Path, hull: HullReference
 ) -> None:
-    best = load_snapshot(run_dir).best()
+    best = Run(run_dir).best(1)[0]
     fig = phase_diagram_figure(best, hull)
     star = [t for t in fig.data if (t.name or "").startswith("#")]
     assert len(star) == 1
@@ -220,7 +235,7 @@ def test_phase_diagram_places_the_candidate_at_its_formation_energy(
 def test_lineage_shows_every_ancestor_and_operator(run_dir: Path) -> None:
     snapshot = load_snapshot(run_dir)
     by_id = snapshot.by_id()
-    best = snapshot.best()
+    best = Run(run_dir).best(1)[0]
     fig = lineage_figure([best], by_id)
     texts = [a.text for a in fig.layout.annotations]
     # best (gen 2, strain) ← Li2O (gen 1, swap) ← Li2O seed mp-1960

@@ -20,13 +20,14 @@ def objectives_figure(snapshot: RunSnapshot) -> go.Figure:
     by_id = snapshot.by_id()
     fig = make_subplots(rows=len(objectives), cols=1, shared_xaxes=True, vertical_spacing=0.08)
     for row, objective in enumerate(objectives, start=1):
-        goal = objective.model_dump()
         name = objective.name
         so_far = [
-            best_value([c.scores.get(name) for c in scored if c.generation <= g], goal) for g in generations
+            best_value([c.scores.get(name) for c in scored if c.generation <= g], objective)
+            for g in generations
         ]
         this = [
-            best_value([c.scores.get(name) for c in scored if c.generation == g], goal) for g in generations
+            best_value([c.scores.get(name) for c in scored if c.generation == g], objective)
+            for g in generations
         ]
         median = []
         for g in generations:

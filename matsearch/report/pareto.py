@@ -1,7 +1,9 @@
 """Pareto figure: every relaxed candidate on the first two objectives, front labelled by formula.
 
 Candidates lacking a score are not dropped: they are drawn as grey crosses in a band just outside
-the axis range, labelled "missing", with the reason in their hover text.
+the axis range on that objective's worse side (above the data for `min`, below for `max`, beyond
+the farthest from the target for `target`), so that they never look like the best, labelled
+"missing", with the reason in their hover text.
 """
 
 from __future__ import annotations
@@ -26,13 +28,22 @@ def _values(candidates: Sequence[Candidate], name: str) -> np.ndarray:
     return np.array([c.scores.get(name, math.nan) for c in candidates], dtype=float)
 
 
-def _missing_position(values: np.ndarray) -> float:
-    """Where to draw a missing value: below the smallest present value by MISSING_OFFSET of the span."""
+def _missing_position(values: np.ndarray, objective: Objective | None) -> float:
+    """Where to draw a missing value: MISSING_OFFSET of the span beyond the worst present value of
+    `objective` (above the largest for `min`, below the smallest for `max`, farther from the target
+    than the farthest for `target`, on that one's side). `objective` None (the generation axis):
+    below the smallest."""
     present = values[np.isfinite(values)]
     if not present.size:
-        return 0.0
-    span = float(present.max() - present.min()) or max(abs(float(present.min())), 1.0)
-    return float(present.min()) - MISSING_OFFSET * span
+        return 0.0 if objective is None or objective.target is None else objective.target
+    low, high = float(present.min()), float(present.max())
+    offset = MISSING_OFFSET * ((high - low) or max(abs(low), abs(high), 1.0))
+    if objective is None or objective.direction == "max":
+        return low - offset
+    if objective.target is not None:
+        farthest = max((low, high), key=lambda v: abs(v - objective.target))
+        return farthest + (offset if farthest >= objective.target else -offset)
+    return high + offset
 
 
 def _hover(c: Candidate, names: list[str]) -> str:
@@ -54,11 +65,14 @@ def pareto_figure(
         x, y = _values(scored, names[0]), _values(scored, names[1])
         x_title, y_title = axis_title(shown[0]), axis_title(shown[1])
         title = "Pareto front of the first two objectives"
+        x_missing = _missing_position(x, shown[0])
     else:
         x = np.array([c.generation for c in scored], dtype=float)
         y = _values(scored, names[0])
         x_title, y_title = "generation", axis_title(shown[0])
         title = f"{names[0]} of every relaxed candidate"
+        x_missing = _missing_position(x, None)
+    y_missing = _missing_position(y, shown[-1])
     complete = np.isfinite(x) & np.isfinite(y)
     fig = go.Figure()
     idx = np.flatnonzero(complete)
@@ -84,8 +98,8 @@ def pareto_figure(
     if ring:  # at their drawn place, also when it is the 'missing' band
         fig.add_trace(
             go.Scatter(
-                x=np.where(np.isfinite(x), x, _missing_position(x))[ring],
-                y=np.where(np.isfinite(y), y, _missing_position(y))[ring],
+                x=np.where(np.isfinite(x), x, x_missing)[ring],
+                y=np.where(np.isfinite(y), y, y_missing)[ring],
                 mode="markers",
                 name=f"survivors, last generation ({len(ring)})",
                 marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"color": "crimson", "width": 2}},
@@ -112,7 +126,7 @@ def pareto_figure(
                 hoverinfo="text",
             )
         )
-    _add_missing(fig, scored, x, y, names, complete)
+    _add_missing(fig, scored, (x, x_missing), (y, y_missing), names, complete)
     fig.update_layout(
         title=title,
         xaxis_title=x_title,
@@ -129,16 +143,17 @@ def pareto_figure(
 def _add_missing(
     fig: go.Figure,
     scored: Sequence[Candidate],
-    x: np.ndarray,
-    y: np.ndarray,
+    x_axis: tuple[np.ndarray, float],
+    y_axis: tuple[np.ndarray, float],
     names: list[str],
     complete: np.ndarray,
 ) -> None:
-    """Candidates lacking a score, as grey crosses at the 'missing' position of that axis."""
+    """Candidates lacking a score, as grey crosses at the 'missing' position of that axis (values
+    and missing position of each axis)."""
     lacking = np.flatnonzero(~complete)
     if not lacking.size:
         return
-    x_missing, y_missing = _missing_position(x), _missing_position(y)
+    (x, x_missing), (y, y_missing) = x_axis, y_axis
     xs = np.where(np.isfinite(x[lacking]), x[lacking], x_missing)
     ys = np.where(np.isfinite(y[lacking]), y[lacking], y_missing)
     which = sorted({n for i in lacking for n in names if n not in scored[i].scores})

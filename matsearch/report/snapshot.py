@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from matsearch.candidate import Candidate, Status
-from matsearch.spec import RunSpec, parse_spec
+from matsearch.run import Run
+from matsearch.spec import RunSpec
 from matsearch.store import RunStore
 
 
@@ -21,7 +20,6 @@ class RunSnapshot:
     candidates: list[Candidate]
     populations: dict[int, list[int]]  # generation -> survivor ids, best first
     metrics: dict[int, dict[str, Any]]  # generation -> stored metrics
-    meta: dict[str, Any]
 
     @property
     def scored(self) -> list[Candidate]:
@@ -35,24 +33,18 @@ class RunSnapshot:
     def by_id(self) -> dict[int, Candidate]:
         return {c.id: c for c in self.candidates}
 
-    def best(self) -> Candidate | None:
-        """Lowest e_above_hull (eV/atom) over the run, ties to the lower id (as Run.best)."""
-        scored = sorted(self.scored, key=lambda c: (c.e_above_hull, c.id))
-        return scored[0] if scored else None
-
 
 def load_snapshot(run_dir: str | Path) -> RunSnapshot:
-    """Read spec, candidates, populations and metrics of a run without locking it."""
+    """Read spec, candidates, populations and metrics of a run without locking it. The spec is
+    the stored one (`Run.spec`): files it names need not exist here."""
     run_dir = Path(run_dir)
+    spec = Run(run_dir).spec()
     with RunStore.open(run_dir, lock=False) as store:
-        data = yaml.safe_load(store.spec_yaml())
-        data["output"] = str(run_dir.parent)
         completed = store.last_completed_generation()
         populations = {} if completed is None else {g: store.population(g) for g in range(completed + 1)}
         return RunSnapshot(
-            spec=parse_spec(data),
+            spec=spec,
             candidates=store.candidates(),
             populations={g: ids for g, ids in populations.items() if ids},
             metrics=store.generation_metrics(),
-            meta=store.meta(),
         )

@@ -6,6 +6,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from matsearch.display import known_label, score_header, space_group_text
+
 
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
@@ -22,24 +24,13 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _unit(column: dict[str, Any]) -> str:
-    return f"{column['name']} ({column['unit'] or 'own unit'})"
-
-
-def _space_group(group: dict[str, Any] | None) -> str | None:
-    return None if group is None else f"{group['symbol']} ({group['number']})"
-
-
 def candidates_table(summary: dict[str, Any]) -> str:
     """The listed candidates: lineage, space group, each score column with its unit, known or new."""
     columns = summary["scores"]
     header = ["id", "formula", "gen", "origin/operator", "parents", "space group"]
-    header += [_unit(c) for c in columns] + ["converged", "known as / new", "missing scores"]
+    header += [score_header(c["name"]) for c in columns] + ["converged", "known as / new", "missing scores"]
     rows = []
     for c in summary["candidates"]:
-        known = c["known_id"] or (c["novelty"] or "—").replace("_", " ")
-        if c["flags"]:
-            known += f" ({', '.join(c['flags'])})"
         missing = "; ".join(f"{k}: {v}" for k, v in c["missing_scores"].items()) or None
         rows.append(
             [
@@ -48,10 +39,10 @@ def candidates_table(summary: dict[str, Any]) -> str:
                 c["generation"],
                 f"{c['origin']}/{c['operator']}",
                 ", ".join(f"#{p}" for p in c["parents"]) or None,
-                _space_group(c["space_group"]),
+                space_group_text(c["space_group"]),
                 *(c["scores"].get(col["name"]) for col in columns),
                 c["converged"],
-                known,
+                known_label(c["known_id"], c["novelty"], c["flags"]),
                 missing,
             ]
         )
@@ -64,7 +55,7 @@ def generations_table(summary: dict[str, Any]) -> str:
     counts = ["proposed", "valid", "unique", "relaxed", "failed", "metastable", "new", "sun"]
     header = ["gen", *counts[:-1], "S.U.N."]
     for o in objectives:
-        header += [f"best {_unit(o)} this gen", f"best {_unit(o)} so far"]
+        header += [f"best {score_header(o['name'])} this gen", f"best {score_header(o['name'])} so far"]
     header.append("hypervolume")
     rows = []
     for g in summary["generations"]:
@@ -97,7 +88,7 @@ def csp_sentence(csp: dict[str, Any]) -> str:
     lowest, match = csp["lowest"], csp["match"]
     text = f"Target {csp['target']}. "
     if lowest is not None:
-        group = _space_group(lowest["space_group"]) or "space group not found"
+        group = space_group_text(lowest["space_group"]) or "space group not found"
         text += (
             f"Lowest energy so far: #{lowest['id']} {lowest['formula']}, {group}, "
             f"{lowest['energy_per_atom_ev']:.4f} eV/atom (generation {lowest['generation']}). "

@@ -8,6 +8,8 @@ from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 SYMPREC_ANGSTROM = 0.1  # spglib distance tolerance, Å (Materials Project's choice for relaxed structures)
+# what pymatgen raises when spglib gives up on a cell (no dataset): catch these wherever spglib runs
+SPGLIB_ERRORS = (TypeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -23,5 +25,5 @@ def space_group(structure: Structure, symprec: float = SYMPREC_ANGSTROM) -> Spac
     try:
         analyzer = SpacegroupAnalyzer(structure, symprec=symprec)
         return SpaceGroup(analyzer.get_space_group_symbol(), int(analyzer.get_space_group_number()))
-    except (TypeError, ValueError):  # spglib gives up on some distorted cells (no dataset)
+    except SPGLIB_ERRORS:  # spglib gives up on some distorted cells (no dataset)
         return None

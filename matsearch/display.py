@@ -1,0 +1,34 @@
+"""Text shared by `status`, the report and the export manifest: score units, "name (unit)" column
+headers, space groups and the known-or-new label."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matsearch.spec import OBJECTIVE_UNITS
+
+CUSTOM_UNIT = "own unit"  # a custom score is in whatever unit its function's docstring states
+
+
+def score_unit(name: str) -> str | None:
+    """Unit of a score: eV/atom, GPa, or None for a custom score (its function's docstring says)."""
+    return OBJECTIVE_UNITS.get(name)
+
+
+def score_header(name: str, label: str | None = None) -> str:
+    """Column header with the unit, e.g. 'bulk_modulus (GPa)', or with `label` in place of the name
+    ('B (GPa)'); a custom score says 'own unit'."""
+    return f"{label or name} ({score_unit(name) or CUSTOM_UNIT})"
+
+
+def space_group_text(group: Mapping[str, Any] | None) -> str | None:
+    """'Fm-3m (225)' from a {"symbol", "number"} dict; None where spglib found no space group."""
+    return None if group is None else f"{group['symbol']} ({group['number']})"
+
+
+def known_label(known_id: str | None, novelty: str | None, flags: Sequence[str]) -> str:
+    """'mp-22862', 'new structure' or 'new composition' ('—' when not matched yet), plus any
+    artefact flags, e.g. 'new composition (elemental)'."""
+    label = known_id or (str(novelty) if novelty else "—").replace("_", " ")
+    return f"{label} ({', '.join(str(f) for f in flags)})" if flags else label
