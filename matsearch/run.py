@@ -11,7 +11,7 @@ import yaml
 from matsearch.candidate import Candidate, Status
 from matsearch.scoring.discovery import is_artefact, is_new
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM
-from matsearch.spec import MLIPSpec, Reference, RunSpec, parse_spec
+from matsearch.spec import RunSpec, parse_spec
 from matsearch.store import RunStore
 
 
@@ -74,25 +74,15 @@ class Run:
         """The spec the run was started with, as stored: the one way to read a run's objectives,
         task, hull reference and settings (status, report and export all use it).
 
-        The files it names are not checked again: `reference` and `mlip` (hull reference file,
-        model file) are taken as stored, since they were checked when the run started and a copied
-        or moved run folder may no longer reach them. Every other section is validated as usual
-        (SpecError on a spec.yaml edited into an invalid one). `output` is this run's parent folder.
+        The files it names (hull reference file, model file) are not checked again: they were
+        checked when the run started, and a copied or moved run folder may no longer reach them;
+        no model is loaded. Everything else is validated as usual (SpecError on a spec.yaml edited
+        into an invalid one). `output` is this run's parent folder.
         """
         data = yaml.safe_load(self.spec_yaml()) or {}
-        if not isinstance(data, dict):
-            return parse_spec(data)  # the one-sentence SpecError
-        reference = data.pop("reference", None) or {}
-        mlip = data.pop("mlip", None) or {}
-        # placeholders that check no file and load no model, replaced by the stored sections below
-        data = {**data, "output": str(self.run_dir.parent), "mlip": {"backend": "chgnet"}}
-        spec = parse_spec(data)
-        return spec.model_copy(
-            update={
-                "reference": Reference.model_construct(**reference),
-                "mlip": MLIPSpec.model_construct(**mlip),
-            }
-        )
+        if isinstance(data, dict):
+            data["output"] = str(self.run_dir.parent)
+        return parse_spec(data, check_files=False)
 
     def admitted_flags(self) -> list[str]:
         """Artefact flags the run counts as discoveries (its spec's `discovery.admit`)."""

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -205,7 +206,7 @@ class MLIPSpec(_Strict):
     )
 
     @model_validator(mode="after")
-    def _backend_options(self) -> MLIPSpec:
+    def _backend_options(self, info: ValidationInfo) -> MLIPSpec:
         """Options the chosen backend would ignore are refused; a model file must be readable (its
         header and tensors are checked here; the model itself is built only where it runs)."""
         if self.backend == "chgnet":
@@ -215,6 +216,8 @@ class MLIPSpec(_Strict):
                         f"'{key}' is not used by backend 'chgnet' (it runs the chgnet package's "
                         "own model); remove it or use backend 'matsearch'"
                     )
+            return self
+        if not _checking_files(info):
             return self
         from matsearch.mlip.weights import check_model_file, model_names
 
@@ -419,8 +422,8 @@ class Reference(_Strict):
 
     @field_validator("hull")
     @classmethod
-    def _exists(cls, value: str) -> str:
-        if value not in HULL_REFERENCES and not Path(value).expanduser().is_file():
+    def _exists(cls, value: str, info: ValidationInfo) -> str:
+        if _checking_files(info) and value not in HULL_REFERENCES and not Path(value).expanduser().is_file():
             raise ValueError(
                 f"'{value}' is neither a known reference ({', '.join(HULL_REFERENCES)}) "
                 "nor an existing CSV/JSON file of formation energies"
@@ -585,14 +588,23 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def parse_spec(data: dict[str, Any]) -> RunSpec:
-    """Validate a spec dict; raise SpecError with one sentence on the first problem."""
+def parse_spec(data: dict[str, Any], *, check_files: bool = True) -> RunSpec:
+    """Validate a spec dict; raise SpecError with one sentence on the first problem.
+
+    ``check_files=False`` leaves out the checks of the files a spec names (hull reference file,
+    model file): for a stored run's spec, checked when the run started, whose folder may since
+    have been copied or moved."""
     if not isinstance(data, dict):
         raise SpecError("the spec must be a YAML mapping of keys such as name, chemistry, generations")
     try:
-        return RunSpec.model_validate(data)
+        return RunSpec.model_validate(data, context={"check_files": check_files})
     except ValidationError as exc:
         raise SpecError(f"invalid spec: {_one_sentence(exc)}") from None
+
+
+def _checking_files(info: ValidationInfo) -> bool:
+    """Whether this validation checks the files a spec names (see parse_spec)."""
+    return (info.context or {}).get("check_files", True)
 
 
 class _DuplicateKey(yaml.YAMLError):
