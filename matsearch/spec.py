@@ -538,6 +538,12 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def _one_sentence(error: ValidationError) -> str:
+    """The first validation error as one line: control characters in keys or values (a key such as
+    "a\\nb") are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in _describe(error))
+
+
+def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     key = _location(first["loc"])
     kind = first["type"]

@@ -118,6 +118,11 @@ MALFORMED = [
         id="infinite-number",
     ),
     pytest.param(
+        {**BASE, "chemistry": {"elements": ["Na", "Cl"], "\n": None}},
+        "unknown key 'chemistry.\\n' in 'chemistry'",
+        id="control-character-in-a-key",
+    ),
+    pytest.param(
         {**BASE, "mlip": {"backend": "mace"}},
         "'mlip.backend': Input should be 'matsearch' or 'chgnet'",
         id="bad-mlip",
