@@ -86,8 +86,9 @@ def bulk_modulus_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def csp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CSP of NaCl in cells of 2 atoms from random starts, with rock salt as the known structure
-    (found in generation 0 at this size)."""
+    """CSP of NaCl in cells of up to 4 atoms from random starts, with rock salt as the known
+    structure (found in generation 0). Two-atom cells were too few: every crossover child could
+    relax into rock salt, leaving no child with parents for the report's lineage."""
     from pymatgen.core import Lattice, Structure
 
     from matsearch import Search
@@ -103,7 +104,7 @@ def csp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "population_size": 4,
         "children_per_generation": 4,
         "mlip": {"steps": 100},
-        "chemistry": {"elements": ["Na", "Cl"], "max_atoms": 2},
+        "chemistry": {"elements": ["Na", "Cl"], "max_atoms": 4},
         "task": {"kind": "csp", "target": "NaCl", "known_structure": str(folder / "NaCl.cif")},
         "objectives": [{"name": "energy_per_atom", "direction": "min"}],
     }
