@@ -7,7 +7,10 @@ for `mirror_dir` (its path) or `use_mirror` (MATSEARCH_DATA_DIR set to it for on
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -109,3 +112,20 @@ def csp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "objectives": [{"name": "energy_per_atom", "direction": "min"}],
     }
     return Search(spec).run().run_dir
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    """Runs `python -m matsearch.cli ARGS...` as a user would and returns the finished process
+    (text output, wide terminal so tables are not wrapped)."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "matsearch.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    return run

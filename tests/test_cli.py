@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from matsearch import Search
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "matsearch.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +27,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Search(spec).run().run_dir
 
 
-def test_status_json_lists_every_relaxed_candidate_with_e_hull(run_dir: Path) -> None:
-    done = _cli("status", str(run_dir), "--json")
+def test_status_json_lists_every_relaxed_candidate_with_e_hull(run_dir: Path, cli) -> None:
+    done = cli("status", str(run_dir), "--json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["last_generation"] == 0
@@ -50,9 +38,9 @@ def test_status_json_lists_every_relaxed_candidate_with_e_hull(run_dir: Path) ->
     assert status["proposers"]["known"]["proposed"] >= 1
 
 
-def test_export_writes_files_and_rejects_unknown_formats(run_dir: Path, tmp_path: Path) -> None:
+def test_export_writes_files_and_rejects_unknown_formats(run_dir: Path, tmp_path: Path, cli) -> None:
     out = tmp_path / "all"
-    done = _cli(
+    done = cli(
         "export", str(run_dir), "--top", "1", "-f", "cif", "-f", "csv", "--out", str(out), "--include-known"
     )
     assert done.returncode == 0, done.stderr
@@ -60,38 +48,38 @@ def test_export_writes_files_and_rejects_unknown_formats(run_dir: Path, tmp_path
     assert (out / "candidates.csv").read_text().startswith("id,formula,spacegroup_symbol,spacegroup_number")
     assert not (out / "candidates.json").exists()
     new_only = tmp_path / "new"
-    done = _cli("export", str(run_dir), "-f", "cif", "-f", "json", "--out", str(new_only))
+    done = cli("export", str(run_dir), "-f", "cif", "-f", "json", "--out", str(new_only))
     assert done.returncode == 0, done.stderr
     for row in json.loads((new_only / "candidates.json").read_text())["candidates"]:
         assert row["novelty"] in ("new_structure", "new_composition")  # known seeds are left out
         assert row["known_id_or_new"] == "new"
-    bad = _cli("export", str(run_dir), "-f", "xyzzy")
+    bad = cli("export", str(run_dir), "-f", "xyzzy")
     assert bad.returncode == 2
     assert "unknown export format 'xyzzy'; allowed: cif, poscar, extxyz, csv, json" in bad.stderr
-    bad_set = _cli("export", str(run_dir), "--vasp", "MyOwnSet")
+    bad_set = cli("export", str(run_dir), "--vasp", "MyOwnSet")
     assert bad_set.returncode == 2 and "allowed: MPRelaxSet, MPScanRelaxSet" in bad_set.stderr
 
 
-def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
-    done = _cli("status", str(tmp_path))
+def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path, cli) -> None:
+    done = cli("status", str(tmp_path))
     assert done.returncode == 2
     assert "is not a matsearch run folder" in done.stderr
 
 
-def test_data_list_says_where_each_dataset_comes_from(use_mirror: Path) -> None:
-    listing = _cli("data", "list")
+def test_data_list_says_where_each_dataset_comes_from(use_mirror: Path, cli) -> None:
+    listing = cli("data", "list")
     assert listing.returncode == 0
     assert str(use_mirror / "mp20" / "mp20_structures.csv.gz") in listing.stdout
     assert "https://raw.githubusercontent.com/txie-93/cdvae/main/data/mp_20/train.csv" in listing.stdout
     assert "…" not in listing.stdout
-    rows = {row["name"]: row for row in json.loads(_cli("data", "list", "--json").stdout)}
+    rows = {row["name"]: row for row in json.loads(cli("data", "list", "--json").stdout)}
     assert rows["mp20"]["availability"] == "mirrored"
     assert rows["mp20-known-structures"]["availability"] == "shipped"
     assert rows["mp-energies-2023-01-10"]["availability"] == "unavailable"  # MATSEARCH_OFFLINE=1
 
 
-def test_fetch_names_unknown_datasets() -> None:
-    unknown = _cli("data", "fetch", "no-such-dataset")
+def test_fetch_names_unknown_datasets(cli) -> None:
+    unknown = cli("data", "fetch", "no-such-dataset")
     assert unknown.returncode == 2 and "Unknown dataset 'no-such-dataset'" in unknown.stderr
 
 
@@ -101,43 +89,43 @@ def _one_line_exit_2(done: subprocess.CompletedProcess, message: str) -> None:
     assert message in done.stderr
 
 
-def test_missing_spec_and_corrupted_store_are_one_line_errors(run_dir: Path, tmp_path: Path) -> None:
+def test_missing_spec_and_corrupted_store_are_one_line_errors(run_dir: Path, tmp_path: Path, cli) -> None:
     no_spec = tmp_path / "no_spec"
     shutil.copytree(run_dir, no_spec)
     (no_spec / "spec.yaml").unlink()
     for command in ("resume", "report"):
-        _one_line_exit_2(_cli(command, str(no_spec)), "spec.yaml' is missing")
+        _one_line_exit_2(cli(command, str(no_spec)), "spec.yaml' is missing")
     corrupted = tmp_path / "corrupted"
     shutil.copytree(run_dir, corrupted)
     (corrupted / "run.sqlite").write_bytes(b"\x00garbage" * 4096)
     for wal in corrupted.glob("run.sqlite-*"):
         wal.unlink()
     for command in ("status", "resume", "report"):
-        _one_line_exit_2(_cli(command, str(corrupted)), "is not a readable matsearch run database")
+        _one_line_exit_2(cli(command, str(corrupted)), "is not a readable matsearch run database")
 
 
-def test_version_is_the_installed_package_version() -> None:
+def test_version_is_the_installed_package_version(cli) -> None:
     from importlib.metadata import version
 
-    done = _cli("--version")
+    done = cli("--version")
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"matsearch {version('matsearch')}\n"
 
 
-def test_run_on_an_existing_name_says_what_to_do_and_overwrite_replaces_it(run_dir: Path) -> None:
+def test_run_on_an_existing_name_says_what_to_do_and_overwrite_replaces_it(run_dir: Path, cli) -> None:
     spec = run_dir / "spec.yaml"  # the resolved spec names this very run folder
-    again = _cli("run", str(spec))
+    again = cli("run", str(spec))
     _one_line_exit_2(again, f"run folder '{run_dir}' already holds a run; resume it")
     assert "choose another name, or replace it (`matsearch run --overwrite`" in again.stderr
     (run_dir / "stale.txt").write_text("from the earlier run")
-    done = _cli("run", str(spec), "--overwrite")
+    done = cli("run", str(spec), "--overwrite")
     assert done.returncode == 0, done.stderr
     assert not (run_dir / "stale.txt").exists()  # the folder was replaced, not reused
-    assert json.loads(_cli("status", str(run_dir), "--json").stdout)["last_generation"] == 0
+    assert json.loads(cli("status", str(run_dir), "--json").stdout)["last_generation"] == 0
 
 
 def test_report_and_status_of_a_copied_run_whose_hull_file_is_not_here(
-    bulk_modulus_run: Path, tmp_path: Path
+    bulk_modulus_run: Path, tmp_path: Path, cli
 ) -> None:
     """A finished run folder copied to another machine: its spec names a user hull file (given
     relative to the spec file, stored resolved) that the copy cannot reach. The report is still
@@ -153,11 +141,11 @@ def test_report_and_status_of_a_copied_run_whose_hull_file_is_not_here(
     gone = tmp_path / "origin" / hull.name
     spec_file.write_text(yaml.safe_dump({**spec, "reference": {**spec["reference"], "hull": str(gone)}}))
 
-    done = _cli("report", str(copy))
+    done = cli("report", str(copy))
     assert done.returncode == 0, done.stderr
     text = (copy / "report" / "report.html").read_text()
     assert f"Not drawn: the run&#x27;s hull reference &#x27;{gone}&#x27; is not available here" in text
     assert 'id="figure-pareto"' in text and "bulk_modulus (GPa)" in text
-    status = _cli("status", str(copy), "--json")
+    status = cli("status", str(copy), "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["name"] == "bulk"

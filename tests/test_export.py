@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -62,16 +59,6 @@ def exported(run: Run, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, 
         warnings.simplefilter("error", ExportWarning)  # a current run stores forces and stress
         export_candidates(chosen, out, list(ExportFormat), run.spec().objectives, cif_p1=True)
     return chosen, out
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "matsearch.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def test_extxyz_reads_back_with_the_stored_energy_forces_and_stress(exported) -> None:
@@ -153,21 +140,23 @@ def test_extxyz_of_a_candidate_without_stored_forces_keeps_its_energy(exported, 
     assert atoms.get_potential_energy() == pytest.approx(old.energy_per_atom * len(atoms), rel=1e-12)
 
 
-def test_used_folder_is_refused_unless_force_which_clears_the_old_export(run: Run, tmp_path: Path) -> None:
+def test_used_folder_is_refused_unless_force_which_clears_the_old_export(
+    run: Run, tmp_path: Path, cli
+) -> None:
     out = tmp_path / "exp"
-    first = _cli("export", str(run.run_dir), "--out", str(out), "--include-known")
+    first = cli("export", str(run.run_dir), "--out", str(out), "--include-known")
     assert first.returncode == 0, first.stderr
     assert len(list(out.glob("*.cif"))) == len(run.best())
-    again = _cli("export", str(run.run_dir), "--out", str(out), "--include-known", "--top", "1")
+    again = cli("export", str(run.run_dir), "--out", str(out), "--include-known", "--top", "1")
     assert again.returncode == 2
     assert len(again.stderr.strip().splitlines()) == 1
     assert "is not empty; choose another folder with --out, or add --force" in again.stderr
-    forced = _cli("export", str(run.run_dir), "--out", str(out), "--include-known", "--top", "1", "--force")
+    forced = cli("export", str(run.run_dir), "--out", str(out), "--include-known", "--top", "1", "--force")
     assert forced.returncode == 0, forced.stderr
     assert len(list(out.glob("*.cif"))) == 1  # no stale files from the first export
     assert len(pd.read_csv(out / "candidates.csv")) == 1
     (out / "notes.txt").write_text("mine")
-    foreign = _cli("export", str(run.run_dir), "--out", str(out), "--force")
+    foreign = cli("export", str(run.run_dir), "--out", str(out), "--force")
     assert foreign.returncode == 2
     assert "holds 'notes.txt', which matsearch export did not write" in foreign.stderr
     assert (out / "notes.txt").read_text() == "mine" and (out / "candidates.csv").exists()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -15,16 +12,6 @@ from matsearch.run import Run
 from matsearch.summary import SCHEMA_PATH
 
 
-def _status(run_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "matsearch.cli", "status", str(run_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     keys = [k for k, _ in pairs]
     duplicates = {k for k in keys if keys.count(k) > 1}
@@ -32,8 +19,8 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return dict(pairs)
 
 
-def _status_json(run_dir: Path) -> dict:
-    done = _status(run_dir, "--json")
+def _status_json(cli, run_dir: Path) -> dict:
+    done = cli("status", str(run_dir), "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout, object_pairs_hook=_unique_keys)
     schema = json.loads(SCHEMA_PATH.read_text())
@@ -42,8 +29,8 @@ def _status_json(run_dir: Path) -> dict:
     return data
 
 
-def test_status_json_of_a_bulk_modulus_run_lists_each_bulk_modulus(bulk_modulus_run: Path) -> None:
-    data = _status_json(bulk_modulus_run)
+def test_status_json_of_a_bulk_modulus_run_lists_each_bulk_modulus(bulk_modulus_run: Path, cli) -> None:
+    data = _status_json(cli, bulk_modulus_run)
     columns = {c["name"]: c for c in data["scores"]}
     assert columns["bulk_modulus"] == {
         "name": "bulk_modulus",
@@ -67,8 +54,8 @@ def test_status_json_of_a_bulk_modulus_run_lists_each_bulk_modulus(bulk_modulus_
     assert "my_hull.csv" in data["hull_reference"]
 
 
-def test_status_keeps_best_so_far_apart_from_best_this_generation(bulk_modulus_run: Path) -> None:
-    data = _status_json(bulk_modulus_run)
+def test_status_keeps_best_so_far_apart_from_best_this_generation(bulk_modulus_run: Path, cli) -> None:
+    data = _status_json(cli, bulk_modulus_run)
     run = Run(bulk_modulus_run)
     scored = [c for c in run.best() if "bulk_modulus" in c.scores]
     for row in data["generations"]:
@@ -82,15 +69,15 @@ def test_status_keeps_best_so_far_apart_from_best_this_generation(bulk_modulus_r
     assert data["csp"] is None
 
 
-def test_status_table_has_unit_columns_space_groups_and_known_marks(bulk_modulus_run: Path) -> None:
-    done = _status(bulk_modulus_run)
+def test_status_table_has_unit_columns_space_groups_and_known_marks(bulk_modulus_run: Path, cli) -> None:
+    done = cli("status", str(bulk_modulus_run))
     assert done.returncode == 0, done.stderr
     for text in ("B (GPa)", "e_hull (eV/atom)", "this gen / so far", "space group", "known as / new"):
         assert text in done.stdout, text
 
 
-def test_status_of_a_csp_run_reports_the_match(csp_run: Path) -> None:
-    data = _status_json(csp_run)
+def test_status_of_a_csp_run_reports_the_match(csp_run: Path, cli) -> None:
+    data = _status_json(cli, csp_run)
     csp = data["csp"]
     assert data["task"] == {"kind": "csp", "target": "NaCl"}
     assert csp["match"]["found"] and csp["match"]["rmsd"] < 0.05
@@ -98,5 +85,5 @@ def test_status_of_a_csp_run_reports_the_match(csp_run: Path) -> None:
     assert match.formula == "NaCl" and csp["match"]["generation"] == match.generation
     assert csp["lowest"]["energy_per_atom_ev"] == min(c.energy_per_atom for c in Run(csp_run).best())
     assert [g["generation"] for g in csp["per_generation"]] == [0, 1]
-    table = _status(csp_run).stdout
+    table = cli("status", str(csp_run)).stdout
     assert "CSP of NaCl" in table and f"found: #{match.id}" in table
