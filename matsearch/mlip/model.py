@@ -103,7 +103,9 @@ class MLIPModel(nn.Module):
         hidden = config.conv_hidden_dim
         self.atom_convs = nn.ModuleList(AtomConv(a, b, hidden) for _ in range(config.n_conv))
         self.bond_convs = nn.ModuleList(BondConv(a, b, g, hidden) for _ in range(config.n_conv - 1))
-        self.angle_updates = nn.ModuleList(AngleUpdate(a, b, g) for _ in range(config.n_conv - 1))
+        # Angle features feed the next bond convolution only, so the block after the last bond
+        # convolution (CHGNet has one) would feed nothing and is not built.
+        self.angle_updates = nn.ModuleList(AngleUpdate(a, b, g) for _ in range(config.n_conv - 2))
         self.magmom_head = nn.Linear(a, 1)
         self.readout_norm = nn.LayerNorm(a)
         widths = [a, *config.readout_hidden_dims]
@@ -176,9 +178,10 @@ class MLIPModel(nn.Module):
                 graph.angle_bonds,
             )
             bond_feas = bond_feas.index_copy(0, short, short_feas)
-            angle_feas = self.angle_updates[k](
-                atom_feas, short_feas, angle_feas, graph.angle_center, graph.angle_bonds
-            )
+            if k < len(self.angle_updates):
+                angle_feas = self.angle_updates[k](
+                    atom_feas, short_feas, angle_feas, graph.angle_center, graph.angle_bonds
+                )
             if k == self.config.n_conv - 2:
                 magmoms = torch.abs(self.magmom_head(atom_feas)).squeeze(1)
         atom_feas = self.atom_convs[-1](

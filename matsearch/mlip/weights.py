@@ -156,6 +156,10 @@ class _Reader:
         self.used.add(key)
         return self.state_dict[key]
 
+    def skip(self, prefix: str) -> None:
+        """Count every weight under `prefix` as handled without converting it."""
+        self.used.update(key for key in self.state_dict if key.startswith(prefix))
+
     def stacked_columns(self, prefix: str, layer: int, *column_ranges: tuple[int, int]) -> torch.Tensor:
         """cat over column ranges of [core W[:, range], gate W[:, range]] of a GatedMLP layer."""
         core = self(f"{prefix}.mlp_core.layers.{layer}.weight")
@@ -238,8 +242,11 @@ def convert_chgnet_state_dict(
         _gated_tail(out, f"bond_convs.{k}.gated", read, prefix, 3)
         _copy_linear(out, f"bond_convs.{k}.out", read, f"bond_conv_layers.{k}.mlp_out.layers.1", bias=False)
         prefix = f"angle_layers.{k}.twoBody_bond"
-        _angle_gather(out, f"angle_updates.{k}.gather", read, prefix, 1, config)
-        _gated_tail(out, f"angle_updates.{k}.gated", read, prefix, None)
+        if k < config.n_conv - 2:
+            _angle_gather(out, f"angle_updates.{k}.gather", read, prefix, 1, config)
+            _gated_tail(out, f"angle_updates.{k}.gated", read, prefix, None)
+        else:  # CHGNet's last angle layer feeds nothing (see MLIPModel); its weights are not used.
+            read.skip(f"angle_layers.{k}.")
 
     _copy_linear(out, "magmom_head", read, "site_wise")
     _copy_linear(out, "readout_norm", read, "readout_norm")
@@ -276,8 +283,11 @@ def check_model_file(path: str | Path) -> None:
 def load_model_file(path: str | Path) -> MLIPModel:
     """Load a file written by :meth:`MLIPModel.save`."""
     saved = _read_model_file(path)
-    model = MLIPModel(ModelConfig(**saved["config"]))
-    model.load_state_dict(saved["state_dict"])
+    config = ModelConfig(**saved["config"])
+    model = MLIPModel(config)
+    # Files written before the unused last angle update was dropped still hold its weights.
+    unused = f"angle_updates.{config.n_conv - 2}."
+    model.load_state_dict({k: v for k, v in saved["state_dict"].items() if not k.startswith(unused)})
     if saved.get("long_range") is not None:
         from matsearch.mlip.heads import long_range_head_from_config
 
