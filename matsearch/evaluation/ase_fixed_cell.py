@@ -1,4 +1,4 @@
-"""Fixed-cell relaxation with any ASE calculator (ASE FIRE, one structure at a time).
+"""Fixed-cell relaxation with any ASE calculator (ASE's LBFGS, one structure at a time).
 
 The property scans of backends without a batched relaxer (the `chgnet` package, or EMT in tests)
 go through here.
@@ -11,17 +11,19 @@ import time
 
 import numpy as np
 from ase.calculators.calculator import Calculator
-from ase.optimize import FIRE
+from ase.optimize import LBFGS
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from matsearch.mlip.lbfgs import LbfgsParams
 from matsearch.results import RelaxResult
 
 
 def relax_fixed_cell_ase(
     structures: list[Structure], calculator: Calculator, *, fmax: float, steps: int
 ) -> list[RelaxResult]:
-    """Relax the positions of each structure in its cell with ASE FIRE (fmax in eV/Å).
+    """Relax the positions of each structure in its cell with ASE's LBFGS (fmax in eV/Å), with
+    the settings of our batched L-BFGS (``matsearch.mlip.lbfgs.LbfgsParams``).
 
     Never raises for a calculator failure: it is the structure's `error`.
     """
@@ -33,7 +35,10 @@ def _relax_one(structure: Structure, calculator: Calculator, fmax: float, steps:
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.calc = calculator
     try:
-        optimizer = FIRE(atoms, logfile=None)
+        settings = LbfgsParams()
+        optimizer = LBFGS(
+            atoms, logfile=None, alpha=settings.alpha, maxstep=settings.max_step, memory=settings.memory
+        )
         converged = bool(optimizer.run(fmax=fmax, steps=steps))
         energy = float(atoms.get_potential_energy()) / len(atoms)
     except Exception as exc:  # noqa: BLE001 - any calculator error is this structure's failure

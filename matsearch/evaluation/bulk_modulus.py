@@ -2,11 +2,15 @@
 
 Each cell is scaled isotropically to volumes V·(1 − strain) … V·(1 + strain), the positions are
 relaxed in each fixed cell, and E(V) is fitted with pymatgen's EOS (Birch–Murnaghan by default).
-`bulk_moduli` hands every scaled cell of every structure to the relaxer in one call, so a batched
-relaxer scans all candidates together. The inputs should be relaxed (cell and positions) with the
-same potential: the fit checks that its minimum lies inside the sampled volumes. A structure whose
-modulus cannot be computed gets a result with `error` set to one sentence; nothing here raises for
-a bad structure.
+The volumes are relaxed in rounds from the input volume outwards, one volume on each side per
+round; each volume starts from the relaxed positions of the two volumes before it on its side,
+extrapolated linearly in the volume, so the atoms start close to where they end (about half the
+optimiser steps of starting every volume from the scaled input; benchmarks/RESULTS.md). Every
+round hands the volumes of all structures to the relaxer in one call, so a batched relaxer scans
+all candidates together. The inputs should be relaxed (cell and positions) with the same
+potential: the fit checks that its minimum lies inside the sampled volumes. A structure whose
+modulus cannot be computed gets a result with `error` set to one sentence; nothing here raises
+for a bad structure.
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ def volume_factors(strain: float, n_points: int) -> np.ndarray:
         raise ValueError(f"strain must be a volume fraction between 0 and 0.5, got {strain}")
     if n_points < 5:
         raise ValueError(f"n_points must be at least 5 for a 4-parameter EOS fit, got {n_points}")
-    return np.linspace(1.0 - strain, 1.0 + strain, n_points)
+    factors = np.linspace(1.0 - strain, 1.0 + strain, n_points)
+    factors[np.abs(factors - 1.0) < 1e-12] = 1.0  # the input volume exactly, when sampled
+    return factors
 
 
 def _check_eos(eos: str) -> None:
@@ -108,31 +114,96 @@ def fit_bulk_modulus(
 def bulk_moduli(
     structures: Sequence[Structure], relaxer: FixedCellRelaxer, settings: BulkModulusSpec
 ) -> list[BulkModulusResult]:
-    """Bulk moduli (GPa) of many relaxed structures, every scaled cell relaxed in one relaxer call."""
+    """Bulk moduli (GPa) of many relaxed structures, each round of volumes relaxed in one call.
+
+    A structure whose relaxation fails at one volume is not scanned further; its result names
+    that volume.
+    """
     factors = volume_factors(settings.strain, settings.n_points)
-    scaled = []
-    for structure in structures:
-        for factor in factors:
-            copy = structure.copy()
-            copy.scale_lattice(structure.volume * factor)
-            scaled.append(copy)
-    relaxed = relaxer.relax_fixed_cell(scaled, fmax=settings.fmax, steps=settings.steps)
-    n_points = len(factors)
-    return [
-        _fit_scan(structure, factors, relaxed[i * n_points : (i + 1) * n_points], settings.eos)
-        for i, structure in enumerate(structures)
-    ]
+    scans = [_Scan(structure, factors) for structure in structures]
+    for points in _rounds(factors):
+        jobs = [(scan, k) for scan in scans if scan.alive for k in points]
+        if not jobs:
+            break
+        inputs = [scan.start(k) for scan, k in jobs]
+        relaxed = relaxer.relax_fixed_cell(inputs, fmax=settings.fmax, steps=settings.steps)
+        for (scan, k), result in zip(jobs, relaxed, strict=True):
+            scan.record(k, result)
+    return [_fit_scan(scan, settings.eos) for scan in scans]
 
 
-def _fit_scan(
-    structure: Structure, factors: np.ndarray, scan: list[RelaxResult], eos: str
-) -> BulkModulusResult:
-    """The EOS fit of one structure's scan, or the first failed volume as the error."""
-    for factor, point in zip(factors, scan, strict=True):
-        if point.error is not None:
+def _rounds(factors: np.ndarray) -> list[list[int]]:
+    """Indices of `factors` by round: the nearest volume below and above 1 (and 1 itself, when
+    sampled) first, then outwards one volume per side per round."""
+    below = [k for k in np.argsort(-factors) if factors[k] < 1]
+    above = [k for k in np.argsort(factors) if factors[k] > 1]
+    centre = [k for k in range(len(factors)) if factors[k] == 1]
+    rounds = [[int(k) for k in pair] for pair in zip(below, above, strict=True)]
+    rounds[0] += centre
+    return rounds
+
+
+class _Scan:
+    """One structure's volume scan: the relaxation results so far and the starting positions of
+    the next volumes (fractional coordinates, extrapolated from the relaxed ones on each side)."""
+
+    def __init__(self, structure: Structure, factors: np.ndarray) -> None:
+        self.structure = structure
+        self.factors = factors
+        self.results: list[RelaxResult | None] = [None] * len(factors)
+        origin = (1.0, structure.frac_coords)
+        self.anchors: dict[int, list[tuple[float, np.ndarray]]] = {-1: [origin], 1: [origin]}
+
+    @property
+    def alive(self) -> bool:
+        return all(r is None or r.error is None for r in self.results)
+
+    def _cell(self, k: int) -> Structure:
+        scaled = self.structure.copy()
+        scaled.scale_lattice(self.structure.volume * self.factors[k])
+        return scaled
+
+    def start(self, k: int) -> Structure:
+        """The cell at volume `k` with the atoms at their extrapolated positions."""
+        factor = self.factors[k]
+        side = self.anchors[1 if factor >= 1 else -1]
+        f_b, frac = side[-1]
+        if len(side) > 1:
+            f_a, x_a = side[-2]
+            frac = frac + (frac - x_a) * (factor - f_b) / (f_b - f_a)
+        cell = self._cell(k)
+        return Structure(cell.lattice, cell.species, frac, site_properties=cell.site_properties)
+
+    def record(self, k: int, result: RelaxResult) -> None:
+        """Keep the result at volume `k`; its relaxed positions become that side's newest anchor
+        (at the input volume itself, the first anchor of both sides)."""
+        self.results[k] = result
+        if result.structure is None:
+            return
+        factor = self.factors[k]
+        side = self.anchors[1 if factor >= 1 else -1]
+        previous = side[0][1] if factor == 1 else side[-1][1]
+        # The relaxer may return another basis of the same cell: go through Cartesian coordinates
+        # and take, for each atom, the periodic image nearest its previous position.
+        frac = self._cell(k).lattice.get_fractional_coords(result.structure.cart_coords)
+        frac = previous + (frac - previous) - np.round(frac - previous)
+        if factor == 1:
+            for anchors in self.anchors.values():
+                anchors[0] = (1.0, frac)
+        else:
+            side.append((factor, frac))
+
+
+def _fit_scan(scan: _Scan, eos: str) -> BulkModulusResult:
+    """The EOS fit of one structure's scan, or its failed volume as the error."""
+    for factor, point in zip(scan.factors, scan.results, strict=True):
+        if point is not None and point.error is not None:
             return BulkModulusResult(None, None, None, error=f"at volume ×{factor:.3f}: {point.error}")
-    volumes = [structure.volume * f / len(structure) for f in factors]
-    energies = [math.nan if p.energy_per_atom is None else p.energy_per_atom for p in scan]
+    structure = scan.structure
+    volumes = [structure.volume * f / len(structure) for f in scan.factors]
+    energies = [
+        math.nan if p is None or p.energy_per_atom is None else p.energy_per_atom for p in scan.results
+    ]
     result = fit_bulk_modulus(volumes, energies, eos=eos)
-    result.n_unconverged = sum(not p.converged for p in scan)
+    result.n_unconverged = sum(p is not None and not p.converged for p in scan.results)
     return result

@@ -1,4 +1,4 @@
-"""The default Relaxer: our batched MLIP with batched FIRE (with or without the Frechet cell filter)."""
+"""The default Relaxer: our batched MLIP (FIRE with the Frechet cell filter; L-BFGS in a fixed cell)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ class MLIPRelaxer:
         )
 
     def relax_fixed_cell(self, structures: list[Structure], *, fmax: float, steps: int) -> list[RelaxResult]:
-        """Relax the positions of every structure in its fixed cell, all in one batched run."""
+        """Relax the positions of every structure in its fixed cell, all in one batched L-BFGS run."""
         if not structures:
             return []
         return relax(
@@ -100,6 +100,7 @@ class MLIPRelaxer:
             steps=steps,
             max_batch_atoms=self.batch_atoms,
             cell_filter=False,
+            optimizer="lbfgs",
             timeout_s=self.timeout_s,
             max_batch_memory_gb=self.max_batch_memory_gb,
         )

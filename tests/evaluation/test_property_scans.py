@@ -142,16 +142,75 @@ class _RaisingCalculator(Calculator):
         raise RuntimeError("model weights missing")
 
 
+class _Recording(AseFixedCell):
+    """AseFixedCell that records, per call, each structure's volume relative to `reference` and
+    the optimiser steps taken."""
+
+    def __init__(self, calculator: Calculator, reference: Structure) -> None:
+        super().__init__(calculator)
+        self.reference = reference
+        self.calls: list[list[tuple[float, int]]] = []
+
+    def relax_fixed_cell(self, structures: list[Structure], *, fmax: float, steps: int) -> list[RelaxResult]:
+        results = super().relax_fixed_cell(structures, fmax=fmax, steps=steps)
+        self.calls.append(
+            [
+                (round(s.volume / self.reference.volume, 6), r.steps)
+                for s, r in zip(structures, results, strict=True)
+            ]
+        )
+        return results
+
+
+@pytest.mark.parametrize(
+    ("n_points", "rounds"),
+    [
+        (7, [[0.98, 1.02, 1.0], [0.96, 1.04], [0.94, 1.06]]),
+        (6, [[0.984, 1.016], [0.952, 1.048], [0.92, 1.08]]),
+    ],
+)
+def test_volumes_are_relaxed_in_rounds_from_the_input_volume_outwards(
+    copper: Structure, n_points: int, rounds: list[list[float]]
+) -> None:
+    """Each round is one relaxer call holding the next volume on each side of every structure."""
+    relaxer = _Recording(EMT(), copper)
+    strain = 0.06 if n_points == 7 else 0.08
+    results = bulk_moduli([copper, copper], relaxer, BulkModulusSpec(strain=strain, n_points=n_points))
+    assert [r.error for r in results] == [None, None]
+    assert [[volume for volume, _ in call] for call in relaxer.calls] == [r * 2 for r in rounds]
+
+
+def test_outer_volumes_start_from_the_positions_extrapolated_from_inner_ones(copper: Structure) -> None:
+    """A rattled supercell relaxes back to the perfect crystal in the first round; the outer
+    volumes then start from those relaxed positions, so they need almost no steps."""
+    rattled = copper * (2, 2, 2)
+    rattled.perturb(0.1, min_distance=0.05)
+    relaxer = _Recording(EMT(), rattled)
+    (result,) = bulk_moduli([rattled], relaxer, BulkModulusSpec(fmax=1e-3, steps=500))
+    assert result.error is None and result.n_unconverged == 0
+    first, *outer = relaxer.calls
+    assert min(steps for _, steps in first) >= 5
+    assert max(steps for call in outer for _, steps in call) <= 2
+    assert result.b0_gpa == pytest.approx(bulk_modulus(copper, EMT(), fmax=1e-3).b0_gpa, rel=2e-3)
+
+
+def test_a_failed_volume_ends_that_structures_scan(copper: Structure) -> None:
+    relaxer = _Recording(_NaNCalculator(), copper)
+    (result,) = bulk_moduli([copper], relaxer, BulkModulusSpec())
+    assert result.error == "at volume ×0.980: the calculator returned a non-finite energy"
+    assert len(relaxer.calls) == 1  # no volume further out was tried
+
+
 def test_nan_calculator_is_recorded_not_raised(copper: Structure) -> None:
     result = bulk_modulus(copper, _NaNCalculator())
     assert result.b0_gpa is None and result.v0_per_atom is None
-    assert result.error == "at volume ×0.940: the calculator returned a non-finite energy"
+    assert result.error == "at volume ×0.980: the calculator returned a non-finite energy"
 
 
 def test_raising_calculator_is_recorded_not_raised(copper: Structure) -> None:
     result = bulk_modulus(copper, _RaisingCalculator())
     assert result.b0_gpa is None
-    assert result.error == "at volume ×0.940: the calculator raised RuntimeError: model weights missing"
+    assert result.error == "at volume ×0.980: the calculator raised RuntimeError: model weights missing"
 
 
 @pytest.mark.parametrize(("factor", "side"), [(1.3, "smallest"), (0.7, "largest")])

@@ -1,21 +1,23 @@
-"""Batched FIRE + Frechet cell filter (matsearch.mlip.relax) against physics and against ASE."""
+"""Batched FIRE + Frechet cell filter and fixed-cell L-BFGS (matsearch.mlip.relax) against physics and ASE."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.filters import FrechetCellFilter
-from ase.optimize import FIRE
+from ase.optimize import FIRE, LBFGS
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.mlip.autobatch import FREE_MEMORY_FRACTION, AtomBudgetQueue, memory_budget_bytes
+from matsearch.mlip.lbfgs import LbfgsParams
 from matsearch.mlip.relax import (
     FireParams,
     fire_init,
@@ -235,6 +237,51 @@ def test_generalized_cell_force_matches_ase_frechet_filter_away_from_identity() 
     expected = filt.get_forces()
     np.testing.assert_allclose(atom_f.numpy(), expected[: len(atoms)], atol=1e-10)
     np.testing.assert_allclose(cell_f[0].numpy(), expected[len(atoms) :], atol=1e-10)
+
+
+def _ase_lbfgs(structure: Structure, model, fmax: float, steps: int):
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.calc = BatchedModelCalculator(model)
+    settings = LbfgsParams()
+    optimizer = LBFGS(
+        atoms, logfile=None, alpha=settings.alpha, maxstep=settings.max_step, memory=settings.memory
+    )
+    optimizer.run(fmax=fmax, steps=steps)
+    return atoms, optimizer.nsteps
+
+
+@pytest.mark.parametrize("n_steps", [1, 10, 30])
+def test_fixed_cell_lbfgs_matches_ase_lbfgs_step_for_step(n_steps: int) -> None:
+    """30 steps run past the 20-step memory, so the history's oldest changes are dropped as in ASE."""
+    model = LennardJones()
+    starts = _binary_starts()
+    ours = relax(starts, model, fmax=1e-9, steps=n_steps, cell_filter=False, optimizer="lbfgs")
+    for start, result in zip(starts, ours, strict=True):
+        atoms, ase_steps = _ase_lbfgs(start, model, fmax=1e-9, steps=n_steps)
+        assert result.steps == ase_steps == n_steps
+        np.testing.assert_allclose(result.structure.lattice.matrix, start.lattice.matrix, atol=1e-12)
+        np.testing.assert_allclose(result.structure.cart_coords, atoms.positions, atol=1e-9)
+
+
+def test_fixed_cell_lbfgs_converges_in_the_steps_ase_takes_with_refills_from_the_queue() -> None:
+    starts = _binary_starts() * 2
+    model = LennardJones()
+    ours = relax(
+        starts, model, fmax=1e-3, steps=500, cell_filter=False, optimizer="lbfgs", max_batch_atoms=12
+    )
+    assert model.largest_batch_atoms == 12  # systems joined the batch while others were running
+    for start, result in zip(starts, ours, strict=True):
+        atoms, ase_steps = _ase_lbfgs(start, model, fmax=1e-3, steps=500)
+        assert result.converged and result.steps == ase_steps < 500
+        assert result.energy_per_atom == pytest.approx(atoms.get_potential_energy() / len(atoms), abs=1e-9)
+
+
+def test_lbfgs_with_the_cell_filter_is_refused() -> None:
+    message = "the lbfgs optimiser relaxes positions only; use cell_filter=False or 'fire'"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        relax(_binary_starts(), LennardJones(), optimizer="lbfgs")
+    with pytest.raises(ValueError, match="^optimizer must be 'fire' or 'lbfgs', got 'bfgs'$"):
+        relax(_binary_starts(), LennardJones(), cell_filter=False, optimizer="bfgs")
 
 
 def test_batching_does_not_change_results_and_refills_from_the_queue() -> None:
