@@ -27,6 +27,12 @@ def birch_murnaghan_energy(volume: np.ndarray, v0: float, b0_gpa: float, b0_prim
     return 9.0 * v0 * b0 / 16.0 * (eta**3 * b0_prime + eta**2 * (6.0 - 4.0 * (eta + 1.0)))
 
 
+def birch_murnaghan_pressure_gpa(volume: float, v0: float, b0_gpa: float, b0_prime: float = 4.0) -> float:
+    """P(V) = −dE/dV in GPa of the same third-order Birch–Murnaghan form (volumes in Å³)."""
+    ratio = (v0 / volume) ** (2.0 / 3.0)
+    return float(1.5 * b0_gpa * (ratio**3.5 - ratio**2.5) * (1.0 + 0.75 * (b0_prime - 4.0) * (ratio - 1.0)))
+
+
 @dataclass
 class StrainedCopy:
     """One isotropically strained copy: structure, volume strain (V/V0 − 1), E − E(V0) in eV/cell."""

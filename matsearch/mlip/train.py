@@ -5,12 +5,13 @@ Datasets (``read_dataset``), by file name:
 - ASE database (``.db``) or extended XYZ (``.extxyz``, ``.xyz``): frames with a single-point
   calculator; energy in eV, forces in eV/Å, stress in eV/Å³ with ASE's sign.
 - pymatgen JSON (``.json``, ``.json.gz``): a list of ``{"structure": Structure.as_dict(),
-  "energy": eV per cell, "forces": [n, 3] eV/Å (optional), "stress": [3, 3] or Voigt
-  [xx, yy, zz, yz, xz, xy] in GPa (optional)}``, stress with the sign of ``MLIPModel.predict``
-  (ASE's: positive = tensile).
+  "energy": eV per cell or null (not fitted), "forces": [n, 3] eV/Å (optional), "stress": [3, 3]
+  or Voigt [xx, yy, zz, yz, xz, xy] in GPa (optional), "weight": (optional, default 1)}``, stress
+  with the sign of ``MLIPModel.predict`` (ASE's: positive = tensile).
 
 Loss per batch: energy_weight × MSE(energy per atom, eV/atom) + force_weight × MSE(forces, eV/Å) +
-stress_weight × MSE(stress, GPa), over the structures that carry each label. Before training the
+stress_weight × MSE(stress, GPa), each over the structures that carry that label and weighted by
+each structure's ``weight``. Before training the
 elemental reference energies (AtomRef) are shifted by the least-squares per-element fit of the
 model's energy error on the training set, when every element appears in at least
 ``atom_ref_min_structures`` training structures (``matsearch.mlip.atom_ref``); otherwise AtomRef is
@@ -57,13 +58,17 @@ FROZEN_FEATURE_LAYERS = ("readout", LONG_RANGE)
 class LabelledStructure:
     """One training example: energy (eV per cell), forces [n, 3] (eV/Å), stress [3, 3] (eV/Å³).
 
+    Any label may be None (not fitted): e.g. a strained copy with only a stress label, or frames
+    from another DFT set whose energies are on another scale.
+
     Stress has the sign of ``MLIPModel.compute`` (ASE's: (1/V) dE/dε, positive = tensile).
     """
 
     structure: Structure
-    energy: float
+    energy: float | None
     forces: np.ndarray | None = None
     stress: np.ndarray | None = None
+    weight: float = 1.0  # multiplies this example's squared errors in the loss
 
 
 def _stress_matrix(values: Any, where: str) -> np.ndarray:
@@ -122,6 +127,16 @@ def _structure_from_dict(data: Any, where: str) -> Structure:
         ) from None
 
 
+def _weight(value: Any, where: str) -> float:
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = math.nan
+    if not (math.isfinite(weight) and weight >= 0):
+        raise DataError(f"{where}: weight must be a number >= 0, got {value!r}")
+    return weight
+
+
 def _read_pymatgen_json(path: Path) -> list[LabelledStructure]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt") as handle:
@@ -138,9 +153,10 @@ def _read_pymatgen_json(path: Path) -> list[LabelledStructure]:
         examples.append(
             LabelledStructure(
                 structure=_structure_from_dict(record["structure"], where),
-                energy=float(record["energy"]),
+                energy=None if record["energy"] is None else float(record["energy"]),
                 forces=None if forces is None else np.asarray(forces, dtype=float),
                 stress=None if stress is None else _stress_matrix(stress, where) / EV_PER_A3_IN_GPA,
+                weight=_weight(record.get("weight", 1.0), where),
             )
         )
     return examples
@@ -265,11 +281,14 @@ class _Labels:
     """Label tensors of one batch (energy [B] eV; forces [N, 3] eV/Å; stress [B, 3, 3] eV/Å³)."""
 
     energy: torch.Tensor
+    has_energy: torch.Tensor
     n_atoms: torch.Tensor
     forces: torch.Tensor
     has_forces: torch.Tensor
     stress: torch.Tensor
     has_stress: torch.Tensor
+    weight: torch.Tensor  # [B] per example
+    batch: torch.Tensor  # [N] example of each atom
 
 
 def _labels(examples: Sequence[LabelledStructure], device: torch.device, dtype: torch.dtype) -> _Labels:
@@ -280,27 +299,40 @@ def _labels(examples: Sequence[LabelledStructure], device: torch.device, dtype: 
     has_forces = [e.forces is not None for e in examples for _ in range(len(e.structure))]
     stress = [e.stress if e.stress is not None else np.zeros((3, 3)) for e in examples]
     return _Labels(
-        energy=tensor([e.energy for e in examples]),
+        energy=tensor([math.nan if e.energy is None else e.energy for e in examples]),
+        has_energy=torch.as_tensor([e.energy is not None for e in examples], device=device),
         n_atoms=tensor([len(e.structure) for e in examples]),
         forces=tensor(np.concatenate(forces)),
         has_forces=torch.as_tensor(has_forces, device=device),
         stress=tensor(np.stack(stress)),
         has_stress=torch.as_tensor([e.stress is not None for e in examples], device=device),
+        weight=tensor([e.weight for e in examples]),
+        batch=torch.repeat_interleave(
+            torch.arange(len(examples), device=device),
+            torch.as_tensor([len(e.structure) for e in examples], device=device),
+        ),
     )
 
 
-def _masked_mse(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    selected = error[mask]
-    return (selected**2).mean() if selected.numel() else error.new_zeros(())
+def _masked_mse(error: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of error² over the rows where `mask` [R] is set (`weight` [R] per row)."""
+    if not bool(mask.any()):
+        return error.new_zeros(())
+    squared = (error[mask] ** 2).flatten(start_dim=1).mean(dim=1) if error.dim() > 1 else error[mask] ** 2
+    return (weight[mask] * squared).sum() / weight[mask].sum()
 
 
 def _loss(out: dict[str, torch.Tensor], labels: _Labels, settings: FinetuneSettings) -> torch.Tensor:
-    loss = settings.energy_weight * (((out["energy"] - labels.energy) / labels.n_atoms) ** 2).mean()
+    energy_error = (out["energy"] - labels.energy) / labels.n_atoms
+    loss = settings.energy_weight * _masked_mse(energy_error, labels.has_energy, labels.weight)
     if settings.force_weight > 0:
-        loss = loss + settings.force_weight * _masked_mse(out["forces"] - labels.forces, labels.has_forces)
+        error = out["forces"] - labels.forces
+        loss = loss + settings.force_weight * _masked_mse(
+            error, labels.has_forces, labels.weight[labels.batch]
+        )
     if settings.stress_weight > 0:
         error = (out["stress_ev_per_a3"] - labels.stress) * EV_PER_A3_IN_GPA
-        loss = loss + settings.stress_weight * _masked_mse(error, labels.has_stress)
+        loss = loss + settings.stress_weight * _masked_mse(error, labels.has_stress, labels.weight)
     return loss
 
 
@@ -398,15 +430,17 @@ def refit_atom_ref(
     """Shift AtomRef (eV) of the elements in ``dataset`` by the least-squares fit of the error.
 
     ``predicted`` [len(dataset)] are the model's energies (eV). Returns the shift per element.
-    Rank-deficient compositions (e.g. all structures 1:1 NaCl) get the minimum-norm solution.
+    Only examples with an energy label count. Rank-deficient compositions (e.g. all structures
+    1:1 NaCl) get the minimum-norm solution.
     """
-    numbers = sorted({z for e in dataset for z in e.structure.atomic_numbers})
+    rows = [k for k, e in enumerate(dataset) if e.energy is not None]
+    numbers = sorted({z for k in rows for z in dataset[k].structure.atomic_numbers})
     column = {z: k for k, z in enumerate(numbers)}
-    counts = np.zeros((len(dataset), len(numbers)))
-    for row, example in enumerate(dataset):
-        for z in example.structure.atomic_numbers:
+    counts = np.zeros((len(rows), len(numbers)))
+    for row, k in enumerate(rows):
+        for z in dataset[k].structure.atomic_numbers:
             counts[row, column[z]] += 1
-    residual = np.array([e.energy for e in dataset]) - predicted
+    residual = np.array([dataset[k].energy for k in rows]) - predicted[rows]
     shift, *_ = np.linalg.lstsq(counts, residual, rcond=None)
     with torch.no_grad():
         index = torch.as_tensor(numbers, device=model.device) - 1
@@ -425,13 +459,16 @@ def evaluate(
         want_forces = bool(labels.has_forces.any())
         want_stress = bool(labels.has_stress.any())
         out = model.compute(_state(model, examples), forces=want_forces, stress=want_stress)
-        energy_errors.append(((out["energy"] - labels.energy) / labels.n_atoms).abs())
+        energy_errors.append(((out["energy"] - labels.energy) / labels.n_atoms)[labels.has_energy].abs())
         if want_forces:
             force_errors.append((out["forces"] - labels.forces)[labels.has_forces].abs().flatten())
         if want_stress:
             error = (out["stress_ev_per_a3"] - labels.stress)[labels.has_stress] * EV_PER_A3_IN_GPA
             stress_errors.append(error.abs().flatten())
-    metrics = {"energy_mae_ev_per_atom": float(torch.cat(energy_errors).mean())}
+    metrics = {}
+    energy_errors = torch.cat(energy_errors)
+    if energy_errors.numel():
+        metrics["energy_mae_ev_per_atom"] = float(energy_errors.mean())
     if force_errors:
         metrics["forces_mae_ev_per_a"] = float(torch.cat(force_errors).mean())
     if stress_errors:
@@ -487,8 +524,12 @@ def finetune(
         cached = [FrozenFeatureBatch(model, _state(model, [dataset[i] for i in b])) for b in batches]
         _check_frozen_energy(model, cached[0])
     shift: dict[str, float] = {}
-    structures = [example.structure for example in dataset]
-    refit = settings.refit_atom_ref and may_refit_atom_ref(structures, settings.atom_ref_min_structures)
+    structures = [example.structure for example in dataset if example.energy is not None]
+    refit = (
+        settings.refit_atom_ref
+        and bool(structures)
+        and may_refit_atom_ref(structures, settings.atom_ref_min_structures)
+    )
     if refit:
         if frozen:
             predicted = np.empty(len(dataset))
@@ -533,7 +574,7 @@ def finetune(
     if frozen:
         with torch.no_grad():
             errors = [
-                ((batch.energy(model) - label.energy) / label.n_atoms).abs()
+                ((batch.energy(model) - label.energy) / label.n_atoms)[label.has_energy].abs()
                 for batch, label in zip(cached, labels, strict=True)
             ]
         final_train = {"energy_mae_ev_per_atom": float(torch.cat(errors).mean())}

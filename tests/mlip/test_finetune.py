@@ -325,3 +325,54 @@ def test_finetune_command_defaults_are_the_library_defaults():
         default = library[renamed.get(name, name)].default
         assert parameter.default == (list(default) if isinstance(default, tuple) else default), name
     assert library["les"].default is False
+
+
+def test_stress_only_examples_train_and_report_no_energy_error(base_model, one_thread):
+    """Strained copies labelled with a stress alone (no energy): the stress error falls, and
+    evaluate reports no energy MAE when no example has an energy."""
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+    examples = []
+    for factor in (0.96, 1.0, 1.04):
+        copy_ = rocksalt.get_primitive_structure()
+        copy_.scale_lattice(copy_.volume * factor)
+        pressure_gpa = 100.0 * (1.0 - factor)  # a much stiffer NaCl than the model's
+        examples.append(LabelledStructure(copy_, None, stress=-pressure_gpa / EV_PER_A3_IN_GPA * np.eye(3)))
+    model = copy.deepcopy(base_model)
+    before = evaluate(model, examples)
+    assert set(before) == {"stress_mae_gpa"}
+    settings = FinetuneSettings(
+        epochs=30, lr=1e-2, batch_size=3, train_layers=("readout",), stress_weight=1.0
+    )
+    result = finetune(model, examples, settings)
+    assert not result.atom_ref_refit and result.structures_per_element == {}
+    assert result.final_train["stress_mae_gpa"] < 0.5 * before["stress_mae_gpa"]
+
+
+def test_an_example_of_weight_zero_changes_nothing(base_model, mirror_dir, one_thread):
+    frames = smallest_frames(mirror_dir, 2)
+    wild = LabelledStructure(frames[1].structure, frames[1].energy + 50.0, frames[1].forces * 10, weight=0.0)
+    settings = FinetuneSettings(
+        epochs=3, lr=1e-3, batch_size=4, train_layers=("readout",), refit_atom_ref=False
+    )
+    alone, with_wild = copy.deepcopy(base_model), copy.deepcopy(base_model)
+    finetune(alone, frames[:1], settings)
+    finetune(with_wild, [frames[0], wild], settings)
+    for a, b in zip(alone.readout.parameters(), with_wild.readout.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_pymatgen_json_reads_null_energies_and_weights(tmp_path):
+    structure = Structure(Lattice.cubic(3), ["Si"], [[0, 0, 0]])
+    records = [
+        {"structure": structure.as_dict(), "energy": None, "stress": [1, 1, 1, 0, 0, 0], "weight": 2.5},
+        {"structure": structure.as_dict(), "energy": -5.0},
+    ]
+    (tmp_path / "labels.json").write_text(json.dumps(records))
+    first, second = read_dataset(tmp_path / "labels.json")
+    assert first.energy is None and first.weight == 2.5
+    assert first.stress[0, 0] == pytest.approx(1 / EV_PER_A3_IN_GPA)
+    assert second.energy == -5.0 and second.weight == 1.0
+    records[0]["weight"] = -1
+    (tmp_path / "bad.json").write_text(json.dumps(records))
+    with pytest.raises(DataError, match=r"record 0: weight must be a number >= 0, got -1$"):
+        read_dataset(tmp_path / "bad.json")
