@@ -287,7 +287,7 @@ class MLIPModel(nn.Module):
         Keys: ``energy`` (float, eV per cell), ``magmoms`` ([n] μB), ``charges`` ([n] e), and
         ``forces`` ([n, 3] eV/Å) and ``stress`` ([3, 3] GPa, CHGNet's sign, see :meth:`compute`)
         when asked for. ``forces=False, stress=False`` is the static screening mode: no autograd
-        graph is built (1.7–1.9× faster on one CPU thread, benchmarks/RESULTS.md); ``stress=False``
+        graph is built (about 2× faster on one CPU thread, benchmarks/RESULTS.md); ``stress=False``
         alone skips the strain derivative. Skewed cells are evaluated on their LLL-reduced basis
         (same crystal, same site order). Raises UnsupportedStructure, naming the structure, for
         non-finite numbers, a flat cell, coincident atoms or a density whose neighbour list would be

@@ -17,15 +17,9 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.mlip.autobatch import FREE_MEMORY_FRACTION, AtomBudgetQueue, memory_budget_bytes
+from matsearch.mlip.fire import FireParams, fire_init, fire_step, generalized_forces
 from matsearch.mlip.lbfgs import LbfgsParams
-from matsearch.mlip.relax import (
-    FireParams,
-    fire_init,
-    fire_step,
-    generalized_forces,
-    min_pair_distances,
-    relax,
-)
+from matsearch.mlip.relax import min_pair_distances, relax
 from matsearch.mlip.state import BatchedState
 
 SIGMA_A = {18: 3.4, 36: 3.6, 10: 2.75}  # Å, Lennard-Jones sigma per element (Ar, Kr, Ne)
