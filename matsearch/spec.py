@@ -198,6 +198,13 @@ class MLIPSpec(_Strict):
     steps: int = Field(MAX_STEPS, ge=1, le=100_000, description="Maximum optimiser steps per structure.")
     timeout_s: float = Field(TIMEOUT_S, gt=0, description="Wall-clock limit per structure's relaxation, s.")
     batch_size: int = Field(32, ge=1, le=4096, description="Structures relaxed (and committed) together.")
+    batch_atoms: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="matsearch backend: most atoms in one batched model call (the memory budget can "
+        "lower it; raise it on a GPU).",
+    )
     max_batch_memory_gb: float = Field(
         MAX_BATCH_MEMORY_GB,
         gt=0,
@@ -210,7 +217,7 @@ class MLIPSpec(_Strict):
         """Options the chosen backend would ignore are refused; a model file must be readable (its
         header and tensors are checked here; the model itself is built only where it runs)."""
         if self.backend == "chgnet":
-            for key in ("model", "device", "max_batch_memory_gb"):
+            for key in ("model", "device", "batch_atoms", "max_batch_memory_gb"):
                 if getattr(self, key) != MLIPSpec.model_fields[key].default:
                     raise ValueError(
                         f"'{key}' is not used by backend 'chgnet' (it runs the chgnet package's "

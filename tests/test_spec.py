@@ -103,6 +103,11 @@ MALFORMED = [
         id="option-the-backend-ignores",
     ),
     pytest.param(
+        {**BASE, "mlip": {"backend": "chgnet", "batch_atoms": 4096}},
+        "'batch_atoms' is not used by backend 'chgnet'",
+        id="atom-budget-the-chgnet-backend-ignores",
+    ),
+    pytest.param(
         {**BASE, "mlip": {"model": "no/such/model.pt"}},
         "no/such/model.pt' is neither a model name (default, chgnet-0.3.0",
         id="missing-model-file",

@@ -18,6 +18,7 @@ def build_relaxer(spec: MLIPSpec) -> Relaxer:
             fmax=spec.fmax,
             steps=spec.steps,
             timeout_s=spec.timeout_s,
+            batch_atoms=spec.batch_atoms,
             max_batch_memory_gb=spec.max_batch_memory_gb,
         )
     if spec.backend == "chgnet":

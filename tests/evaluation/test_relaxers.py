@@ -12,9 +12,11 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
+from matsearch.evaluation.evaluators import build_relaxer
 from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
 from matsearch.evaluation.relaxer import Relaxer
 from matsearch.results import RelaxResult
+from matsearch.spec import MLIPSpec
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +154,11 @@ def test_fixed_cell_relaxation_keeps_the_cell_and_agrees_with_chgnet(
             assert relaxed.volume == pytest.approx(start.volume, rel=1e-9)
             assert start.lattice.find_mapping(relaxed.lattice, ltol=1e-6, atol=1e-4) is not None
         assert a.energy_per_atom == pytest.approx(b.energy_per_atom, abs=1e-3)
+
+
+def test_the_spec_sets_the_in_house_relaxers_settings() -> None:
+    relaxer = build_relaxer(
+        MLIPSpec(fmax=0.02, steps=50, timeout_s=30, batch_atoms=4096, max_batch_memory_gb=8)
+    )
+    assert (relaxer.fmax, relaxer.steps, relaxer.timeout_s) == (0.02, 50, 30)
+    assert (relaxer.batch_atoms, relaxer.max_batch_memory_gb) == (4096, 8)

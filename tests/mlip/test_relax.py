@@ -412,7 +412,7 @@ HOST_READS = ("tolist", "cpu", "item", "__bool__", "__int__", "__float__")
 
 
 def _host_reads_of_relaxing(
-    structures: list[Structure], model, monkeypatch: pytest.MonkeyPatch
+    structures: list[Structure], model, monkeypatch: pytest.MonkeyPatch, **options
 ) -> dict[str, int]:
     """How often tensors were read back to the host while relaxing `structures` for 6 steps."""
     counts = dict.fromkeys(HOST_READS, 0)
@@ -425,19 +425,22 @@ def _host_reads_of_relaxing(
                 return _original(self, *args, **kwargs)
 
             patch.setattr(torch.Tensor, name, counted)
-        results = relax(structures, model, fmax=1e-9, steps=6, timeout_s=None)
+        results = relax(structures, model, fmax=1e-9, steps=6, timeout_s=None, **options)
     assert all(r.steps == 6 and r.error is None for r in results)
     return counts
 
 
+@pytest.mark.parametrize(
+    "options", [{}, {"cell_filter": False, "optimizer": "lbfgs"}], ids=["fire-frechet", "lbfgs-fixed-cell"]
+)
 def test_host_reads_per_step_do_not_grow_with_the_number_of_structures(
-    mlip_float64, monkeypatch: pytest.MonkeyPatch
+    mlip_float64, monkeypatch: pytest.MonkeyPatch, options: dict
 ) -> None:
     """Convergence and failure masks stay on the device: a GPU batch synchronises a fixed number
     of times per step (the model's neighbour list included), not once per structure."""
     starts = _oxide_and_silicon()
-    few = _host_reads_of_relaxing(starts[:1], mlip_float64, monkeypatch)
-    many = _host_reads_of_relaxing(starts * 3, mlip_float64, monkeypatch)
+    few = _host_reads_of_relaxing(starts[:1], mlip_float64, monkeypatch, **options)
+    many = _host_reads_of_relaxing(starts * 3, mlip_float64, monkeypatch, **options)
     assert many == few
 
 
