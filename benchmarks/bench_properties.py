@@ -101,6 +101,8 @@ def main() -> None:
 
     def agreement(a, b) -> dict:
         both = np.array([(x, y) for x, y in zip(moduli(a), moduli(b), strict=True) if None not in (x, y)])
+        if not len(both):
+            return {"fitted_both": 0}
         rel = np.abs(both[:, 0] - both[:, 1]) / both[:, 0]
         return {
             "fitted_both": len(both),
@@ -122,7 +124,7 @@ def main() -> None:
         "new_s": new_s,
         "speedup_batching_alone": old_s / batched_old_s,
         "speedup": old_s / new_s,
-        "in_run_speedup": old_s / in_run_s,
+        "in_run_speedup": old_s / in_run_s if in_run_s > 0 else None,
         "moduli_fitted": {
             "old": sum(m is not None for m in moduli(old)),
             "new": sum(m is not None for m in moduli(new)),

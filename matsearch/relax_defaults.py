@@ -7,3 +7,11 @@ FMAX_EV_PER_A = 0.05  # convergence: largest force on an atom or cell row of the
 MAX_STEPS = 300  # optimiser steps per structure
 TIMEOUT_S = 300.0  # wall-clock seconds per structure, from when it joins the batch
 MAX_BATCH_MEMORY_GB = 4.0  # estimated peak memory of one batched model call, GB
+BATCH_ATOMS = 1024  # most atoms in one batched model call
+
+# Fixed-cell L-BFGS (``matsearch.mlip.lbfgs`` and ASE's LBFGS in ``evaluation.ase_fixed_cell``), ASE's
+# names. ASE's default alpha is 70; 30 took fewer steps on the bulk-modulus scans of
+# examples/stable_stiff.yaml (253 vs 356 with ASE's LBFGS; benchmarks/RESULTS.md).
+LBFGS_ALPHA_EV_PER_A2 = 30.0  # initial Hessian guess, eV/Å²
+LBFGS_MAX_STEP_A = 0.2  # largest displacement of one atom in one step, Å
+LBFGS_MEMORY = 20  # position/force changes remembered per system

@@ -23,7 +23,7 @@ from pymatgen.core import Composition, Element
 
 from matsearch.data import HULL_REFERENCES
 from matsearch.errors import ModelError, SpecError
-from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
+from matsearch.relax_defaults import BATCH_ATOMS, FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 
 MAX_SPEC_BYTES = 1_000_000  # a spec file larger than this is refused before it is parsed
 MAX_SPEC_NODES = 100_000  # values in the loaded YAML (after anchors and aliases are expanded)
@@ -199,7 +199,7 @@ class MLIPSpec(_Strict):
     timeout_s: float = Field(TIMEOUT_S, gt=0, description="Wall-clock limit per structure's relaxation, s.")
     batch_size: int = Field(32, ge=1, le=4096, description="Structures relaxed (and committed) together.")
     batch_atoms: int = Field(
-        1024,
+        BATCH_ATOMS,
         ge=1,
         le=1_000_000,
         description="matsearch backend: most atoms in one batched model call (the memory budget can "

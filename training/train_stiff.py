@@ -27,6 +27,9 @@ import argparse
 import json
 import logging
 import platform
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -130,9 +133,6 @@ def frames_labelled() -> list[LabelledStructure]:
                 examples.append(
                     LabelledStructure(structure, energy, atoms.get_forces(), stress_matrix(atoms))
                 )
-    import tarfile
-    import tempfile
-
     with (
         tarfile.open(data.dataset_path("sevennet-hfo2-outcars")) as archive,
         tempfile.TemporaryDirectory() as tmp,
@@ -234,8 +234,7 @@ def main() -> None:
     logger.info("before training: %s", history[0])
     summary = {
         "model": MODEL_NAME,
-        "command": "python -m training.train_stiff "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "command": "python -m training.train_stiff " + " ".join(sys.argv[1:]),
         "train_layers": layers,
         "n_train": len(train),
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": 1},

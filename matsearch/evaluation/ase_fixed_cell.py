@@ -15,7 +15,7 @@ from ase.optimize import LBFGS
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from matsearch.mlip.lbfgs import LbfgsParams
+from matsearch.relax_defaults import LBFGS_ALPHA_EV_PER_A2, LBFGS_MAX_STEP_A, LBFGS_MEMORY
 from matsearch.results import RelaxResult
 
 
@@ -23,7 +23,7 @@ def relax_fixed_cell_ase(
     structures: list[Structure], calculator: Calculator, *, fmax: float, steps: int
 ) -> list[RelaxResult]:
     """Relax the positions of each structure in its cell with ASE's LBFGS (fmax in eV/Å), with
-    the settings of our batched L-BFGS (``matsearch.mlip.lbfgs.LbfgsParams``).
+    the settings of our batched L-BFGS (``relax_defaults``).
 
     Never raises for a calculator failure: it is the structure's `error`.
     """
@@ -35,9 +35,8 @@ def _relax_one(structure: Structure, calculator: Calculator, fmax: float, steps:
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.calc = calculator
     try:
-        settings = LbfgsParams()
         optimizer = LBFGS(
-            atoms, logfile=None, alpha=settings.alpha, maxstep=settings.max_step, memory=settings.memory
+            atoms, logfile=None, alpha=LBFGS_ALPHA_EV_PER_A2, maxstep=LBFGS_MAX_STEP_A, memory=LBFGS_MEMORY
         )
         converged = bool(optimizer.run(fmax=fmax, steps=steps))
         energy = float(atoms.get_potential_energy()) / len(atoms)

@@ -172,7 +172,8 @@ class _Scan:
             f_a, x_a = side[-2]
             frac = frac + (frac - x_a) * (factor - f_b) / (f_b - f_a)
         cell = self._cell(k)
-        return Structure(cell.lattice, cell.species, frac, site_properties=cell.site_properties)
+        species = [site.species for site in cell]  # compositions: disordered sites stay disordered
+        return Structure(cell.lattice, species, frac, site_properties=cell.site_properties)
 
     def record(self, k: int, result: RelaxResult) -> None:
         """Keep the result at volume `k`; its relaxed positions become that side's newest anchor

@@ -163,7 +163,7 @@ class CHGNetRelaxer:
         )
 
     def relax_fixed_cell(self, structures: list[Structure], *, fmax: float, steps: int) -> list[RelaxResult]:
-        """Relax the positions of each structure in its fixed cell with ASE FIRE and this CHGNet."""
+        """Relax the positions of each structure in its fixed cell with ASE's LBFGS and this CHGNet."""
         if self._calculator is None:
             from chgnet.model.dynamics import CHGNetCalculator
 

@@ -11,7 +11,7 @@ from pymatgen.core import Structure
 
 from matsearch.mlip.relax import relax
 from matsearch.mlip.state import BatchedState
-from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
+from matsearch.relax_defaults import BATCH_ATOMS, FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class MLIPRelaxer:
         model_name: name or path understood by ``matsearch.mlip.load_model``.
         device: "cpu", "cuda", ... ; None lets ``load_model`` choose.
         fmax: convergence threshold, eV/Å (atoms and Frechet cell rows).
-        steps: FIRE step cap per structure.
+        steps: optimiser step cap per structure (FIRE for `relax`).
         timeout_s: wall-clock seconds per structure, counted from when it joins the batch;
             None for no limit.
         batch_atoms: atom budget of one batched model call.
@@ -43,7 +43,7 @@ class MLIPRelaxer:
         fmax: float = FMAX_EV_PER_A,
         steps: int = MAX_STEPS,
         timeout_s: float | None = TIMEOUT_S,
-        batch_atoms: int = 1024,
+        batch_atoms: int = BATCH_ATOMS,
         max_batch_memory_gb: float = MAX_BATCH_MEMORY_GB,
     ) -> None:
         if batch_atoms < 1:

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 
 import torch
 
+from matsearch.relax_defaults import LBFGS_ALPHA_EV_PER_A2, LBFGS_MAX_STEP_A, LBFGS_MEMORY
+
 
 @dataclass(frozen=True)
 class LbfgsParams:
-    """L-BFGS settings: ASE's names (``alpha`` in eV/Å², ``max_step`` in Å)."""
+    """L-BFGS settings: ASE's names (``alpha`` in eV/Å², ``max_step`` in Å); defaults in
+    ``relax_defaults``."""
 
-    # Initial Hessian guess. ASE's default is 70; 30 took fewer steps on the bulk-modulus scans
-    # of examples/stable_stiff.yaml (253 vs 356 with ASE's LBFGS), and solids are rarely stiffer.
-    alpha: float = 30.0
-    max_step: float = 0.2  # largest displacement of one atom in one step
-    memory: int = 20  # position/force changes remembered per system
+    alpha: float = LBFGS_ALPHA_EV_PER_A2  # initial Hessian guess
+    max_step: float = LBFGS_MAX_STEP_A  # largest displacement of one atom in one step
+    memory: int = LBFGS_MEMORY  # position/force changes remembered per system
 
 
 @dataclass

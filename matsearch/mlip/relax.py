@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_
 from matsearch.mlip.lbfgs import LbfgsParams, LbfgsState, lbfgs_step
 from matsearch.mlip.protocol import EV_PER_A3_IN_GPA, BatchedModel
 from matsearch.mlip.state import BatchedState
-from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
+from matsearch.relax_defaults import BATCH_ATOMS, FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
 
 logger = logging.getLogger(__name__)
@@ -117,11 +118,11 @@ def relax(
     model: BatchedModel | None = None,
     fmax: float = FMAX_EV_PER_A,
     steps: int = MAX_STEPS,
-    max_batch_atoms: int = 1024,
+    max_batch_atoms: int = BATCH_ATOMS,
     cell_filter: bool = True,
     timeout_s: float | None = TIMEOUT_S,
     *,
-    optimizer: str = "fire",
+    optimizer: Literal["fire", "lbfgs"] = "fire",
     params: FireParams | None = None,
     max_volume_ratio: float = 5.0,
     min_distance: float = 0.5,

@@ -245,7 +245,7 @@ class FinetuneResult:
     final_validation: dict[str, float]
     atom_ref_shift: dict[str, float] = field(default_factory=dict)  # eV per element; {} when kept
     atom_ref_refit: bool = False
-    structures_per_element: dict[str, int] = field(default_factory=dict)  # training structures
+    structures_per_element: dict[str, int] = field(default_factory=dict)  # energy-fitted training structures
     trained_parameters: int = 0
     frozen_features: bool = False
     seconds: float = 0.0
@@ -315,11 +315,12 @@ def _labels(examples: Sequence[LabelledStructure], device: torch.device, dtype: 
 
 
 def _masked_mse(error: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Weighted mean of error² over the rows where `mask` [R] is set (`weight` [R] per row)."""
+    """Mean over the rows where `mask` [R] is set of weight × error² (`weight` [R] per row; the
+    components of a row are averaged)."""
     if not bool(mask.any()):
         return error.new_zeros(())
     squared = (error[mask] ** 2).flatten(start_dim=1).mean(dim=1) if error.dim() > 1 else error[mask] ** 2
-    return (weight[mask] * squared).sum() / weight[mask].sum()
+    return (weight[mask] * squared).mean()
 
 
 def _loss(out: dict[str, torch.Tensor], labels: _Labels, settings: FinetuneSettings) -> torch.Tensor:
@@ -424,16 +425,21 @@ def predict_energies(
     return torch.cat(energies).numpy()
 
 
+def _energy_rows(dataset: Sequence[LabelledStructure]) -> list[int]:
+    """Indices of the examples whose energy is fitted (labelled, weight above zero)."""
+    return [k for k, e in enumerate(dataset) if e.energy is not None and e.weight > 0]
+
+
 def refit_atom_ref(
     model: MLIPModel, dataset: Sequence[LabelledStructure], predicted: np.ndarray
 ) -> dict[str, float]:
     """Shift AtomRef (eV) of the elements in ``dataset`` by the least-squares fit of the error.
 
     ``predicted`` [len(dataset)] are the model's energies (eV). Returns the shift per element.
-    Only examples with an energy label count. Rank-deficient compositions (e.g. all structures
-    1:1 NaCl) get the minimum-norm solution.
+    Only examples with an energy label and a positive weight count, each with its weight.
+    Rank-deficient compositions (e.g. all structures 1:1 NaCl) get the minimum-norm solution.
     """
-    rows = [k for k, e in enumerate(dataset) if e.energy is not None]
+    rows = _energy_rows(dataset)
     numbers = sorted({z for k in rows for z in dataset[k].structure.atomic_numbers})
     column = {z: k for k, z in enumerate(numbers)}
     counts = np.zeros((len(rows), len(numbers)))
@@ -441,7 +447,8 @@ def refit_atom_ref(
         for z in dataset[k].structure.atomic_numbers:
             counts[row, column[z]] += 1
     residual = np.array([dataset[k].energy for k in rows]) - predicted[rows]
-    shift, *_ = np.linalg.lstsq(counts, residual, rcond=None)
+    scale = np.sqrt([dataset[k].weight for k in rows])
+    shift, *_ = np.linalg.lstsq(counts * scale[:, None], residual * scale, rcond=None)
     with torch.no_grad():
         index = torch.as_tensor(numbers, device=model.device) - 1
         model.atom_ref[index] += torch.as_tensor(shift, dtype=model.dtype, device=model.device)
@@ -451,7 +458,8 @@ def refit_atom_ref(
 def evaluate(
     model: MLIPModel, dataset: Sequence[LabelledStructure], batch_size: int = 16
 ) -> dict[str, float]:
-    """MAE of energy (eV/atom) and, where labelled, forces (eV/Å) and stress (GPa)."""
+    """MAE of energy (eV/atom), forces (eV/Å) and stress (GPa), each over the examples that carry
+    that label (unweighted); a label no example carries has no entry."""
     energy_errors, force_errors, stress_errors = [], [], []
     for chunk in _chunks(range(len(dataset)), batch_size):
         examples = [dataset[i] for i in chunk]
@@ -499,8 +507,9 @@ def finetune(
     each epoch's record (epoch, train_loss, validation MAEs) as soon as the epoch ends.
     """
     settings = settings or FinetuneSettings()
+    dataset = [example for example in dataset if example.weight > 0]  # weight 0: not trained on
     if not dataset:
-        raise DataError("the training set is empty")
+        raise DataError("the training set is empty (or every example has weight 0)")
     start = time.perf_counter()
     layers = settings.train_layers
     names = trainable_names(model, layers)
@@ -524,7 +533,7 @@ def finetune(
         cached = [FrozenFeatureBatch(model, _state(model, [dataset[i] for i in b])) for b in batches]
         _check_frozen_energy(model, cached[0])
     shift: dict[str, float] = {}
-    structures = [example.structure for example in dataset if example.energy is not None]
+    structures = [dataset[k].structure for k in _energy_rows(dataset)]
     refit = (
         settings.refit_atom_ref
         and bool(structures)
@@ -556,8 +565,9 @@ def finetune(
             for k in rng.permutation(len(batches)).tolist():
                 optimizer.zero_grad()
                 loss = _loss(step_loss(k), labels[k], settings)
-                loss.backward()
-                optimizer.step()
+                if loss.requires_grad:  # a batch without any fitted label has nothing to learn
+                    loss.backward()
+                    optimizer.step()
                 scheduler.step()
                 epoch_loss += float(loss.detach()) / len(batches)
             record = {"epoch": float(epoch + 1), "train_loss": epoch_loss}
@@ -577,7 +587,8 @@ def finetune(
                 ((batch.energy(model) - label.energy) / label.n_atoms)[label.has_energy].abs()
                 for batch, label in zip(cached, labels, strict=True)
             ]
-        final_train = {"energy_mae_ev_per_atom": float(torch.cat(errors).mean())}
+        errors = torch.cat(errors)
+        final_train = {"energy_mae_ev_per_atom": float(errors.mean())} if errors.numel() else {}
     else:
         final_train = evaluate(model, dataset, settings.batch_size)
     return FinetuneResult(

@@ -43,6 +43,7 @@ bond_convs.k.gated.*, bond_convs.k.out       as for atom_convs, with the prefix
 angle_updates.k.gather.*                     as bond_convs.k.gather, from
                                              angle_layers.k.twoBody_bond.mlp_{core,gate}.layers.1
 angle_updates.k.gated.{core,gate}_norm       angle_layers.k.twoBody_bond.bn{1,2}
+   (k < n_conv − 2 only: angle_layers.{n_conv − 2} feeds nothing and is skipped)
 magmom_head                                  site_wise
 readout_norm                                 readout_norm
 readout.{0,2,4,6}                            mlp.layers.{0,2,4,7}

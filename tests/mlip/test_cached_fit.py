@@ -22,8 +22,14 @@ from matsearch.mlip.cached_fit import (
     refit_references,
     residuals,
 )
-from matsearch.mlip.eos_targets import birch_murnaghan_energy, bulk_modulus_from_energies, strained_copies
+from matsearch.mlip.eos_targets import (
+    birch_murnaghan_energy,
+    birch_murnaghan_pressure_gpa,
+    bulk_modulus_from_energies,
+    strained_copies,
+)
 from matsearch.mlip.pair import PairCorrection
+from matsearch.mlip.protocol import EV_PER_A3_IN_GPA
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.testing import validate_model
 from matsearch.mlip.train import attach_les_head
@@ -53,6 +59,23 @@ def test_birch_murnaghan_is_zero_at_v0_with_curvature_b0():
     energies = birch_murnaghan_energy(volumes, v0, b0_gpa)
     assert np.argmin(energies) == 4
     assert bulk_modulus_from_energies(volumes, energies, v0) == pytest.approx(b0_gpa, rel=2e-3)
+
+
+@pytest.mark.parametrize("b0_prime", [4.0, 5.5])
+def test_birch_murnaghan_pressure_is_minus_the_volume_derivative_of_the_energy(b0_prime: float):
+    v0, b0_gpa, step = 20.0, 120.0, 1e-4
+    assert birch_murnaghan_pressure_gpa(v0, v0, b0_gpa, b0_prime) == 0.0
+    for volume in (18.5, 19.6, 21.0):
+        energies = birch_murnaghan_energy(np.array([volume - step, volume + step]), v0, b0_gpa, b0_prime)
+        derivative_gpa = -(energies[1] - energies[0]) / (2 * step) * EV_PER_A3_IN_GPA
+        assert birch_murnaghan_pressure_gpa(volume, v0, b0_gpa, b0_prime) == pytest.approx(
+            derivative_gpa, rel=1e-7
+        )
+    # compressed: positive pressure; and B = -V dP/dV at V0
+    slope = birch_murnaghan_pressure_gpa(v0 * (1 - 1e-5), v0, b0_gpa) - birch_murnaghan_pressure_gpa(
+        v0 * (1 + 1e-5), v0, b0_gpa
+    )
+    assert slope / 2e-5 == pytest.approx(b0_gpa, rel=1e-6)
 
 
 def test_strained_copies_scale_the_volume_and_carry_bm_energies():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import math
 import os
 import subprocess
 import sys
@@ -349,16 +350,46 @@ def test_stress_only_examples_train_and_report_no_energy_error(base_model, one_t
 
 
 def test_an_example_of_weight_zero_changes_nothing(base_model, mirror_dir, one_thread):
+    """Weight 0 drops an example from the loss and from the AtomRef refit, even alone in its batch."""
     frames = smallest_frames(mirror_dir, 2)
     wild = LabelledStructure(frames[1].structure, frames[1].energy + 50.0, frames[1].forces * 10, weight=0.0)
     settings = FinetuneSettings(
-        epochs=3, lr=1e-3, batch_size=4, train_layers=("readout",), refit_atom_ref=False
+        epochs=3, lr=1e-3, batch_size=1, train_layers=("readout",), atom_ref_min_structures=1
     )
     alone, with_wild = copy.deepcopy(base_model), copy.deepcopy(base_model)
-    finetune(alone, frames[:1], settings)
-    finetune(with_wild, [frames[0], wild], settings)
+    first = finetune(alone, frames[:1], settings)
+    second = finetune(with_wild, [frames[0], wild], settings)
+    assert first.atom_ref_refit and second.atom_ref_refit
+    assert second.atom_ref_shift == pytest.approx(first.atom_ref_shift, abs=1e-9)
+    assert all(math.isfinite(r["train_loss"]) for r in second.history)
     for a, b in zip(alone.readout.parameters(), with_wild.readout.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_weight_multiplies_the_squared_error(base_model, mirror_dir, one_thread):
+    """Doubling one example's weight doubles its share of the loss (not a per-batch normalisation)."""
+    (frame,) = smallest_frames(mirror_dir, 1)
+    settings = FinetuneSettings(
+        epochs=1, lr=1e-12, batch_size=1, train_layers=("readout",), refit_atom_ref=False
+    )
+    losses = []
+    for weight in (1.0, 2.0):
+        example = LabelledStructure(frame.structure, frame.energy, frame.forces, frame.stress, weight=weight)
+        losses.append(finetune(copy.deepcopy(base_model), [example], settings).history[0]["train_loss"])
+    assert losses[1] == pytest.approx(2 * losses[0], rel=1e-4)
+
+
+def test_batches_without_a_fitted_label_are_skipped(base_model, one_thread):
+    """A stress-only example while stresses are not fitted: nothing to learn, nothing raised."""
+    structure = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    example = LabelledStructure(structure, None, stress=np.eye(3) * 0.01)
+    model = copy.deepcopy(base_model)
+    before = [p.detach().clone() for p in model.readout.parameters()]
+    settings = FinetuneSettings(epochs=2, lr=1e-3, batch_size=1, train_layers=("readout",), stress_weight=0)
+    result = finetune(model, [example], settings)
+    assert [r["train_loss"] for r in result.history] == [0.0, 0.0]
+    for a, b in zip(before, model.readout.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_pymatgen_json_reads_null_energies_and_weights(tmp_path):

@@ -67,3 +67,13 @@ def test_the_chgnet_reference_stays_selectable():
     assert "default" in model_names() and "chgnet-0.3.0" in model_names()
     with pytest.raises(ModelError, match="unknown model"):
         load_model("chgnet-les-ft0")
+
+
+def test_a_model_file_holding_the_dropped_angle_block_still_loads(shipped):
+    """Files written before the unused last angle update was dropped (the shipped one among them)
+    hold its weights; they load, and the model never uses them."""
+    saved = torch.load(shipped_model_path(NAME), map_location="cpu", weights_only=True)
+    dropped = [key for key in saved["state_dict"] if key.startswith("angle_updates.2.")]
+    assert dropped
+    assert not any(name.startswith("angle_updates.2.") for name, _ in shipped.named_parameters())
+    assert len(shipped.angle_updates) == shipped.config.n_conv - 2
