@@ -30,14 +30,14 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 # Older schemas this version upgrades in place when it opens a run for writing (and reads as they
-# are otherwise): the statements that bring schema N to N + 1.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    2: (  # 3 stores the forces (eV/Å) and stress (GPa) at the relaxed structure, for export
-        "ALTER TABLE candidates ADD COLUMN forces_ev_per_a TEXT",
-        "ALTER TABLE candidates ADD COLUMN stress_gpa TEXT",
-    ),
+# are otherwise, the absent columns as NULL): the candidate columns schema N + 1 added to N.
+_ADDED_COLUMNS: dict[int, tuple[str, ...]] = {
+    2: ("forces_ev_per_a", "stress_gpa"),  # forces (eV/Å) and stress (GPa) at the relaxed structure
 }
-_ADDED_COLUMNS = {2: ("forces_ev_per_a", "stress_gpa")}  # columns absent from schema N
+_MIGRATIONS = {
+    version: tuple(f"ALTER TABLE candidates ADD COLUMN {column} TEXT" for column in columns)
+    for version, columns in _ADDED_COLUMNS.items()
+}
 DB_NAME = "run.sqlite"
 SPEC_NAME = "spec.yaml"
 LOG_NAME = "run.log"
