@@ -10,8 +10,8 @@ the same N MP-20 test crystals (a fixed sample of the shipped known-materials in
 3. ours, energy only: ``predict(structures, forces=False, stress=False)`` (no autograd graph);
 4. chgnet, energy only: ``CHGNet.predict_structure(structures, task="e", batch_size=...)``.
 
-Each timing is the fastest of --repeats runs after one warm-up on 16 structures; the energies of
-(1), (3) and (4) are compared as a check.
+Each timing is the fastest of --repeats runs (the modes interleaved within each repeat) after one
+warm-up on 16 structures; the energies of (1), (3) and (4) are compared as a check.
 
 Usage: python benchmarks/bench_screening.py [--n 1000] [--threads 1] [--repeats 2] [--batch-size 64]
 Writes benchmarks/results/screening.json and prints a markdown table.
@@ -44,13 +44,10 @@ def sample(n: int, seed: int = 0) -> list:
     return [known.structure(int(row)) for row in sorted(picked)]
 
 
-def fastest(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, out
+def timed(fn) -> tuple[float, object]:
+    started = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, out
 
 
 def main() -> None:
@@ -78,12 +75,18 @@ def main() -> None:
         "ours_energy_only": lambda s: ours.predict(s, size, forces=False, stress=False),
         "chgnet_energy_only": lambda s: reference.predict_structure(s, task="e", batch_size=size),
     }
-    seconds, outputs = {}, {}
-    for name, run in modes.items():
-        with contextlib.redirect_stdout(io.StringIO()):
+    seconds = dict.fromkeys(modes, float("inf"))
+    outputs = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for run in modes.values():
             run(structures[:16])  # warm-up
-            seconds[name], outputs[name] = fastest(lambda run=run: run(structures), args.repeats)
-        print(f"{name}: {seconds[name]:.2f} s", flush=True)
+    # Modes interleaved within each repeat, so that a change of the machine's load hits them alike.
+    for repeat in range(args.repeats):
+        for name, run in modes.items():
+            with contextlib.redirect_stdout(io.StringIO()):
+                elapsed, outputs[name] = timed(lambda run=run: run(structures))
+            seconds[name] = min(seconds[name], elapsed)
+            print(f"repeat {repeat + 1}, {name}: {elapsed:.2f} s", flush=True)
     atoms = np.array([len(s) for s in structures])
     full = np.array([o["energy"] for o in outputs["ours_full"]]) / atoms
     energy_only = np.array([o["energy"] for o in outputs["ours_energy_only"]]) / atoms
