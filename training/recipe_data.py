@@ -203,11 +203,11 @@ def mlearn_examples(split: str, weight: float, validation_fraction: float = 0.1)
     return out
 
 
-def hfo2_examples(weight: float) -> list[EnergyExample]:
-    """The 10 HfO2 OUTCAR frames (96 atoms) as one energy-difference group."""
+def hfo2_frames() -> list:
+    """The HfO2 OUTCAR frames (96 atoms) as ASE Atoms with their single-point results."""
     from ase.io import read
 
-    examples = []
+    frames = []
     with (
         tarfile.open(data.dataset_path("sevennet-hfo2-outcars")) as archive,
         tempfile.TemporaryDirectory() as tmp,
@@ -216,24 +216,38 @@ def hfo2_examples(weight: float) -> list[EnergyExample]:
         for k, member in enumerate(members):
             path = Path(tmp) / f"OUTCAR_{k}"
             path.write_bytes(archive.extractfile(member).read())
-            for atoms in read(path, index=":", format="vasp-out"):
-                structure = AseAtomsAdaptor.get_structure(atoms)
-                examples.append(EnergyExample(structure, float(atoms.get_potential_energy()), "hfo2", weight))
-    return examples
+            frames += read(path, index=":", format="vasp-out")
+    return frames
 
 
-def mptrj_examples(weight: float) -> list[EnergyExample]:
-    """MPtrj frames (orb fixtures) with their MP2020-corrected total energies (absolute, eV)."""
+def mptrj_frames() -> list[tuple]:
+    """MPtrj frames (orb fixtures): (ASE Atoms with results, MP2020-corrected total energy in eV)."""
     from ase.db import connect
 
-    examples = []
+    frames = []
     for name in ("orb-10-mptraj-systems", "orb-10-thin-mptraj-systems"):
         with connect(data.dataset_path(name)) as database:
             for row in database.select():
                 energy = (row.data or {}).get("corrected_total_energy", row.energy)
-                structure = AseAtomsAdaptor.get_structure(row.toatoms())
-                examples.append(EnergyExample(structure, float(energy), None, weight))
+                frames.append((row.toatoms(), float(energy)))
+    return frames
+
+
+def hfo2_examples(weight: float) -> list[EnergyExample]:
+    """The HfO2 OUTCAR frames as one energy-difference group."""
+    examples = []
+    for atoms in hfo2_frames():
+        energy = float(atoms.get_potential_energy())
+        examples.append(EnergyExample(AseAtomsAdaptor.get_structure(atoms), energy, "hfo2", weight))
     return examples
+
+
+def mptrj_examples(weight: float) -> list[EnergyExample]:
+    """MPtrj frames with their MP2020-corrected total energies (absolute, eV)."""
+    return [
+        EnergyExample(AseAtomsAdaptor.get_structure(atoms), energy, None, weight)
+        for atoms, energy in mptrj_frames()
+    ]
 
 
 def elemental_examples(weight: float, max_atoms: int = 24, tolerance: float = 0.05) -> list[EnergyExample]:

@@ -29,14 +29,14 @@ import json
 import logging
 import platform
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from ase.stress import voigt_6_to_full_3x3_stress
 from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.mlip import load_model
 from matsearch.mlip.eos_targets import birch_murnaghan_pressure_gpa
@@ -69,20 +69,14 @@ def pressure_examples(records: list[dict], base: MLIPModel) -> list[LabelledStru
     reduced by flattening every E(V) (a softer model in the pilots).
     """
     examples = []
-    for record in records:
-        if not rd.usable_elastic(record):
-            continue
-        structure = Structure.from_dict(record["structure"])
-        if not rd.is_cubic(structure):
-            continue
+    for record, structure in cubic_records(records):
         v0 = structure.volume
         state = BatchedState.from_structures([structure], device=base.device, dtype=base.dtype)
         offset = -float(torch.diagonal(base.compute(state, forces=False)["stress_ev_per_a3"][0]).mean())
         # Pressure errors grow with K; weighting by 1/K² makes every material's relative error count alike.
         weight = (REFERENCE_MODULUS_GPA / max(record["bulk_modulus_vrh"], MIN_MODULUS_GPA)) ** 2
         for strain in PRESSURE_STRAINS:
-            copy = structure.copy()
-            copy.scale_lattice(v0 * (1 + strain))
+            copy = scaled(structure, strain)
             pressure = birch_murnaghan_pressure_gpa(copy.volume, v0, record["bulk_modulus_vrh"])
             stress = -(pressure / EV_PER_A3_IN_GPA + offset) * np.eye(3)  # ASE sign: compression < 0
             forces = np.zeros((len(copy), 3)) if strain == 0 else None
@@ -105,65 +99,44 @@ def mlearn_labelled(per_element: int, seed: int) -> list[LabelledStructure]:
         records = rd.mlearn_records(element, "training")
         picked = np.random.default_rng(seed).permutation(len(records))[:per_element]
         for k in sorted(picked):
-            voigt = records[k]["stress"] * MLEARN_STRESS_KBAR_TO_GPA / EV_PER_A3_IN_GPA
-            xx, yy, zz, yz, xz, xy = voigt
-            stress = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+            stress_gpa = records[k]["stress"] * MLEARN_STRESS_KBAR_TO_GPA
+            stress = voigt_6_to_full_3x3_stress(stress_gpa) / EV_PER_A3_IN_GPA
             examples.append(LabelledStructure(records[k]["structure"], None, records[k]["forces"], stress))
     return examples
 
 
 def frames_labelled() -> list[LabelledStructure]:
     """MPtrj frames (MP-compatible energy, forces, stress) and HfO2 frames (forces, stress)."""
-    from ase.db import connect
-    from ase.io import read
-    from pymatgen.io.ase import AseAtomsAdaptor
 
-    from matsearch import data
+    def labelled(atoms, energy: float | None) -> LabelledStructure:
+        structure = AseAtomsAdaptor.get_structure(atoms)
+        return LabelledStructure(structure, energy, atoms.get_forces(), atoms.get_stress(voigt=False))
 
-    def stress_matrix(atoms) -> np.ndarray:
-        xx, yy, zz, yz, xz, xy = atoms.get_stress()
-        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    return [labelled(atoms, energy) for atoms, energy in rd.mptrj_frames()] + [
+        labelled(atoms, None) for atoms in rd.hfo2_frames()
+    ]
 
-    examples = []
-    for name in ("orb-10-mptraj-systems", "orb-10-thin-mptraj-systems"):
-        with connect(data.dataset_path(name)) as database:
-            for row in database.select():
-                atoms = row.toatoms()
-                energy = float((row.data or {}).get("corrected_total_energy", row.energy))
-                structure = AseAtomsAdaptor.get_structure(atoms)
-                examples.append(
-                    LabelledStructure(structure, energy, atoms.get_forces(), stress_matrix(atoms))
-                )
-    with (
-        tarfile.open(data.dataset_path("sevennet-hfo2-outcars")) as archive,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        members = sorted((m for m in archive.getmembers() if "OUTCAR" in m.name), key=lambda m: m.name)
-        for k, member in enumerate(members):
-            path = Path(tmp) / f"OUTCAR_{k}"
-            path.write_bytes(archive.extractfile(member).read())
-            for atoms in read(path, index=":", format="vasp-out"):
-                structure = AseAtomsAdaptor.get_structure(atoms)
-                examples.append(LabelledStructure(structure, None, atoms.get_forces(), stress_matrix(atoms)))
-    return examples
+
+def cubic_records(records: list[dict]) -> list[tuple[dict, Structure]]:
+    """The usable records of cubic crystals, with their structures."""
+    usable = [(r, Structure.from_dict(r["structure"])) for r in records if rd.usable_elastic(r)]
+    return [(record, structure) for record, structure in usable if rd.is_cubic(structure)]
+
+
+def scaled(structure: Structure, volume_strain: float) -> Structure:
+    """A copy at V0 (1 + volume_strain), positions scaled with the cell."""
+    copy = structure.copy()
+    copy.scale_lattice(structure.volume * (1 + volume_strain))
+    return copy
 
 
 def bulk_moduli_from_stress(model: MLIPModel, records: list[dict], strain: float = 0.02) -> np.ndarray:
     """[n, 2] (model, DFT) bulk moduli in GPa of the usable cubic records: −ΔP / (ΔV/V0) between
     the copies at V0 (1 ± strain), from the model's stress and from the DFT Birch–Murnaghan P(V)."""
     rows = []
-    for record in records:
-        if not rd.usable_elastic(record):
-            continue
-        structure = Structure.from_dict(record["structure"])
-        if not rd.is_cubic(structure):
-            continue
+    for record, structure in cubic_records(records):
         v0 = structure.volume
-        copies = []
-        for s in (-strain, strain):
-            copy = structure.copy()
-            copy.scale_lattice(v0 * (1 + s))
-            copies.append(copy)
+        copies = [scaled(structure, -strain), scaled(structure, strain)]
         state = BatchedState.from_structures(copies, device=model.device, dtype=model.dtype)
         stress = model.compute(state, forces=False, stress=True)["stress_ev_per_a3"].double()
         pressure = -torch.diagonal(stress, dim1=1, dim2=2).mean(dim=1).numpy() * EV_PER_A3_IN_GPA
