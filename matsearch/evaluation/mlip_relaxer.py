@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pymatgen.core import Structure
@@ -76,21 +76,21 @@ class MLIPRelaxer:
 
     def relax(self, structures: list[Structure]) -> list[RelaxResult]:
         """Relax positions and cell of each structure; one result per input, same order."""
-        if not structures:
-            return []
-        return relax(
-            structures,
-            self.model,
-            fmax=self.fmax,
-            steps=self.steps,
-            max_batch_atoms=self.batch_atoms,
-            cell_filter=True,
-            timeout_s=self.timeout_s,
-            max_batch_memory_gb=self.max_batch_memory_gb,
-        )
+        return self._run(structures, self.fmax, self.steps, cell_filter=True, optimizer="fire")
 
     def relax_fixed_cell(self, structures: list[Structure], *, fmax: float, steps: int) -> list[RelaxResult]:
         """Relax the positions of every structure in its fixed cell, all in one batched L-BFGS run."""
+        return self._run(structures, fmax, steps, cell_filter=False, optimizer="lbfgs")
+
+    def _run(
+        self,
+        structures: list[Structure],
+        fmax: float,
+        steps: int,
+        *,
+        cell_filter: bool,
+        optimizer: Literal["fire", "lbfgs"],
+    ) -> list[RelaxResult]:
         if not structures:
             return []
         return relax(
@@ -99,8 +99,8 @@ class MLIPRelaxer:
             fmax=fmax,
             steps=steps,
             max_batch_atoms=self.batch_atoms,
-            cell_filter=False,
-            optimizer="lbfgs",
+            cell_filter=cell_filter,
+            optimizer=optimizer,
             timeout_s=self.timeout_s,
             max_batch_memory_gb=self.max_batch_memory_gb,
         )
