@@ -26,7 +26,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import load_model
-from matsearch.mlip.les import born_effective_charges
+from matsearch.mlip.heads.les import born_effective_charges
 from matsearch.mlip.state import BatchedState
 
 RESULTS = Path(__file__).parent / "results" / "born_charges.json"

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from matsearch.mlip import load_model  # noqa: E402
 from matsearch.mlip.model import MLIPModel  # noqa: E402
-from matsearch.mlip.relax import relax  # noqa: E402
+from matsearch.mlip.optimizers.relax import relax  # noqa: E402
 from matsearch.mlip.state import BatchedState  # noqa: E402
 from training import recipe_data as rd  # noqa: E402
 

@@ -32,8 +32,8 @@ from pymatgen.analysis.ewald import EwaldSummation
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import load_model
-from matsearch.mlip.qeq import ChargeEquilibrationHead
-from matsearch.mlip.train import (
+from matsearch.mlip.heads.qeq import ChargeEquilibrationHead
+from matsearch.mlip.training.finetune import (
     FinetuneSettings,
     LabelledStructure,
     attach_les_head,
@@ -68,7 +68,7 @@ def run_variant(base, variant: str, train, test, epochs: int, lr: float) -> dict
         attach_les_head(model)
         layers = ("readout", "long_range")
     elif variant == "qeq":
-        model.long_range = ChargeEquilibrationHead(model.config.atom_dim).to(model.device, model.dtype)
+        model.long_range = ChargeEquilibrationHead(model.feature_dim).to(model.device, model.dtype)
         layers = ("readout", "long_range")
     settings = FinetuneSettings(
         epochs=epochs,

@@ -115,7 +115,7 @@ def supercell_child(which: str, threads: int, queue: mp.Queue) -> None:
         warnings.simplefilter("ignore")
         model = load_chgnet() if which == "chgnet" else load_ours()
         if which == "ours_les":  # a Latent Ewald head with non-zero charges, so the k-space sum runs
-            from matsearch.mlip.train import attach_les_head
+            from matsearch.mlip.training.finetune import attach_les_head
 
             head = attach_les_head(model)
             head.prepare_for_training(std=0.05, generator=torch.Generator().manual_seed(0))

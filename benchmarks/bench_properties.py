@@ -35,7 +35,7 @@ RESULTS = REPO / "benchmarks" / "results" / "properties.json"
 def old_scans(structures, model, settings) -> list:
     """The old scan of `structures` together: scaled cells relaxed from the scaled input with FIRE."""
     from matsearch.evaluation.bulk_modulus import fit_bulk_modulus, volume_factors
-    from matsearch.mlip.relax import relax
+    from matsearch.mlip.optimizers.relax import relax
 
     factors = volume_factors(settings.strain, settings.n_points)
     scaled = []

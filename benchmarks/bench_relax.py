@@ -6,7 +6,7 @@ noise of ``--rattle`` Å per Cartesian component and strained by a random symmet
 components up to ``--strain``. Both relaxers use FIRE + Frechet cell filter with the same fmax and
 step cap, no timeout, on the same device and thread count, in this one run:
 
-- ours: ``MLIPRelaxer`` (matsearch.mlip.relax: all structures at once, converged ones swapped out),
+- ours: ``MLIPRelaxer`` (matsearch.mlip.optimizers.relax: all structures at once, converged ones swapped out),
 - reference: ``CHGNetRelaxer`` (chgnet StructOptimizer, ASE FIRE, one structure at a time).
 
 Reports wall time and speed-up, mean FIRE steps, convergence, and agreement of initial and final

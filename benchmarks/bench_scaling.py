@@ -98,7 +98,7 @@ def synchronize(device: str) -> None:
 
 def timed_fixed_steps(model, structures, steps: int, batch_atoms: int, device: str) -> dict:
     """Relax held to `steps` FIRE steps; time per structure-evaluation (s)."""
-    from matsearch.mlip.relax import relax
+    from matsearch.mlip.optimizers.relax import relax
 
     synchronize(device)
     started = time.perf_counter()
@@ -128,7 +128,7 @@ def timed_fixed_steps(model, structures, steps: int, batch_atoms: int, device: s
 
 def bench_wire(model, cells: list[Structure], rng: np.random.Generator) -> list[dict]:
     from matsearch.evaluation.ray_executor import evaluation_from_wire, evaluation_to_wire
-    from matsearch.mlip.relax import relax
+    from matsearch.mlip.optimizers.relax import relax
     from matsearch.results import Evaluation
     from matsearch.structures.codec import structure_from_json, structure_to_json
 
@@ -176,7 +176,7 @@ def bench_atoms(model, cells, rng, batch_atoms: int, steps: int, device: str) ->
 
 
 def bench_steps(model, cells, rng, batch_atoms: int, device: str) -> list[dict]:
-    from matsearch.mlip.relax import relax
+    from matsearch.mlip.optimizers.relax import relax
 
     rows = []
     for atoms, n in ((8, 16), (32, 8)):
@@ -306,7 +306,7 @@ def bench_batch_composition(model, cells, rng) -> dict:
     """The same 16 structures relaxed (fmax 0.05 eV/Å, 60 steps) together, alone, reversed."""
     from functools import partial
 
-    from matsearch.mlip.relax import relax
+    from matsearch.mlip.optimizers.relax import relax
 
     run = partial(relax, model=model, fmax=0.05, steps=60, timeout_s=None)
     structures = perturbed(cells, 16, 8, rng)

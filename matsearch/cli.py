@@ -358,7 +358,7 @@ def mlip_finetune(
 ) -> None:
     """Fine-tune on energies, forces and stresses (progress bar with the loss per epoch) and save a
     model file; prints a JSON summary. AtomRef is refitted only on enough data per element."""
-    from matsearch.mlip.train import finetune_cli
+    from matsearch.mlip.training.finetune import finetune_cli
 
     with _user_errors(), _warnings_on_stderr(), _epoch_bar(epochs) as on_epoch:
         summary = finetune_cli(

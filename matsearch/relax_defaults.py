@@ -9,8 +9,8 @@ TIMEOUT_S = 300.0  # wall-clock seconds per structure, from when it joins the ba
 MAX_BATCH_MEMORY_GB = 4.0  # estimated peak memory of one batched model call, GB
 BATCH_ATOMS = 1024  # most atoms in one batched model call
 
-# Fixed-cell L-BFGS (``matsearch.mlip.lbfgs`` and ASE's LBFGS in ``evaluation.ase_fixed_cell``), ASE's
-# names. ASE's default alpha is 70; 30 took fewer steps on the bulk-modulus scans of
+# Fixed-cell L-BFGS (``mlip.optimizers.lbfgs`` and ASE's LBFGS in ``evaluation.ase_fixed_cell``), with
+# ASE's names. ASE's default alpha is 70; 30 took fewer steps on the bulk-modulus scans of
 # examples/stable_stiff.yaml (253 vs 356 with ASE's LBFGS; benchmarks/RESULTS.md).
 LBFGS_ALPHA_EV_PER_A2 = 30.0  # initial Hessian guess, eV/Å²
 LBFGS_MAX_STEP_A = 0.2  # largest displacement of one atom in one step, Å

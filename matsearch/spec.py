@@ -226,7 +226,8 @@ class MLIPSpec(_Strict):
             return self
         if not _checking_files(info):
             return self
-        from matsearch.mlip.weights import check_model_file, model_names
+        from matsearch.mlip.files import check_model_file
+        from matsearch.mlip.registry import model_names
 
         if self.model not in model_names():
             if not Path(self.model).expanduser().is_file():
@@ -703,7 +704,7 @@ def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:
             proposer["templates"] = resolve(proposer["templates"])
     mlip = data.get("mlip")
     if isinstance(mlip, dict) and isinstance(mlip.get("model"), str):
-        from matsearch.mlip.weights import model_names
+        from matsearch.mlip.registry import model_names
 
         if mlip["model"] not in model_names():  # a model file, relative to the spec file
             mlip["model"] = resolve(mlip["model"])

@@ -24,8 +24,8 @@ from pymatgen.core import Composition, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch import data
-from matsearch.mlip.cached_fit import EnergyExample
-from matsearch.mlip.eos_targets import strained_copies
+from matsearch.mlip.training.cached_fit import EnergyExample
+from matsearch.mlip.training.eos_targets import strained_copies
 
 SEED = 0
 ELASTIC_HOLDOUT_FRACTION = 0.2

@@ -14,8 +14,8 @@ Steps (one command, seeded, one torch thread):
    mlearn test, WBM.
 3. Backbone below the last atom convolution frozen; that block's inputs are cached once. Least-
    squares AtomRef refit on the absolute-energy examples, then the last atom convolution, the
-   readout, a species-pair correction (``matsearch.mlip.pair``), the head and a per-element AtomRef
-   shift are fitted (``matsearch.mlip.cached_fit``) with early stopping on the validation loss;
+   readout, a species-pair correction (``matsearch.mlip.heads.pair``), the head and a per-element AtomRef
+   shift are fitted (``matsearch.mlip.training.cached_fit``) with early stopping on the validation loss;
    the best model is written as it improves, so an interrupted run leaves a usable file. With
    ``--ship`` it is copied to ``matsearch/mlip/models/`` (model card: docs/models/chgnet-les-ft1.md).
 
@@ -37,7 +37,9 @@ import numpy as np
 import torch
 
 from matsearch.mlip import load_model
-from matsearch.mlip.cached_fit import (
+from matsearch.mlip.heads.pair import PairCorrection
+from matsearch.mlip.model import ModelInfo
+from matsearch.mlip.training.cached_fit import (
     CachedFitSettings,
     cache_batches,
     fit_cached,
@@ -45,10 +47,8 @@ from matsearch.mlip.cached_fit import (
     predict_cached,
     refit_references,
 )
-from matsearch.mlip.eos_targets import bulk_modulus_from_energies
-from matsearch.mlip.model import ModelInfo
-from matsearch.mlip.pair import PairCorrection
-from matsearch.mlip.train import attach_les_head
+from matsearch.mlip.training.eos_targets import bulk_modulus_from_energies
+from matsearch.mlip.training.finetune import attach_les_head
 from training import recipe_data as rd
 
 MODEL_NAME = "chgnet-les-ft1"

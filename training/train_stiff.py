@@ -39,10 +39,17 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.mlip import load_model
-from matsearch.mlip.eos_targets import birch_murnaghan_pressure_gpa
-from matsearch.mlip.model import EV_PER_A3_IN_GPA, MLIPModel, ModelInfo
+from matsearch.mlip.model import MLIPModel, ModelInfo
 from matsearch.mlip.state import BatchedState
-from matsearch.mlip.train import FinetuneSettings, LabelledStructure, attach_les_head, evaluate, finetune
+from matsearch.mlip.training.eos_targets import birch_murnaghan_pressure_gpa
+from matsearch.mlip.training.finetune import (
+    FinetuneSettings,
+    LabelledStructure,
+    attach_les_head,
+    evaluate,
+    finetune,
+)
+from matsearch.mlip.units import EV_PER_A3_IN_GPA
 from training import recipe_data as rd
 
 MODEL_NAME = "chgnet-les-stiff-pilot"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from pymatgen.core import Structure
 
-from matsearch.mlip.relax import relax
+from matsearch.mlip.optimizers.relax import relax
 from matsearch.mlip.state import BatchedState
 from matsearch.relax_defaults import BATCH_ATOMS, FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
@@ -69,7 +69,7 @@ class MLIPRelaxer:
     def model(self) -> MLIPModel:
         """The MLIP, loaded on first access."""
         if self._model is None:
-            from matsearch.mlip.weights import load_model
+            from matsearch.mlip.registry import load_model
 
             self._model = load_model(self.model_name, device=self.device)
         return self._model

@@ -35,7 +35,9 @@ def state_from_atoms(atoms: Atoms, device: torch.device, dtype: torch.dtype) -> 
 
 
 class MLIPCalculator(Calculator):
-    """ASE calculator: energy, free_energy (= energy), forces, stress, magmoms, charges."""
+    """ASE calculator: energy, free_energy (= energy), forces, stress, charges, and magmoms where
+    the model predicts them (``get_magnetic_moments`` raises ASE's PropertyNotImplementedError
+    otherwise)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "magmoms", "charges"]
 
@@ -58,6 +60,7 @@ class MLIPCalculator(Calculator):
             "free_energy": energy,
             "forces": out["forces"].cpu().double().numpy(),
             "stress": full_3x3_to_voigt_6_stress(out["stress_ev_per_a3"][0].cpu().double().numpy()),
-            "magmoms": out["magmoms"].cpu().double().numpy(),
             "charges": out["charges"].cpu().double().numpy(),
         }
+        if "magmoms" in out:
+            self.results["magmoms"] = out["magmoms"].cpu().double().numpy()

@@ -1,18 +1,19 @@
-"""The MLIP: our batched implementation of the CHGNet architecture, plus optional long-range head.
+"""The model contract every backbone implements, and the one energy tail they share.
 
-Energy (eV per cell) = sum over atoms of an elemental reference energy (AtomRef, fixed) + a per-atom
-energy read out from atom features after ``n_conv`` interaction blocks (+ a learned species-pair
-correction over the bonds, ``pair.PairCorrection``, and the long-range head's energy when they are
-attached). Forces are -dE/dr by autograd; stress is (1/V) dE/d(strain); magnetic
-moments are |linear(atom features)| after the second-to-last atom convolution.
+Energy (eV per cell) = Σ_atoms [backbone site energy + AtomRef(Z)] (+ a learned species-pair
+correction over the backbone's bonds, ``heads.pair.PairCorrection``) (+ a long-range head's
+energy, ``heads``). Forces are -dE/dr by autograd; stress is (1/V) dE/d(strain). A backbone
+(``backbones/``) supplies three things: the neighbour structure of a batch (no gradients), the
+final atom features at given positions and cell, and the site energies read out from them.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -20,50 +21,15 @@ from pymatgen.core import Structure
 from torch import nn
 
 from matsearch.errors import ModelError
-from matsearch.mlip.basis import FourierAngle, RadialBessel, bond_angles
-from matsearch.mlip.graph import CrystalGraph, build_graph
 from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
-from matsearch.mlip.layers import AngleUpdate, AtomConv, BondConv
-from matsearch.mlip.protocol import EV_PER_A3_IN_GPA
 from matsearch.mlip.state import BatchedState
+from matsearch.mlip.units import EV_PER_A3_IN_GPA
 
 FILE_FORMAT = "matsearch-mlip"  # the ``format`` entry of our model files
-FILE_FORMAT_VERSION = 2  # written by ``MLIPModel.save``; 2 added ``pair_correction``
+FILE_FORMAT_VERSION = 3  # written by ``MLIPModel.save``; 2 added ``pair_correction``, 3 the backbone kind
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Constructor arguments of :class:`MLIPModel` (dimensions, cutoffs in Å)."""
-
-    atom_dim: int = 64
-    bond_dim: int = 64
-    angle_dim: int = 64
-    num_radial: int = 31
-    num_angular: int = 31
-    n_conv: int = 4
-    conv_hidden_dim: int = 64
-    readout_hidden_dims: tuple[int, ...] = (64, 64, 64)
-    atom_cutoff: float = 6.0
-    bond_cutoff: float = 3.0
-    envelope_exponent: int = 8
-    max_atomic_number: int = 94
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "readout_hidden_dims", tuple(self.readout_hidden_dims))
-        if self.num_angular % 2 != 1:
-            raise ValueError(f"num_angular must be odd, got {self.num_angular}")
-        if self.n_conv < 2:
-            raise ValueError(f"n_conv must be at least 2, got {self.n_conv}")
-        if not 0 < self.bond_cutoff <= self.atom_cutoff:
-            raise ValueError(
-                f"bond_cutoff must be in (0, atom_cutoff={self.atom_cutoff}] Å, got {self.bond_cutoff}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-friendly) of the arguments."""
-        out = asdict(self)
-        out["readout_hidden_dims"] = list(self.readout_hidden_dims)
-        return out
+EnergyConvention = Literal["mp2020", "raw-pbe"]
+ENERGY_CONVENTIONS: tuple[str, ...] = ("mp2020", "raw-pbe")
 
 
 @dataclass
@@ -75,47 +41,95 @@ class ModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class MLIPModel(nn.Module):
-    """CHGNet-architecture interatomic potential over batched periodic structures.
+@dataclass
+class Bonds:
+    """The backbone's bonds (each unordered pair of atom and image once) at the evaluated geometry.
 
-    Use :func:`matsearch.mlip.load_model` to get one with published weights. ``long_range`` is
-    an optional head called as ``head(atom_features [N, F], positions [N, 3], cell [B, 3, 3],
-    batch [N], pbc [B, 3]) -> (energy [B] eV, charges [N] e)`` on the final (normalised) atom
-    features; its energy is added to the model's, and it receives the same positions and cell
-    tensors that forces and stress are differentiated against.
+    ``first``/``second`` [U] int64 atom indices, ``lengths`` [U] Å (differentiable), ``system`` [U]
+    int64 structure index of each bond.
     """
 
-    def __init__(self, config: ModelConfig | None = None) -> None:
+    first: torch.Tensor
+    second: torch.Tensor
+    lengths: torch.Tensor
+    system: torch.Tensor
+
+
+@dataclass
+class Features:
+    """What a backbone hands to the energy tail: ``atoms`` [N, F] final atom features (the
+    readout and the long-range head read them), its ``bonds``, and ``magmoms`` [N] μB where the
+    backbone predicts magnetic moments (None otherwise)."""
+
+    atoms: torch.Tensor
+    bonds: Bonds
+    magmoms: torch.Tensor | None = None
+
+
+class MLIPModel(nn.Module, ABC):
+    """A batched interatomic potential: a backbone plus the shared energy tail (see module).
+
+    Use :func:`matsearch.mlip.load_model` to get one with published weights. ``long_range`` is an
+    optional head called as ``head(atom_features [N, F], positions [N, 3], cell [B, 3, 3], batch [N],
+    pbc [B, 3], atomic_numbers=[N]) -> (energy [B] eV, charges [N] e)``; it receives the same
+    positions and cell tensors that forces and stress are differentiated against.
+    ``energy_convention`` says what the energies mean: "mp2020" (MP2020-corrected, as CHGNet is
+    trained) or "raw-pbe" (uncorrected PBE/PBE+U, as SevenNet is); scoring corrects raw energies
+    before comparing them with a hull.
+    """
+
+    kind: ClassVar[str]  # the backbone's name in model files (``backbones.BACKBONES``)
+    config_class: ClassVar[type]  # its config dataclass (``to_dict()`` gives the saved arguments)
+
+    def __init__(self, config: Any, max_atomic_number: int, energy_convention: EnergyConvention) -> None:
         super().__init__()
-        config = config or ModelConfig()
+        if energy_convention not in ENERGY_CONVENTIONS:
+            raise ModelError(
+                f"unknown energy convention {energy_convention!r}; expected one of {ENERGY_CONVENTIONS}"
+            )
         self.config = config
         self.info = ModelInfo()
-        a, b, g = config.atom_dim, config.bond_dim, config.angle_dim
-        self.register_buffer("atom_ref", torch.zeros(config.max_atomic_number))
-        self.atom_embedding = nn.Embedding(config.max_atomic_number, a)
-        self.radial_atom = RadialBessel(config.num_radial, config.atom_cutoff, config.envelope_exponent)
-        self.radial_bond = RadialBessel(config.num_radial, config.bond_cutoff, config.envelope_exponent)
-        self.angle_basis = FourierAngle((config.num_angular - 1) // 2)
-        self.bond_embedding = nn.Linear(config.num_radial, b, bias=False)
-        self.bond_weights_atom = nn.Linear(config.num_radial, a, bias=False)
-        self.bond_weights_bond = nn.Linear(config.num_radial, b, bias=False)
-        self.angle_embedding = nn.Linear(config.num_angular, g, bias=False)
-        hidden = config.conv_hidden_dim
-        self.atom_convs = nn.ModuleList(AtomConv(a, b, hidden) for _ in range(config.n_conv))
-        self.bond_convs = nn.ModuleList(BondConv(a, b, g, hidden) for _ in range(config.n_conv - 1))
-        # Angle features feed the next bond convolution only, so the block after the last bond
-        # convolution (CHGNet has one) would feed nothing and is not built.
-        self.angle_updates = nn.ModuleList(AngleUpdate(a, b, g) for _ in range(config.n_conv - 2))
-        self.magmom_head = nn.Linear(a, 1)
-        self.readout_norm = nn.LayerNorm(a)
-        widths = [a, *config.readout_hidden_dims]
-        readout: list[nn.Module] = []
-        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-            readout += [nn.Linear(w_in, w_out), nn.SiLU()]
-        readout.append(nn.Linear(widths[-1], 1))
-        self.readout = nn.Sequential(*readout)
+        self.energy_convention: EnergyConvention = energy_convention
+        self.max_atomic_number = max_atomic_number
+        self.register_buffer("atom_ref", torch.zeros(max_atomic_number))
         self.long_range: nn.Module | None = None
         self.pair_correction: nn.Module | None = None
+
+    # What a backbone implements -------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def cutoff(self) -> float:
+        """Neighbour cutoff in Å: the largest distance at which atoms interact directly."""
+
+    @property
+    @abstractmethod
+    def feature_dim(self) -> int:
+        """Width F of the atom features handed to the readout and the long-range head."""
+
+    @abstractmethod
+    def neighbors(self, state: BatchedState) -> Any:
+        """The batch's neighbour structure (indices only, no gradients), reused at strained geometry."""
+
+    @abstractmethod
+    def features(
+        self, positions: torch.Tensor, cell: torch.Tensor, state: BatchedState, graph: Any
+    ) -> Features:
+        """Final atom features at (possibly strained) `positions` [N, 3] Å and `cell` [B, 3, 3] Å."""
+
+    @abstractmethod
+    def site_energies(self, atom_features: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        """[N] eV per atom read out from the features, without AtomRef."""
+
+    @abstractmethod
+    def estimated_bytes(self, n_atoms: int, volume: float) -> float:
+        """Peak memory (bytes) of energy, forces and stress of one structure of `volume` Å³ (> 0)."""
+
+    def upgrade_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state dict from an older model file as this class loads it (unchanged by default)."""
+        return state_dict
+
+    # The shared tail ---------------------------------------------------------------------------
 
     @property
     def device(self) -> torch.device:
@@ -127,83 +141,47 @@ class MLIPModel(nn.Module):
         """Floating dtype of the weights."""
         return self.atom_ref.dtype
 
-    def _check_atomic_numbers(self, atomic_numbers: torch.Tensor) -> None:
-        low, high = torch.aminmax(atomic_numbers)
-        low, high = int(low), int(high)
-        if low < 1 or high > self.config.max_atomic_number:
-            bad = low if low < 1 else high
-            raise ValueError(
-                f"atomic number {bad} is not supported; the model covers 1 to {self.config.max_atomic_number}"
-            )
+    def readout_energy(self, atom_features: torch.Tensor, state: BatchedState) -> torch.Tensor:
+        """[B] eV: Σ_i site energy(f_i) + AtomRef(Z_i) (no pair correction, no long-range head)."""
+        site = self.site_energies(atom_features, state.atomic_numbers)
+        site = site + self.atom_ref[state.atomic_numbers - 1]
+        return site.new_zeros(state.n_systems).index_add(0, state.batch, site)
 
     def _energy(
-        self,
-        positions: torch.Tensor,
-        cell: torch.Tensor,
-        state: BatchedState,
-        graph: CrystalGraph,
+        self, positions: torch.Tensor, cell: torch.Tensor, state: BatchedState, graph: Any
     ) -> dict[str, torch.Tensor]:
-        """Energy [B] eV, magmoms [N] μB, charges [N] e at (strained) positions and cell."""
-        i, j = graph.bond_atoms[0], graph.bond_atoms[1]
-        shifts = torch.einsum("uk,ukl->ul", graph.bond_images, cell[graph.bond_system])
-        vectors = positions.index_select(0, j) - positions.index_select(0, i) + shifts
-        lengths = torch.linalg.vector_norm(vectors, dim=1)
-
-        radial_atom = self.radial_atom(lengths)
-        bond_feas = self.bond_embedding(radial_atom)
-        bond_weights_atom = self.bond_weights_atom(radial_atom)
-
-        short = graph.short_bonds
-        short_lengths = lengths.index_select(0, short)
-        short_units = vectors.index_select(0, short) / short_lengths.unsqueeze(1)
-        short_bond_weights = self.bond_weights_bond(self.radial_bond(short_lengths))
-        first, second = graph.angle_bonds[0], graph.angle_bonds[1]
-        cosines = graph.angle_sign * (
-            short_units.index_select(0, first) * short_units.index_select(0, second)
-        ).sum(dim=1)
-        angle_feas = self.angle_embedding(self.angle_basis(bond_angles(cosines)))
-
-        atom_feas = self.atom_embedding(state.atomic_numbers - 1)
-        magmoms = None
-        for k in range(self.config.n_conv - 1):
-            atom_feas = self.atom_convs[k](
-                atom_feas, bond_feas, bond_weights_atom, graph.edge_center, graph.edge_neighbor
-            )
-            short_feas = self.bond_convs[k](
-                atom_feas,
-                bond_feas.index_select(0, short),
-                short_bond_weights,
-                angle_feas,
-                graph.angle_center,
-                graph.angle_bonds,
-            )
-            bond_feas = bond_feas.index_copy(0, short, short_feas)
-            if k < len(self.angle_updates):
-                angle_feas = self.angle_updates[k](
-                    atom_feas, short_feas, angle_feas, graph.angle_center, graph.angle_bonds
-                )
-            if k == self.config.n_conv - 2:
-                magmoms = torch.abs(self.magmom_head(atom_feas)).squeeze(1)
-        atom_feas = self.atom_convs[-1](
-            atom_feas, bond_feas, bond_weights_atom, graph.edge_center, graph.edge_neighbor
-        )
-        atom_feas = self.readout_norm(atom_feas)
-
-        site_energies = self.readout(atom_feas).squeeze(1) + self.atom_ref[state.atomic_numbers - 1]
-        energy = positions.new_zeros(state.n_systems).index_add(0, state.batch, site_energies)
+        """Energy [B] eV, charges [N] e and (where predicted) magmoms [N] μB at positions and cell."""
+        features = self.features(positions, cell, state, graph)
+        energy = self.readout_energy(features.atoms, state)
         if self.pair_correction is not None:
-            z = state.atomic_numbers
+            bonds, z = features.bonds, state.atomic_numbers
             energy = energy + self.pair_correction(
-                lengths, z.index_select(0, i), z.index_select(0, j), graph.bond_system, state.n_systems
+                bonds.lengths,
+                z.index_select(0, bonds.first),
+                z.index_select(0, bonds.second),
+                bonds.system,
+                state.n_systems,
             )
         if self.long_range is not None:
             long_range_energy, charges = self.long_range(
-                atom_feas, positions, cell, state.batch, state.pbc, atomic_numbers=state.atomic_numbers
+                features.atoms, positions, cell, state.batch, state.pbc, atomic_numbers=state.atomic_numbers
             )
             energy = energy + long_range_energy
         else:
-            charges = torch.zeros_like(site_energies)
-        return {"energy": energy, "magmoms": magmoms, "charges": charges}
+            charges = torch.zeros_like(state.positions[:, 0])
+        out = {"energy": energy, "charges": charges}
+        if features.magmoms is not None:
+            out["magmoms"] = features.magmoms
+        return out
+
+    def _check_atomic_numbers(self, atomic_numbers: torch.Tensor) -> None:
+        low, high = torch.aminmax(atomic_numbers)
+        low, high = int(low), int(high)
+        if low < 1 or high > self.max_atomic_number:
+            bad = low if low < 1 else high
+            raise ValueError(
+                f"atomic number {bad} is not supported; the model covers 1 to {self.max_atomic_number}"
+            )
 
     def compute(
         self,
@@ -213,7 +191,7 @@ class MLIPModel(nn.Module):
         stress: bool = True,
         create_graph: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Energies, forces, stresses and magnetic moments of a batch of structures.
+        """Energies, forces, stresses (and where predicted magnetic moments) of a batch.
 
         Returns a dict of tensors on the model's device:
 
@@ -221,13 +199,13 @@ class MLIPModel(nn.Module):
         - ``forces`` [N, 3] -dE/dr, eV/Å (when ``forces``).
         - ``stress_ev_per_a3`` [B, 3, 3] sigma = (1/V) dE/d(epsilon), eV/Å³ (when ``stress``;
           the model's internal unit: ``predict`` and relaxation results give GPa, the ASE
-          calculator ASE's eV/Å³), where the
-          structure is deformed as r -> r (I + epsilon) and cell -> cell (I + epsilon) (rows), and V
-          is the cell volume. This is ASE's (and CHGNet's) sign: positive diagonal = tensile (the
-          energy falls if the cell shrinks), negative = compressive. A relaxer moves the cell along
-          -V * sigma (the negative strain gradient of E); multiply by 160.21766208 for GPa.
-        - ``magmoms`` [N] magnetic moment magnitudes, μB.
+          calculator ASE's eV/Å³), where the structure is deformed as r -> r (I + epsilon) and
+          cell -> cell (I + epsilon) (rows), and V is the cell volume. This is ASE's (and
+          CHGNet's) sign: positive diagonal = tensile (the energy falls if the cell shrinks),
+          negative = compressive. A relaxer moves the cell along -V * sigma (the negative strain
+          gradient of E); multiply by 160.21766208 for GPa.
         - ``charges`` [N] charges of the long-range head, e (zeros without a head).
+        - ``magmoms`` [N] magnetic moment magnitudes, μB (backbones that predict them only).
 
         ``state`` is not modified. ``create_graph`` keeps the autograd graph of all outputs (for
         training on them, or for derivatives with respect to ``state.positions`` / ``state.cell``
@@ -237,14 +215,7 @@ class MLIPModel(nn.Module):
         if state.dtype != self.dtype or state.device != self.device:
             state = state.to(self.device, self.dtype)
         self._check_atomic_numbers(state.atomic_numbers)
-        graph = build_graph(
-            state.positions,
-            state.cell,
-            state.batch,
-            state.pbc,
-            self.config.atom_cutoff,
-            self.config.bond_cutoff,
-        )
+        graph = self.neighbors(state)
         need_grad = forces or stress
         with torch.set_grad_enabled(need_grad or create_graph):
             # A caller's positions/cell that require grad are used as they are, so that outputs
@@ -284,19 +255,17 @@ class MLIPModel(nn.Module):
     ) -> list[dict[str, Any]]:
         """Single-point predictions, one dict per structure, computed ``batch_size`` at a time.
 
-        Keys: ``energy`` (float, eV per cell), ``magmoms`` ([n] μB), ``charges`` ([n] e), and
-        ``forces`` ([n, 3] eV/Å) and ``stress`` ([3, 3] GPa, CHGNet's sign, see :meth:`compute`)
-        when asked for. ``forces=False, stress=False`` is the static screening mode: no autograd
-        graph is built (about 2× faster on one CPU thread, benchmarks/RESULTS.md); ``stress=False``
-        alone skips the strain derivative. Skewed cells are evaluated on their LLL-reduced basis
-        (same crystal, same site order). Raises UnsupportedStructure, naming the structure, for
-        non-finite numbers, a flat cell, coincident atoms or a density whose neighbour list would be
-        unbounded.
+        Keys: ``energy`` (float, eV per cell), ``charges`` ([n] e), ``magmoms`` ([n] μB, backbones
+        that predict them), and ``forces`` ([n, 3] eV/Å) and ``stress`` ([3, 3] GPa, ASE's sign,
+        see :meth:`compute`) when asked for. ``forces=False, stress=False`` is the static
+        screening mode: no autograd graph is built; ``stress=False`` alone skips the strain
+        derivative. Skewed cells are evaluated on their LLL-reduced basis (same crystal, same site
+        order). Raises UnsupportedStructure, naming the structure, for non-finite numbers, a flat
+        cell, coincident atoms or a density whose neighbour list would be unbounded.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         prepared = [self._prepared(index, s) for index, s in enumerate(structures)]
-        per_atom_keys = ("magmoms", "charges", "forces") if forces else ("magmoms", "charges")
         results: list[dict[str, Any]] = []
         for start in range(0, len(prepared), batch_size):
             chunk = prepared[start : start + batch_size]
@@ -304,8 +273,9 @@ class MLIPModel(nn.Module):
             out = self.compute(state, forces=forces, stress=stress)
             splits = np.cumsum([len(s) for s in chunk])[:-1]
             columns: dict[str, Any] = {"energy": out["energy"].cpu().double().numpy().tolist()}
-            for key in per_atom_keys:
-                columns[key] = np.split(out[key].cpu().double().numpy(), splits)
+            for key in ("magmoms", "charges", "forces"):
+                if key in out:
+                    columns[key] = np.split(out[key].cpu().double().numpy(), splits)
             if stress:
                 columns["stress"] = list(out["stress_ev_per_a3"].cpu().double().numpy() * EV_PER_A3_IN_GPA)
             results += [{key: values[b] for key, values in columns.items()} for b in range(len(chunk))]
@@ -315,20 +285,21 @@ class MLIPModel(nn.Module):
         """`structure` on a reduced cell, checked; UnsupportedStructure names it by `index`."""
         reduced = reduce_cell(structure)
         try:
-            check_structure(reduced, self.config.atom_cutoff)
+            check_structure(reduced, self.cutoff)
         except UnsupportedStructure as exc:
             raise UnsupportedStructure(f"structure {index} ({structure.formula}): {exc}") from None
         return reduced
 
     def as_ase_calculator(self) -> Any:
-        """ASE calculator (energy, free_energy, forces, stress, magmoms, charges) of this model."""
+        """ASE calculator (energy, free_energy, forces, stress, charges, magmoms where predicted)."""
         from matsearch.mlip.calculator import MLIPCalculator
 
         return MLIPCalculator(self)
 
     def save(self, path: str | Path) -> Path:
-        """Write a self-describing model file (config, weights, long-range head, species-pair
-        correction, provenance; see ``weights.py``) that ``load_model(path)`` reads; returns the path."""
+        """Write a self-describing model file (backbone kind and config, weights, energy convention,
+        long-range head, species-pair correction, provenance; see ``files.py``) that
+        ``load_model(path)`` reads; returns the path."""
         path = Path(path)
         backbone = {
             k: v
@@ -339,7 +310,9 @@ class MLIPModel(nn.Module):
             {
                 "format": FILE_FORMAT,
                 "format_version": FILE_FORMAT_VERSION,
+                "backbone": self.kind,
                 "config": self.config.to_dict(),
+                "energy_convention": self.energy_convention,
                 "state_dict": backbone,
                 "long_range": _saved_module(self.long_range, "long-range head"),
                 "pair_correction": _saved_module(self.pair_correction, "pair correction"),

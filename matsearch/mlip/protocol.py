@@ -8,14 +8,21 @@ import torch
 
 from matsearch.mlip.state import BatchedState
 
-EV_PER_A3_IN_GPA = 160.21766208  # 1 eV/Å³ in GPa: models compute stress in eV/Å³, results give GPa
-
 
 class BatchedModel(Protocol):
     """A batched potential with ``MLIPModel.compute``'s contract (see its docstring for units)."""
 
     device: torch.device
     dtype: torch.dtype
+
+    @property
+    def cutoff(self) -> float:
+        """Neighbour cutoff in Å (structures too dense for it are refused before evaluation)."""
+        ...
+
+    def estimated_bytes(self, n_atoms: int, volume: float) -> float:
+        """Peak memory (bytes) of energy, forces and stress of one structure of `volume` Å³ (> 0)."""
+        ...
 
     def compute(
         self, state: BatchedState, *, forces: bool = True, stress: bool = True

@@ -11,7 +11,10 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import load_model
-from matsearch.mlip.cached_fit import (
+from matsearch.mlip.heads.pair import PairCorrection
+from matsearch.mlip.state import BatchedState
+from matsearch.mlip.testing import validate_model
+from matsearch.mlip.training.cached_fit import (
     CachedFitSettings,
     EnergyExample,
     batch_loss,
@@ -22,17 +25,14 @@ from matsearch.mlip.cached_fit import (
     refit_references,
     residuals,
 )
-from matsearch.mlip.eos_targets import (
+from matsearch.mlip.training.eos_targets import (
     birch_murnaghan_energy,
     birch_murnaghan_pressure_gpa,
     bulk_modulus_from_energies,
     strained_copies,
 )
-from matsearch.mlip.pair import PairCorrection
-from matsearch.mlip.protocol import EV_PER_A3_IN_GPA
-from matsearch.mlip.state import BatchedState
-from matsearch.mlip.testing import validate_model
-from matsearch.mlip.train import attach_les_head
+from matsearch.mlip.training.finetune import attach_les_head
+from matsearch.mlip.units import EV_PER_A3_IN_GPA
 
 
 @pytest.fixture

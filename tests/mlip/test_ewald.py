@@ -19,7 +19,7 @@ from pymatgen.analysis.ewald import EwaldSummation
 from pymatgen.core import Lattice, Structure
 from scipy.special import erf
 
-from matsearch.mlip.ewald import COULOMB_EV_ANGSTROM, coulomb_matrix, ewald_energy
+from matsearch.mlip.heads.ewald import COULOMB_EV_ANGSTROM, coulomb_matrix, ewald_energy
 
 # Madelung constants referred to the nearest-neighbour distance (Kittel; Sakamoto 1958).
 MADELUNG_ROCKSALT = 1.747564594633182

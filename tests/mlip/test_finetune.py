@@ -22,10 +22,9 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, ModelError
 from matsearch.mlip import load_model
-from matsearch.mlip.atom_ref import AtomRefKeptWarning
-from matsearch.mlip.les import LatentEwaldHead
-from matsearch.mlip.model import EV_PER_A3_IN_GPA
-from matsearch.mlip.train import (
+from matsearch.mlip.heads.les import LatentEwaldHead
+from matsearch.mlip.training.atom_ref import AtomRefKeptWarning
+from matsearch.mlip.training.finetune import (
     FinetuneSettings,
     LabelledStructure,
     attach_les_head,
@@ -37,6 +36,7 @@ from matsearch.mlip.train import (
     refit_atom_ref,
     split_dataset,
 )
+from matsearch.mlip.units import EV_PER_A3_IN_GPA
 
 BORN_MAYER_A_EV, BORN_MAYER_RHO_A = 1000.0, 0.3
 

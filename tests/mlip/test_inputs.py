@@ -16,8 +16,8 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import BatchedState, UnsupportedStructure, load_model, relax
-from matsearch.mlip.autobatch import AtomBudgetQueue, estimated_bytes
 from matsearch.mlip.inputs import reduce_cell
+from matsearch.mlip.optimizers.autobatch import AtomBudgetQueue
 
 A_NACL = 5.64  # Å, rock salt near the model's minimum
 
@@ -149,9 +149,10 @@ def test_relax_fails_bad_inputs_with_reasons_and_relaxes_the_rest(model) -> None
 
 def test_memory_budget_fails_what_cannot_fit_and_splits_batches() -> None:
     nacl = _nacl()
-    one = estimated_bytes(len(nacl), nacl.volume, 6.0, 3.0)
+    model = load_model("default")
+    one = model.estimated_bytes(len(nacl), nacl.volume)
     assert 1e6 < one < 1e8  # ~10 MB measured for 8 atoms (energy, forces and stress)
-    results = relax([nacl], load_model("default"), steps=1, max_batch_memory_gb=one / 2e9)
+    results = relax([nacl], model, steps=1, max_batch_memory_gb=one / 2e9)
     assert "more than the" in results[0].error and "GB batch memory limit" in results[0].error
 
     queue = AtomBudgetQueue(
@@ -165,7 +166,7 @@ def test_memory_budget_fails_what_cannot_fit_and_splits_batches() -> None:
 
 
 def test_graph_refuses_a_skewed_cell_whose_cell_list_is_too_large() -> None:
-    from matsearch.mlip.graph import build_graph
+    from matsearch.mlip.backbones.chgnet.graph import build_graph
 
     skewed = _skewed(_nacl(), 2000)  # as given, not reduced: compute() is the raw entry point
     state = BatchedState.from_structures([skewed], dtype=torch.float64)

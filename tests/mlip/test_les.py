@@ -11,12 +11,12 @@ from head_inputs import batch_of_three, periodic_features
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import load_model
-from matsearch.mlip.ewald import ewald_energy
 from matsearch.mlip.heads import long_range_head_from_config
-from matsearch.mlip.les import LatentEwaldHead, born_effective_charges, polarization
+from matsearch.mlip.heads.ewald import ewald_energy
+from matsearch.mlip.heads.les import LatentEwaldHead, born_effective_charges, polarization
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.testing import validate_model
-from matsearch.mlip.train import attach_les_head
+from matsearch.mlip.training.finetune import attach_les_head
 
 FEATURES = 6
 

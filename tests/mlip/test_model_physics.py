@@ -13,8 +13,9 @@ from scipy.spatial.transform import Rotation
 
 from matsearch.mlip import BatchedState, MLIPModel, load_model
 from matsearch.mlip import testing as conformance
-from matsearch.mlip.graph import build_graph, neighbor_pairs
-from matsearch.mlip.les import LatentEwaldHead
+from matsearch.mlip.backbones.chgnet.graph import build_graph
+from matsearch.mlip.heads.les import LatentEwaldHead
+from matsearch.mlip.neighbors import neighbor_pairs
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +183,7 @@ def test_long_range_head_contributes_to_forces(model64: MLIPModel, samples: list
     structure = samples[0]
     state = BatchedState.from_structures([structure], dtype=torch.float64)
     base = model64.compute(state)
-    head = LatentEwaldHead(feature_dim=model64.config.atom_dim).double()
+    head = LatentEwaldHead(feature_dim=model64.feature_dim).double()
     model64.long_range = head
     try:
         untrained = model64.compute(state)

@@ -8,13 +8,12 @@ float64.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from mp20_sample import mp20_test_structures
 from pymatgen.core import Structure
 
 from matsearch.errors import ModelError
@@ -22,15 +21,6 @@ from matsearch.mlip import load_model, model_names
 
 N_PARITY = 200  # full float32 parity set (slow test; also run by benchmarks/bench_mlip_single_point.py)
 N_QUICK = 50  # parity set of the default run
-
-
-def mp20_test_structures(mirror_dir: Path, n: int, seed: int = 0) -> list[Structure]:
-    """A fixed sample of ``n`` structures from the MP-20 test split."""
-    table = pd.read_csv(mirror_dir / "mp20" / "mp20_structures.csv.gz", keep_default_na=False, na_values=[""])
-    rows = table[table["split"] == "test"].sort_values("material_id").sample(n=n, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pymatgen's notes about rounded CIF coordinates
-        return [Structure.from_str(cif, fmt="cif") for cif in rows["cif"]]
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +127,10 @@ def test_saved_model_file_round_trip(structures: list[Structure], tmp_path: Path
 
 
 def test_unknown_model_name_lists_valid_names() -> None:
-    with pytest.raises(
-        ModelError, match="unknown model 'chgnet-9'.*default, chgnet-0.3.0, chgnet-r2scan, chgnet-les-ft1"
-    ):
+    names = ["default", "chgnet-0.3.0", "chgnet-r2scan", "chgnet-les-ft1", "sevennet-0", "sevennet-l3i5"]
+    with pytest.raises(ModelError, match="unknown model 'chgnet-9'; use one of " + ", ".join(names)):
         load_model("chgnet-9")
-    assert model_names() == ["default", "chgnet-0.3.0", "chgnet-r2scan", "chgnet-les-ft1"]
+    assert model_names() == [*names, "sevennet-mf-0"]
 
 
 def test_file_that_is_not_a_model_is_rejected(tmp_path: Path) -> None:

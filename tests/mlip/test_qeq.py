@@ -7,9 +7,9 @@ import pytest
 import torch
 from head_inputs import batch_of_three, periodic_features
 
-from matsearch.mlip.ewald import ewald_energy
 from matsearch.mlip.heads import long_range_head_from_config
-from matsearch.mlip.qeq import ChargeEquilibrationHead
+from matsearch.mlip.heads.ewald import ewald_energy
+from matsearch.mlip.heads.qeq import ChargeEquilibrationHead
 
 FEATURES = 6
 

@@ -1,4 +1,4 @@
-"""Batched FIRE + Frechet cell filter and fixed-cell L-BFGS (matsearch.mlip.relax) against physics and ASE."""
+"""Batched FIRE + Frechet cell filter and fixed-cell L-BFGS (mlip.optimizers.relax) vs physics and ASE."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from matsearch.mlip.autobatch import FREE_MEMORY_FRACTION, AtomBudgetQueue, memory_budget_bytes
-from matsearch.mlip.fire import FireParams, fire_init, fire_step, generalized_forces
-from matsearch.mlip.lbfgs import LbfgsParams
-from matsearch.mlip.relax import min_pair_distances, relax
+from matsearch.mlip.optimizers.autobatch import FREE_MEMORY_FRACTION, AtomBudgetQueue, memory_budget_bytes
+from matsearch.mlip.optimizers.fire import FireParams, fire_init, fire_step, generalized_forces
+from matsearch.mlip.optimizers.lbfgs import LbfgsParams
+from matsearch.mlip.optimizers.relax import min_pair_distances, relax
 from matsearch.mlip.state import BatchedState
 
 SIGMA_A = {18: 3.4, 36: 3.6, 10: 2.75}  # Å, Lennard-Jones sigma per element (Ar, Kr, Ne)
@@ -43,6 +43,15 @@ class LennardJones:
         self.dtype = dtype
         self.calls = 0
         self.largest_batch_atoms = 0
+
+    @property
+    def cutoff(self) -> float:
+        """Å: the longest pair interaction (Kr's sigma times the switch-off distance)."""
+        return self.r_cut * max(SIGMA_A.values())
+
+    def estimated_bytes(self, n_atoms: int, volume: float) -> float:
+        """Bytes: a dense [n, n, 27 images, 3] pair tensor and its gradient, float64."""
+        return 2 * 8 * 3 * 27 * n_atoms**2
 
     def _system_energy(self, pos: torch.Tensor, cell: torch.Tensor, numbers: list[int]):
         sigma_atom = torch.tensor([SIGMA_A[z] for z in numbers], dtype=pos.dtype)
@@ -366,7 +375,7 @@ def test_fire_step_caps_each_systems_step_at_max_step() -> None:
 
 @pytest.fixture(scope="module")
 def mlip_float64():
-    from matsearch.mlip.weights import load_model
+    from matsearch.mlip.registry import load_model
 
     return load_model(device="cpu", dtype=torch.float64)
 

@@ -8,11 +8,11 @@ from pymatgen.core import Lattice, Structure
 
 from matsearch.errors import ModelError
 from matsearch.mlip import load_model, model_names
-from matsearch.mlip.les import LatentEwaldHead
-from matsearch.mlip.pair import PairCorrection
+from matsearch.mlip.heads.les import LatentEwaldHead
+from matsearch.mlip.heads.pair import PairCorrection
+from matsearch.mlip.registry import SHIPPED, shipped_model_path
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.testing import validate_model
-from matsearch.mlip.weights import SHIPPED, shipped_model_path
 
 NAME = "chgnet-les-ft1"
 

@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from matsearch.mlip.ewald import (
+from matsearch.mlip.heads.ewald import (
     check_screening,
     effective_cell,
     ewald_energy,
     fractional_coordinates,
     periodic_structures,
 )
-from matsearch.mlip.layers import AtomScalarMLP
+from matsearch.mlip.heads.mlp import AtomScalarMLP
 
 
 def mean_per_structure(values: torch.Tensor, batch: torch.Tensor, n_systems: int) -> torch.Tensor:

@@ -1,14 +1,7 @@
-"""Model names, CHGNet checkpoint conversion, and our own self-describing model files.
+"""Published CHGNet checkpoints (inside the ``chgnet`` wheel, under ``chgnet/pretrained/``) as our model.
 
-Pretrained names (the checkpoints ship inside the ``chgnet`` wheel, under ``chgnet/pretrained/``):
-
-- ``default`` = ``chgnet-0.3.0``: CHGNet 0.3.0, trained on MPtrj (PBE/PBE+U).
+- ``chgnet-0.3.0``: CHGNet 0.3.0, trained on MPtrj (PBE/PBE+U, MP2020-corrected energies).
 - ``chgnet-r2scan``: CHGNet transfer-learned to MP r2SCAN.
-
-Shipped with matsearch (``matsearch/mlip/models/``, model cards in ``docs/models/``):
-
-- ``chgnet-les-ft1``: CHGNet 0.3.0 with its last atom convolution, readout, a species-pair
-  correction and a Latent Ewald head fitted by ``training/train_default.py``.
 
 Key mapping from a CHGNet state dict to ours (k = block index; W[:, a:b] = input columns a..b-1;
 "core" and "gate" are ``mlp_core`` and ``mlp_gate`` of a CHGNet GatedMLP; cat = stack rows):
@@ -48,62 +41,25 @@ magmom_head                                  site_wise
 readout_norm                                 readout_norm
 readout.{0,2,4,6}                            mlp.layers.{0,2,4,7}
 ===========================================  ==================================================
-
-Our model files (``MLIPModel.save``; format constants in ``model.py``) are ``torch.save`` dicts:
-``format`` ("matsearch-mlip"), ``format_version``, ``config`` (ModelConfig arguments),
-``state_dict``, ``long_range`` (the head's ``config`` and ``state_dict``, or None),
-``pair_correction`` (likewise, version 2) and ``info`` (name, source). They load with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from matsearch.errors import ModelError
-from matsearch.mlip.model import FILE_FORMAT, MLIPModel, ModelConfig, ModelInfo
+from matsearch.mlip.backbones.chgnet.model import ChgnetConfig, ChgnetModel
+from matsearch.mlip.model import ModelInfo
 
-logger = logging.getLogger(__name__)
-
-READABLE_FORMAT_VERSIONS = (1, 2)  # 2 added the optional ``pair_correction`` entry
-
+# Model name -> checkpoint inside the chgnet wheel.
 PRETRAINED: dict[str, str] = {
     "chgnet-0.3.0": "pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
     "chgnet-r2scan": "pretrained/r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar",
 }
-ALIASES: dict[str, str] = {"default": "chgnet-0.3.0"}
-# Models trained by this project, shipped in matsearch/mlip/models/ (see docs/models/<name>.md).
-SHIPPED: dict[str, str] = {"chgnet-les-ft1": "chgnet-les-ft1.pt"}
-
-# CHGNet model_args that our architecture reproduces; any other value cannot be converted.
-_REQUIRED_CHGNET_ARGS: dict[str, Any] = {
-    "mlp_first": True,
-    "is_intensive": True,
-    "update_bond": True,
-    "update_angle": True,
-    "angle_layer_hidden_dim": 0,
-    "non_linearity": "silu",
-    "gMLP_norm": "layer",
-    "readout_norm": "layer",
-    "learnable_rbf": True,
-}
-
-
-def model_names() -> list[str]:
-    """Valid model names for :func:`load_model` (besides a path to a saved model file)."""
-    return [*ALIASES, *PRETRAINED, *SHIPPED]
-
-
-def shipped_model_path(name: str) -> Path:
-    """Path of a model file shipped inside the package (``SHIPPED``)."""
-    path = Path(__file__).parent / "models" / SHIPPED[name]
-    if not path.is_file():
-        raise ModelError(f"the shipped model {name!r} is missing from this installation ({path})")
-    return path
 
 
 def chgnet_checkpoint_path(name: str) -> Path:
@@ -120,7 +76,21 @@ def chgnet_checkpoint_path(name: str) -> Path:
     return path
 
 
-def _config_from_chgnet(args: dict[str, Any]) -> ModelConfig:
+# CHGNet model_args that our architecture reproduces; any other value cannot be converted.
+_REQUIRED_CHGNET_ARGS: dict[str, Any] = {
+    "mlp_first": True,
+    "is_intensive": True,
+    "update_bond": True,
+    "update_angle": True,
+    "angle_layer_hidden_dim": 0,
+    "non_linearity": "silu",
+    "gMLP_norm": "layer",
+    "readout_norm": "layer",
+    "learnable_rbf": True,
+}
+
+
+def _config_from_chgnet(args: dict[str, Any]) -> ChgnetConfig:
     for key, wanted in _REQUIRED_CHGNET_ARGS.items():
         if key in args and args[key] != wanted:
             raise ModelError(f"CHGNet checkpoint has {key}={args[key]!r}; only {key}={wanted!r} is supported")
@@ -129,7 +99,7 @@ def _config_from_chgnet(args: dict[str, Any]) -> ModelConfig:
     hidden = {args.get("atom_conv_hidden_dim", 64), args.get("bond_conv_hidden_dim", 64)}
     if len(hidden) != 1 or not all(isinstance(h, int) for h in hidden):
         raise ModelError(f"CHGNet checkpoint has unsupported convolution hidden sizes {hidden}")
-    return ModelConfig(
+    return ChgnetConfig(
         atom_dim=args.get("atom_fea_dim", 64),
         bond_dim=args.get("bond_fea_dim", 64),
         angle_dim=args.get("angle_fea_dim", 64),
@@ -200,7 +170,7 @@ def _angle_gather(
     read: _Reader,
     prefix: str,
     layer: int,
-    config: ModelConfig,
+    config: ChgnetConfig,
 ) -> None:
     b, g = config.bond_dim, config.angle_dim
     out[f"{ours}.bond_proj.weight"] = read.stacked_columns(prefix, layer, (0, b), (b, 2 * b))
@@ -212,7 +182,7 @@ def _angle_gather(
 
 
 def convert_chgnet_state_dict(
-    state_dict: dict[str, torch.Tensor], config: ModelConfig
+    state_dict: dict[str, torch.Tensor], config: ChgnetConfig
 ) -> dict[str, torch.Tensor]:
     """Our state dict from a CHGNet one (see the module docstring for the mapping)."""
     read = _Reader(state_dict)
@@ -262,100 +232,14 @@ def convert_chgnet_state_dict(
     return out
 
 
-def load_chgnet_checkpoint(path: str | Path, name: str) -> MLIPModel:
+def load_chgnet_checkpoint(path: str | Path, name: str) -> ChgnetModel:
     """Build our model from a CHGNet checkpoint file (``CHGNet.save`` / the pretrained files)."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     body = checkpoint.get("model", checkpoint)
     if "state_dict" not in body or "model_args" not in body:
         raise ModelError(f"{path} is not a CHGNet checkpoint (no state_dict and model_args)")
     config = _config_from_chgnet(body["model_args"])
-    model = MLIPModel(config)
+    model = ChgnetModel(config)
     model.load_state_dict(convert_chgnet_state_dict(body["state_dict"], config))
     model.info = ModelInfo(name=name, source=str(path))
-    return model
-
-
-def check_model_file(path: str | Path) -> None:
-    """Raise ModelError unless `path` is a readable matsearch model file of a format version this
-    matsearch reads (the file's tensors are read; no model is built)."""
-    _read_model_file(path)
-
-
-def load_model_file(path: str | Path) -> MLIPModel:
-    """Load a file written by :meth:`MLIPModel.save`."""
-    saved = _read_model_file(path)
-    config = ModelConfig(**saved["config"])
-    model = MLIPModel(config)
-    # Files written before the unused last angle update was dropped still hold its weights.
-    unused = f"angle_updates.{config.n_conv - 2}."
-    model.load_state_dict({k: v for k, v in saved["state_dict"].items() if not k.startswith(unused)})
-    if saved.get("long_range") is not None:
-        from matsearch.mlip.heads import long_range_head_from_config
-
-        head = long_range_head_from_config(saved["long_range"]["config"])
-        head.load_state_dict(saved["long_range"]["state_dict"])
-        model.long_range = head
-    if saved.get("pair_correction") is not None:
-        from matsearch.mlip.pair import PairCorrection
-
-        arguments = dict(saved["pair_correction"]["config"])
-        if arguments.pop("kind", None) != PairCorrection.kind:
-            raise ModelError(
-                f"{path} has a pair correction of unknown kind; expected {PairCorrection.kind!r}"
-            )
-        pair = PairCorrection(**arguments)
-        pair.load_state_dict(saved["pair_correction"]["state_dict"])
-        model.pair_correction = pair
-    info = saved.get("info", {})
-    model.info = ModelInfo(name=info.get("name", Path(path).stem), source=str(path))
-    return model
-
-
-def _read_model_file(path: str | Path) -> dict:
-    """The dictionary saved in a matsearch model file, checked for format and version."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ModelError(
-            f"cannot read model file {path} ({type(exc).__name__}: {first_line}); "
-            "give a file saved by MLIPModel.save or `matsearch mlip finetune`"
-        ) from exc
-    if not isinstance(saved, dict) or saved.get("format") != FILE_FORMAT:
-        raise ModelError(f"{path} is not a matsearch model file (saved by MLIPModel.save)")
-    version = saved.get("format_version")
-    if version not in READABLE_FORMAT_VERSIONS:
-        raise ModelError(
-            f"{path} has model file format version {version}; this matsearch reads versions "
-            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
-        )
-    return saved
-
-
-def load_model(
-    name: str = "default", device: str | None = None, dtype: torch.dtype = torch.float32
-) -> MLIPModel:
-    """Load a model by name (see :func:`model_names`) or from a file saved by ``MLIPModel.save``.
-
-    ``device`` defaults to CUDA when available, else CPU; ``dtype`` is float32 or float64.
-    """
-    if dtype not in (torch.float32, torch.float64):
-        raise ModelError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    canonical = ALIASES.get(name, name)
-    if canonical in PRETRAINED:
-        model = load_chgnet_checkpoint(chgnet_checkpoint_path(canonical), canonical)
-    elif canonical in SHIPPED:
-        model = load_model_file(shipped_model_path(canonical))
-        model.info.name = canonical
-    elif Path(name).expanduser().is_file():
-        model = load_model_file(Path(name).expanduser())
-    else:
-        raise ModelError(
-            f"unknown model {name!r}; use one of {', '.join(model_names())} or the path of a "
-            "file saved by MLIPModel.save"
-        )
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = model.to(device=device, dtype=dtype).eval()
-    logger.info("loaded MLIP %s (%d parameters) on %s", model.info.name, model.n_params, device)
     return model

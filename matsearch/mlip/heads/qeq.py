@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from matsearch.mlip.ewald import check_screening, coulomb_matrix, pad_atoms
-from matsearch.mlip.layers import AtomScalarMLP
+from matsearch.mlip.heads.ewald import check_screening, coulomb_matrix, pad_atoms
+from matsearch.mlip.heads.mlp import AtomScalarMLP
 
 
 def _inverse_softplus(value: float) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from matsearch.mlip.basis import polynomial_envelope
+from matsearch.mlip.envelopes import polynomial_envelope
 
 
 def species_pairs(z_a: torch.Tensor, z_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@ concatenating and multiplying (rows x concatenated width), the first linear laye
 block: per-atom and per-bond projections are computed once and gathered, so only the per-edge
 (or per-angle) block is multiplied per edge. The core and gate branches share each projection
 (their output rows are stacked), so one matmul feeds both. Mathematically identical to the
-concatenated form; see ``weights.py`` for how CHGNet's weights are split into these blocks.
+concatenated form; see ``checkpoint.py`` for how CHGNet's weights are split into these blocks.
 """
 
 from __future__ import annotations
@@ -162,33 +162,3 @@ class AngleUpdate(nn.Module):
         """Args as in :class:`BondConv`."""
         stacked = self.gather(atom_feas, short_bond_feas, angle_feas, angle_center, angle_bonds)
         return angle_feas + self.gated(stacked)
-
-
-class AtomScalarMLP(nn.Module):
-    """Per-atom scalar from atom features: Linear → SiLU → Linear, output layer zero-initialised."""
-
-    def __init__(self, feature_dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        if feature_dim < 1 or hidden_dim < 1:
-            raise ValueError(
-                f"feature_dim and hidden_dim must be positive, got {feature_dim} and {hidden_dim}"
-            )
-        self.hidden = nn.Linear(feature_dim, hidden_dim)
-        self.activation = nn.SiLU()
-        self.output = nn.Linear(hidden_dim, 1)
-        nn.init.zeros_(self.output.weight)
-        nn.init.zeros_(self.output.bias)
-
-    def forward(self, atom_features: torch.Tensor) -> torch.Tensor:
-        """[N, F] features → [N] scalars."""
-        return self.output(self.activation(self.hidden(atom_features))).squeeze(-1)
-
-    def output_is_zero(self) -> bool:
-        """True while the output layer is exactly zero (an untrained head)."""
-        return bool((self.output.weight == 0).all() and (self.output.bias == 0).all())
-
-    def perturb_output(self, std: float, generator: torch.Generator | None = None) -> None:
-        """Give the output weights N(0, std²) values (the bias stays) so that training can start."""
-        with torch.no_grad():
-            noise = torch.randn(self.output.weight.shape, generator=generator, dtype=torch.float64)
-            self.output.weight.copy_(noise * std)

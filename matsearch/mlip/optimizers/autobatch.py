@@ -1,8 +1,8 @@
 """Batching under two budgets: which waiting structures join the running batch when others leave.
 
 The atom budget bounds the work of one model call; the memory budget bounds its peak memory,
-estimated from each structure's density and the model's cutoffs (`estimated_bytes`), so that a
-batch of dense structures stays under the limit although it has few atoms.
+estimated by the model from each structure's size and volume (`estimated_bytes`), so that a batch
+of dense structures stays under the limit although it has few atoms.
 """
 
 from __future__ import annotations
@@ -12,11 +12,6 @@ from collections import deque
 
 import torch
 
-# Peak memory of one model call (energy, forces and stress; float32), measured on the CPU for
-# rock-salt supercells of 8-216 atoms at 11-22 Å³/atom: about 26 kB per bond and 24 kB per angle.
-BYTES_PER_BOND = 32_000
-BYTES_PER_ANGLE = 32_000
-BYTES_PER_ATOM = 4_000
 FREE_MEMORY_FRACTION = 0.8  # share of a GPU's free memory one batched model call may plan to use
 
 
@@ -28,18 +23,6 @@ def memory_budget_bytes(requested_gb: float, device: torch.device) -> float:
         free_bytes, _ = torch.cuda.mem_get_info(device)
         budget = min(budget, FREE_MEMORY_FRACTION * free_bytes)
     return budget
-
-
-def estimated_bytes(n_atoms: int, volume: float, atom_cutoff: float, bond_cutoff: float) -> float:
-    """Peak memory (bytes) of evaluating one structure of `volume` Å³, from its mean density:
-    bonds within `atom_cutoff` Å and angles between bonds shorter than `bond_cutoff` Å."""
-    if not volume > 0:
-        return math.inf
-    density = n_atoms / volume  # atoms per Å³
-    bonds = n_atoms * density * 4.0 / 3.0 * math.pi * atom_cutoff**3 / 2.0
-    short_per_atom = density * 4.0 / 3.0 * math.pi * bond_cutoff**3
-    angles = n_atoms * short_per_atom**2
-    return BYTES_PER_BOND * bonds + BYTES_PER_ANGLE * angles + BYTES_PER_ATOM * n_atoms
 
 
 class AtomBudgetQueue:

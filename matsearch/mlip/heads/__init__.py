@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from matsearch.mlip.les import LatentEwaldHead
-from matsearch.mlip.qeq import ChargeEquilibrationHead
+from matsearch.mlip.heads.les import LatentEwaldHead
+from matsearch.mlip.heads.qeq import ChargeEquilibrationHead
 
 
 def long_range_head_from_config(config: dict[str, Any]) -> nn.Module:

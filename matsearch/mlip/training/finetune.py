@@ -14,7 +14,7 @@ stress_weight × MSE(stress, GPa), each over the structures that carry that labe
 each structure's ``weight``. Before training the
 elemental reference energies (AtomRef) are shifted by the least-squares per-element fit of the
 model's energy error on the training set, when every element appears in at least
-``atom_ref_min_structures`` training structures (``matsearch.mlip.atom_ref``); otherwise AtomRef is
+``atom_ref_min_structures`` training structures (``matsearch.mlip.training.atom_ref``); otherwise AtomRef is
 kept and an ``AtomRefKeptWarning`` names the short elements.
 
 When only the readout and the long-range head are trained and forces and stresses are not fitted,
@@ -41,12 +41,17 @@ from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, MatsearchError, ModelError
-from matsearch.mlip.atom_ref import ATOM_REF_MIN_STRUCTURES, may_refit_atom_ref, structures_per_element
-from matsearch.mlip.ewald import coulomb_matrix, pad_atoms
-from matsearch.mlip.les import LatentEwaldHead
-from matsearch.mlip.model import EV_PER_A3_IN_GPA, MLIPModel, ModelInfo
+from matsearch.mlip.heads.ewald import coulomb_matrix, pad_atoms
+from matsearch.mlip.heads.les import LatentEwaldHead
+from matsearch.mlip.model import MLIPModel, ModelInfo
+from matsearch.mlip.registry import load_model
 from matsearch.mlip.state import BatchedState
-from matsearch.mlip.weights import load_model
+from matsearch.mlip.training.atom_ref import (
+    ATOM_REF_MIN_STRUCTURES,
+    may_refit_atom_ref,
+    structures_per_element,
+)
+from matsearch.mlip.units import EV_PER_A3_IN_GPA
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +258,7 @@ class FinetuneResult:
 
 def attach_les_head(model: MLIPModel, sigma: float = 1.0, dl: float = 2.0) -> LatentEwaldHead:
     """Attach a zero-initialised Latent Ewald head on the final atom features (σ, dl in Å)."""
-    head = LatentEwaldHead(model.config.atom_dim, sigma=sigma, dl=dl)
+    head = LatentEwaldHead(model.feature_dim, sigma=sigma, dl=dl)
     model.long_range = head.to(device=model.device, dtype=model.dtype)
     return head
 
@@ -373,24 +378,16 @@ class FrozenFeatureBatch:
     """A batch whose final atom features are computed once (backbone below the readout frozen)."""
 
     def __init__(self, model: MLIPModel, state: BatchedState) -> None:
-        captured: list[torch.Tensor] = []
-        hook = model.readout_norm.register_forward_hook(
-            lambda _module, _inputs, output: captured.append(output.detach())
-        )
-        try:
-            with torch.no_grad():
-                self.reference_energy = model.compute(state, forces=False, stress=False)["energy"]
-        finally:
-            hook.remove()
-        self.features = captured[-1]
+        with torch.no_grad():
+            self.reference_energy = model.compute(state, forces=False, stress=False)["energy"]
+            self.features = model.features(state.positions, state.cell, state, model.neighbors(state)).atoms
         self.state = state
         self.coulomb = FixedCoulomb.of(model.long_range, state)
 
     def energy(self, model: MLIPModel) -> torch.Tensor:
         """[B] eV: Σ_i readout(f_i) + AtomRef(Z_i) + long-range energy, from the cached features."""
         state = self.state
-        site = model.readout(self.features).squeeze(1) + model.atom_ref[state.atomic_numbers - 1]
-        energy = site.new_zeros(state.n_systems).index_add(0, state.batch, site)
+        energy = model.readout_energy(self.features, state)
         head = model.long_range
         if head is None:
             return energy

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from pymatgen.core import Lattice, Structure
 
-from matsearch.mlip.autobatch import AtomBudgetQueue, estimated_bytes, memory_budget_bytes
-from matsearch.mlip.fire import (
+from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
+from matsearch.mlip.optimizers.autobatch import AtomBudgetQueue, memory_budget_bytes
+from matsearch.mlip.optimizers.fire import (
     FireParams,
     FireState,
     fire_init,
@@ -30,16 +31,14 @@ from matsearch.mlip.fire import (
     generalized_forces,
     max_generalized_force,
 )
-from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
-from matsearch.mlip.lbfgs import LbfgsParams, LbfgsState, lbfgs_step
-from matsearch.mlip.protocol import EV_PER_A3_IN_GPA, BatchedModel
+from matsearch.mlip.optimizers.lbfgs import LbfgsParams, LbfgsState, lbfgs_step
+from matsearch.mlip.protocol import BatchedModel
 from matsearch.mlip.state import BatchedState
+from matsearch.mlip.units import EV_PER_A3_IN_GPA
 from matsearch.relax_defaults import BATCH_ATOMS, FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
 from matsearch.results import RelaxResult
 
 logger = logging.getLogger(__name__)
-
-CHGNET_CUTOFFS_A = (6.0, 3.0)  # atom and bond cutoffs assumed for models without a config
 
 
 def min_pair_distances(
@@ -97,20 +96,20 @@ def _input_problem(structure: Structure, atom_cutoff: float) -> str | None:
     return None
 
 
+def _estimated_bytes(model: BatchedModel, structure: Structure) -> float:
+    """The model's peak-memory estimate for `structure`: 0 without atoms, infinite without volume."""
+    if len(structure) == 0:
+        return 0.0
+    volume = abs(structure.volume)
+    return model.estimated_bytes(len(structure), volume) if volume > 0 else math.inf
+
+
 def _reduced(structure: Structure) -> Structure:
     """The structure on a reduced basis; unchanged when it cannot be reduced (non-finite cell)."""
     try:
         return reduce_cell(structure)
     except (ValueError, np.linalg.LinAlgError):
         return structure
-
-
-def model_cutoffs(model: object) -> tuple[float, float]:
-    """(atom, bond) cutoffs in Å of `model` (its config), else CHGNet's."""
-    config = getattr(model, "config", None)
-    if config is None:
-        return CHGNET_CUTOFFS_A
-    return float(config.atom_cutoff), float(config.bond_cutoff)
 
 
 def relax(
@@ -169,7 +168,7 @@ def relax(
         raise ValueError("the lbfgs optimiser relaxes positions only; use cell_filter=False or 'fire'")
     params = params or FireParams()
     if model is None:
-        from matsearch.mlip.weights import load_model
+        from matsearch.mlip.registry import load_model
 
         model = load_model()
     return _BatchRelaxation(
@@ -217,12 +216,9 @@ class _BatchRelaxation:
         self.max_volume_ratio = max_volume_ratio
         self.min_distance = min_distance
         self.sizes = [len(s) for s in self.structures]
-        self.atom_cutoff, bond_cutoff = model_cutoffs(model)
+        self.atom_cutoff = model.cutoff
         self.max_batch_bytes = max_batch_bytes
-        self.memory = [
-            estimated_bytes(len(s), abs(s.volume), self.atom_cutoff, bond_cutoff) if len(s) else 0.0
-            for s in self.structures
-        ]
+        self.memory = [_estimated_bytes(model, s) for s in self.structures]
         self.queue = AtomBudgetQueue(self.sizes, max_batch_atoms, self.memory, max_batch_bytes)
         self.results: list[RelaxResult | None] = [None] * len(self.structures)
         self.fire: FireState | None = None

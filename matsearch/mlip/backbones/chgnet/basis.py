@@ -1,4 +1,4 @@
-"""Basis expansions of bond lengths (Å) and bond angles (rad), with a smooth polynomial cutoff.
+"""CHGNet's basis expansions of bond lengths (Å) and bond angles (rad), with a smooth cutoff.
 
 These are the CHGNet basis functions (Deng et al., Nat. Mach. Intell. 2023): a sine ("radial
 Bessel") basis of the bond length damped by a polynomial envelope that goes to zero with its
@@ -12,21 +12,7 @@ import math
 import torch
 from torch import nn
 
-
-def polynomial_envelope(x: torch.Tensor, exponent: int) -> torch.Tensor:
-    """Smooth cutoff of a scaled distance ``x = r / r_cut``: 1 at x = 0, 0 for x >= 1.
-
-    u(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2); value, slope and
-    curvature vanish at x = 1. ``exponent`` p = 0 disables the cutoff (returns ones).
-    """
-    if exponent == 0:
-        return torch.ones_like(x)
-    p = float(exponent)
-    x_p = x**exponent
-    value = (
-        1.0 - 0.5 * (p + 1.0) * (p + 2.0) * x_p + p * (p + 2.0) * x_p * x - 0.5 * p * (p + 1.0) * x_p * x * x
-    )
-    return torch.where(x < 1.0, value, torch.zeros_like(x))
+from matsearch.mlip.envelopes import polynomial_envelope
 
 
 class RadialBessel(nn.Module):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
-from matsearch.mlip.model import EV_PER_A3_IN_GPA
+from matsearch.mlip.units import EV_PER_A3_IN_GPA
 
 DEFAULT_VOLUME_STRAINS = (-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06)
 

@@ -34,11 +34,10 @@ import torch
 from pymatgen.core import Structure
 
 from matsearch.errors import DataError
-from matsearch.mlip.graph import build_graph
-from matsearch.mlip.model import MLIPModel
-from matsearch.mlip.pair import PairCorrection, species_pairs
+from matsearch.mlip.backbones.chgnet.model import ChgnetModel
+from matsearch.mlip.heads.pair import PairCorrection, species_pairs
 from matsearch.mlip.state import BatchedState
-from matsearch.mlip.train import FixedCoulomb, refit_atom_ref, trainable_names
+from matsearch.mlip.training.finetune import FixedCoulomb, refit_atom_ref, trainable_names
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class LastConvInputs:
     """A batch's inputs to the model's last atom convolution, computed once (no grad), plus the
     Coulomb matrix of its long-range head, which depend on the geometry only."""
 
-    def __init__(self, model: MLIPModel, state: BatchedState) -> None:
+    def __init__(self, model: ChgnetModel, state: BatchedState) -> None:
         captured: list[tuple[torch.Tensor, ...]] = []
         hook = model.atom_convs[-1].register_forward_pre_hook(
             lambda _module, args: captured.append(tuple(a.detach() for a in args))
@@ -97,12 +96,11 @@ class LastConvInputs:
         self.state = state
         self.coulomb = FixedCoulomb.of(model.long_range, state)
 
-    def energy(self, model: MLIPModel) -> torch.Tensor:
+    def energy(self, model: ChgnetModel) -> torch.Tensor:
         """[B] eV: Σ_i readout + AtomRef, plus the long-range energy (no pair correction)."""
         state = self.state
         features = model.readout_norm(model.atom_convs[-1](*self.conv_inputs))
-        site = model.readout(features).squeeze(1) + model.atom_ref[state.atomic_numbers - 1]
-        energy = site.new_zeros(state.n_systems).index_add(0, state.batch, site)
+        energy = model.readout_energy(features, state)
         head = model.long_range
         if head is None:
             return energy
@@ -181,7 +179,7 @@ def pack_batches(
 
 
 def cache_batches(
-    model: MLIPModel,
+    model: ChgnetModel,
     examples: Sequence[EnergyExample],
     batches: Sequence[Sequence[int]],
     log_every: int = 50,
@@ -219,31 +217,24 @@ def cache_batches(
     return cached
 
 
-def _check_rebuilt_energy(model: MLIPModel, batch: CachedBatch) -> None:
-    """Energies rebuilt from the cache must equal ``MLIPModel.compute``'s, else caching is invalid."""
+def _check_rebuilt_energy(model: ChgnetModel, batch: CachedBatch) -> None:
+    """Energies rebuilt from the cache must equal ``ChgnetModel.compute``'s, else caching is invalid."""
     with torch.no_grad():
         rebuilt = _energies(model, batch, None)
     reference = batch.features.reference_energy
     if ((rebuilt - reference).abs() > 1e-4 * (1 + reference.abs())).any():
         raise RuntimeError(
-            "energies rebuilt from the cached last-convolution inputs differ from MLIPModel.compute; "
+            "energies rebuilt from the cached last-convolution inputs differ from ChgnetModel.compute; "
             "the model's energy is no longer conv → readout + AtomRef + pair + long-range head"
         )
 
 
-def _pair_inputs(model: MLIPModel, state: BatchedState) -> tuple[torch.Tensor, ...] | None:
+def _pair_inputs(model: ChgnetModel, state: BatchedState) -> tuple[torch.Tensor, ...] | None:
     """Bond inputs of the model's pair correction, which are fixed while the geometry is."""
     pair = model.pair_correction
     if not isinstance(pair, PairCorrection):
         return None
-    graph = build_graph(
-        state.positions,
-        state.cell,
-        state.batch,
-        state.pbc,
-        model.config.atom_cutoff,
-        model.config.bond_cutoff,
-    )
+    graph = model.neighbors(state)
     i, j = graph.bond_atoms[0], graph.bond_atoms[1]
     shifts = torch.einsum("uk,ukl->ul", graph.bond_images, state.cell[graph.bond_system])
     lengths = torch.linalg.vector_norm(state.positions[j] - state.positions[i] + shifts, dim=1)
@@ -254,7 +245,7 @@ def _pair_inputs(model: MLIPModel, state: BatchedState) -> tuple[torch.Tensor, .
     return unique, inverse, basis, graph.bond_system
 
 
-def _energies(model: MLIPModel, batch: CachedBatch, delta: torch.Tensor | None) -> torch.Tensor:
+def _energies(model: ChgnetModel, batch: CachedBatch, delta: torch.Tensor | None) -> torch.Tensor:
     """[B] eV from cached features (+ pair correction, + per-element AtomRef shift ``delta`` [94] eV)."""
     energy = batch.features.energy(model)
     if batch.pair is not None and isinstance(model.pair_correction, PairCorrection):
@@ -330,7 +321,7 @@ def batch_loss(
 
 
 def predict_cached(
-    model: MLIPModel, batches: Sequence[CachedBatch], n_examples: int, delta: torch.Tensor | None = None
+    model: ChgnetModel, batches: Sequence[CachedBatch], n_examples: int, delta: torch.Tensor | None = None
 ) -> np.ndarray:
     """[n_examples] energies (eV per cell) from cached features, in the original example order."""
     out = np.full(n_examples, np.nan)
@@ -341,7 +332,7 @@ def predict_cached(
 
 
 def validation_loss(
-    model: MLIPModel,
+    model: ChgnetModel,
     batches: Sequence[CachedBatch],
     delta: torch.Tensor | None,
     slope_weight: float = 0.0,
@@ -358,26 +349,26 @@ def validation_loss(
 
 
 def refit_references(
-    model: MLIPModel, examples: Sequence[EnergyExample], batches: Sequence[CachedBatch]
+    model: ChgnetModel, examples: Sequence[EnergyExample], batches: Sequence[CachedBatch]
 ) -> dict[str, float]:
     """Least-squares AtomRef refit (eV per element) on the absolute examples, from cached energies."""
     predicted = predict_cached(model, batches, len(examples))
     absolute = [i for i, e in enumerate(examples) if e.group is None]
     if not absolute:
         raise DataError("AtomRef refit needs examples with absolute energies (group None)")
-    from matsearch.mlip.train import LabelledStructure
+    from matsearch.mlip.training.finetune import LabelledStructure
 
     dataset = [LabelledStructure(examples[i].structure, examples[i].energy) for i in absolute]
     return refit_atom_ref(model, dataset, predicted[absolute])
 
 
 def fit_cached(
-    model: MLIPModel,
+    model: ChgnetModel,
     train: Sequence[CachedBatch],
     validation: Sequence[CachedBatch],
     settings: CachedFitSettings,
-    on_improve: Callable[[MLIPModel, dict[str, float]], None] | None = None,
-    epoch_metrics: Callable[[MLIPModel], dict[str, float]] | None = None,
+    on_improve: Callable[[ChgnetModel, dict[str, float]], None] | None = None,
+    epoch_metrics: Callable[[ChgnetModel], dict[str, float]] | None = None,
 ) -> CachedFitResult:
     """Fit ``settings.train_layers`` (+ an AtomRef shift) on cached batches, in place.
 

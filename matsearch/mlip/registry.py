@@ -1,0 +1,79 @@
+"""Model names: what ``load_model`` accepts besides a model file.
+
+- Published CHGNet checkpoints read from the installed ``chgnet`` wheel
+  (``backbones/chgnet/checkpoint.py``): ``chgnet-0.3.0``, ``chgnet-r2scan``.
+- Models shipped inside this package (``matsearch/mlip/models/``, model cards in ``docs/models/``):
+  ``sevennet-0``, ``sevennet-l3i5``, ``sevennet-mf-0`` (the published SevenNet weights, MIT, in our
+  NequIP backbone; converted by ``scripts/convert_sevennet.py``, licence in ``models/NOTICE``) and
+  ``chgnet-les-ft1`` (CHGNet 0.3.0 with a fitted last convolution, readout, species-pair correction
+  and Latent Ewald head; ``training/train_default.py``).
+- ``default``: an alias of one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from matsearch.errors import ModelError
+from matsearch.mlip.backbones.chgnet.checkpoint import (
+    PRETRAINED,
+    chgnet_checkpoint_path,
+    load_chgnet_checkpoint,
+)
+from matsearch.mlip.files import load_model_file
+from matsearch.mlip.model import MLIPModel
+
+logger = logging.getLogger(__name__)
+
+ALIASES: dict[str, str] = {"default": "chgnet-0.3.0"}
+SHIPPED: dict[str, str] = {
+    "chgnet-les-ft1": "chgnet-les-ft1.pt",
+    "sevennet-0": "sevennet-0.pt",
+    "sevennet-l3i5": "sevennet-l3i5.pt",
+    "sevennet-mf-0": "sevennet-mf-0.pt",
+}
+
+
+def model_names() -> list[str]:
+    """Valid model names for :func:`load_model` (besides a path to a saved model file)."""
+    return [*ALIASES, *PRETRAINED, *SHIPPED]
+
+
+def shipped_model_path(name: str) -> Path:
+    """Path of a model file shipped inside the package (``SHIPPED``)."""
+    path = Path(__file__).parent / "models" / SHIPPED[name]
+    if not path.is_file():
+        raise ModelError(f"the shipped model {name!r} is missing from this installation ({path})")
+    return path
+
+
+def load_model(
+    name: str = "default", device: str | None = None, dtype: torch.dtype = torch.float32
+) -> MLIPModel:
+    """Load a model by name (see :func:`model_names`) or from a file saved by ``MLIPModel.save``.
+
+    ``device`` defaults to CUDA when available, else CPU; ``dtype`` is float32 or float64.
+    """
+    if dtype not in (torch.float32, torch.float64):
+        raise ModelError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    canonical = ALIASES.get(name, name)
+    if canonical in PRETRAINED:
+        model = load_chgnet_checkpoint(chgnet_checkpoint_path(canonical), canonical)
+    elif canonical in SHIPPED:
+        model = load_model_file(shipped_model_path(canonical))
+        model.info.name = canonical
+    elif Path(name).expanduser().is_file():
+        model = load_model_file(Path(name).expanduser())
+    else:
+        raise ModelError(
+            f"unknown model {name!r}; use one of {', '.join(model_names())} or the path of a "
+            "file saved by MLIPModel.save"
+        )
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device=device, dtype=dtype).eval()
+    logger.info("loaded MLIP %s (%d parameters) on %s", model.info.name, model.n_params, device)
+    return model
