@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 
 from pymatgen.core import Structure
 
+# What a model's energies mean: "mp2020" (MP2020-corrected, as CHGNet is trained) or "raw-pbe"
+# (uncorrected PBE/PBE+U, as SevenNet is trained); scoring corrects raw energies for the hull.
+ENERGY_CONVENTIONS = ("mp2020", "raw-pbe")
+
 
 @dataclass
 class RelaxResult:
@@ -30,6 +34,7 @@ class RelaxResult:
     forces: list[list[float]] | None = None  # [n_sites][3] eV/Å at the relaxed structure, site order
     stress_gpa: list[list[float]] | None = None  # 3x3 GPa at the relaxed structure, ASE sign (+ = tensile)
     magmoms: list[float] | None = None  # μB per site at the relaxed structure
+    energy_convention: str = "mp2020"  # of the energies above: one of ENERGY_CONVENTIONS
 
 
 @dataclass

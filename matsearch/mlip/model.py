@@ -24,12 +24,12 @@ from matsearch.errors import ModelError
 from matsearch.mlip.inputs import UnsupportedStructure, check_structure, reduce_cell
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.units import EV_PER_A3_IN_GPA
+from matsearch.results import ENERGY_CONVENTIONS
 
 FILE_FORMAT = "matsearch-mlip"  # the ``format`` entry of our model files
 FILE_FORMAT_VERSION = 3  # written by ``MLIPModel.save``; 2 added ``pair_correction``, 3 the backbone kind
 
-EnergyConvention = Literal["mp2020", "raw-pbe"]
-ENERGY_CONVENTIONS: tuple[str, ...] = ("mp2020", "raw-pbe")
+EnergyConvention = Literal["mp2020", "raw-pbe"]  # see results.ENERGY_CONVENTIONS
 
 
 @dataclass

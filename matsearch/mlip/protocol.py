@@ -14,6 +14,7 @@ class BatchedModel(Protocol):
 
     device: torch.device
     dtype: torch.dtype
+    energy_convention: str  # "mp2020" (MP2020-corrected energies) or "raw-pbe" (uncorrected PBE/PBE+U)
 
     @property
     def cutoff(self) -> float:

@@ -32,7 +32,8 @@ def phase_diagram_figure(candidate: Candidate, hull: HullReference) -> go.Figure
     reference = hull.phase_diagram(elements)
     formation = candidate.scores.get("formation_energy")
     if formation is None:
-        formation = hull.formation_energy_per_atom(composition, candidate.energy_per_atom)
+        corrected = candidate.energy_per_atom + candidate.extra.get("mp2020_correction_ev_per_atom", 0.0)
+        formation = hull.formation_energy_per_atom(composition, corrected)
     label = f"#{candidate.id} {composition.reduced_formula}"
     entry = PDEntry(composition, formation * composition.num_atoms, name=label)
     diagram = PhaseDiagram([*reference.all_entries, entry])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from matsearch.candidate import Candidate, Status
 from matsearch.results import Evaluation, RelaxResult
+from matsearch.scoring.corrections import CorrectionError, mp2020_energy_per_atom
 from matsearch.scoring.hull import HullReference
 
 METASTABLE_EV_PER_ATOM = 0.1  # MatLLMSearch's metastability threshold on e_above_hull
@@ -17,7 +18,10 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
     (relaxation error, or a formation energy below MIN_FORMATION_EV_PER_ATOM).
 
     Scores: `e_above_hull` (eV/atom, vs `hull`), `formation_energy` (eV/atom),
-    `energy_per_atom` (eV/atom) and `deformation_energy` = E_proposed − E_relaxed (eV/atom).
+    `energy_per_atom` (eV/atom, as the model predicts it) and `deformation_energy` = E_proposed −
+    E_relaxed (eV/atom). Formation energy and e_above_hull use the MP2020-corrected energy
+    (``scoring.corrections``), so they mean the same whichever model scored; the correction is kept
+    in ``extra["mp2020_correction_ev_per_atom"]``.
     Seeds get no deformation energy: they are known DFT-relaxed crystals, not proposals, and a
     trivial ΔE ≈ 0 would let them dominate every child for good (selection counts a missing score
     as worse than every present one).
@@ -30,7 +34,13 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
         candidate.reason = result.error or "relaxation returned no structure"
         return
     composition = result.structure.composition
-    formation = hull.formation_energy_per_atom(composition, result.energy_per_atom)
+    try:
+        corrected = mp2020_energy_per_atom(result.structure, result.energy_per_atom, result.energy_convention)
+    except CorrectionError as exc:
+        candidate.status = Status.FAILED
+        candidate.reason = str(exc)
+        return
+    formation = hull.formation_energy_per_atom(composition, corrected)
     if formation < MIN_FORMATION_EV_PER_ATOM:
         candidate.status = Status.FAILED
         candidate.reason = (
@@ -43,7 +53,8 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
     candidate.initial_energy_per_atom = result.initial_energy_per_atom
     candidate.forces = result.forces
     candidate.stress_gpa = result.stress_gpa
-    candidate.e_above_hull = hull.e_above_hull(composition, result.energy_per_atom)
+    candidate.e_above_hull = hull.e_above_hull(composition, corrected)
+    candidate.extra["mp2020_correction_ev_per_atom"] = corrected - result.energy_per_atom
     candidate.scores.update(
         e_above_hull=candidate.e_above_hull,
         formation_energy=formation,

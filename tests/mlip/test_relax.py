@@ -37,6 +37,7 @@ class LennardJones:
 
     r_on = 1.3
     r_cut = 1.45
+    energy_convention = "mp2020"  # no Materials Project correction applies to noble-gas solids
 
     def __init__(self, dtype: torch.dtype = torch.float64) -> None:
         self.device = torch.device("cpu")

@@ -243,6 +243,8 @@ class _BatchRelaxation:
             self._iterate()
         results = [r for r in self.results if r is not None]
         assert len(results) == len(self.structures)
+        for result in results:
+            result.energy_convention = self.model.energy_convention
         logger.info(
             "relaxed %d structures in %.1f s: %d converged, %d failed",
             len(results),
