@@ -23,7 +23,14 @@ from pymatgen.core import Composition, Element
 
 from matsearch.data import HULL_REFERENCES
 from matsearch.errors import ModelError, SpecError
-from matsearch.relax_defaults import BATCH_ATOMS, FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
+from matsearch.relax_defaults import (
+    BATCH_ATOMS,
+    FMAX_EV_PER_A,
+    MAX_BATCH_MEMORY_GB,
+    MAX_STEPS,
+    PRERELAX_FMAX_EV_PER_A,
+    TIMEOUT_S,
+)
 
 MAX_SPEC_BYTES = 1_000_000  # a spec file larger than this is refused before it is parsed
 MAX_SPEC_NODES = 100_000  # values in the loaded YAML (after anchors and aliases are expanded)
@@ -211,13 +218,21 @@ class MLIPSpec(_Strict):
         description="matsearch backend: estimated peak memory of one batched model call, GB; "
         "a structure that alone needs more fails with the reason.",
     )
+    prerelax: str | None = Field(
+        None,
+        description="matsearch backend: a faster model (name or file) that relaxes each structure "
+        "first, to prerelax_fmax; `model` then finishes and gives every energy. null: `model` alone.",
+    )
+    prerelax_fmax: float = Field(
+        PRERELAX_FMAX_EV_PER_A, gt=0, description="Force at which the prerelax model hands over, eV/Å."
+    )
 
     @model_validator(mode="after")
     def _backend_options(self, info: ValidationInfo) -> MLIPSpec:
         """Options the chosen backend would ignore are refused; a model file must be readable (its
         header and tensors are checked here; the model itself is built only where it runs)."""
         if self.backend == "chgnet":
-            for key in ("model", "device", "batch_atoms", "max_batch_memory_gb"):
+            for key in ("model", "device", "batch_atoms", "max_batch_memory_gb", "prerelax", "prerelax_fmax"):
                 if getattr(self, key) != MLIPSpec.model_fields[key].default:
                     raise ValueError(
                         f"'{key}' is not used by backend 'chgnet' (it runs the chgnet package's "
@@ -229,14 +244,17 @@ class MLIPSpec(_Strict):
         from matsearch.mlip.files import check_model_file
         from matsearch.mlip.registry import model_names
 
-        if self.model not in model_names():
-            if not Path(self.model).expanduser().is_file():
+        for key in ("model", "prerelax"):
+            name = getattr(self, key)
+            if name is None or name in model_names():
+                continue
+            if not Path(name).expanduser().is_file():
                 raise ValueError(
-                    f"'{self.model}' is neither a model name ({', '.join(model_names())}) nor an "
+                    f"{key} '{name}' is neither a model name ({', '.join(model_names())}) nor an "
                     "existing model file"
                 )
             try:
-                check_model_file(Path(self.model).expanduser())
+                check_model_file(Path(name).expanduser())
             except ModelError as exc:
                 raise ValueError(str(exc)) from None
         return self
@@ -703,11 +721,12 @@ def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:
         if isinstance(proposer, dict) and "templates" in proposer:
             proposer["templates"] = resolve(proposer["templates"])
     mlip = data.get("mlip")
-    if isinstance(mlip, dict) and isinstance(mlip.get("model"), str):
-        from matsearch.mlip.registry import model_names
+    for key in ("model", "prerelax"):
+        if isinstance(mlip, dict) and isinstance(mlip.get(key), str):
+            from matsearch.mlip.registry import model_names
 
-        if mlip["model"] not in model_names():  # a model file, relative to the spec file
-            mlip["model"] = resolve(mlip["model"])
+            if mlip[key] not in model_names():  # a model file, relative to the spec file
+                mlip[key] = resolve(mlip[key])
     custom = data.get("custom")
     for name, reference in (custom if isinstance(custom, dict) else {}).items():
         if isinstance(reference, str) and ".py:" in reference:

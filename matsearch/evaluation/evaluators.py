@@ -20,6 +20,8 @@ def build_relaxer(spec: MLIPSpec) -> Relaxer:
             timeout_s=spec.timeout_s,
             batch_atoms=spec.batch_atoms,
             max_batch_memory_gb=spec.max_batch_memory_gb,
+            prerelax_model=spec.prerelax,
+            prerelax_fmax=spec.prerelax_fmax,
         )
     if spec.backend == "chgnet":
         from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer

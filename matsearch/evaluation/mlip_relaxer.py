@@ -11,7 +11,14 @@ from pymatgen.core import Structure
 
 from matsearch.mlip.optimizers.relax import relax
 from matsearch.mlip.state import BatchedState
-from matsearch.relax_defaults import BATCH_ATOMS, FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
+from matsearch.relax_defaults import (
+    BATCH_ATOMS,
+    FMAX_EV_PER_A,
+    MAX_BATCH_MEMORY_GB,
+    MAX_STEPS,
+    PRERELAX_FMAX_EV_PER_A,
+    TIMEOUT_S,
+)
 from matsearch.results import RelaxResult
 
 if TYPE_CHECKING:
@@ -32,6 +39,9 @@ class MLIPRelaxer:
             None for no limit.
         batch_atoms: atom budget of one batched model call.
         max_batch_memory_gb: estimated peak memory budget of one batched model call, GB.
+        prerelax_model: a faster model (name or path) that relaxes every structure first, to
+            `prerelax_fmax` eV/Å; the model then finishes from there and gives every energy
+            (the deformation energy's start included). None: the model relaxes alone.
     """
 
     name = "matsearch"
@@ -45,9 +55,13 @@ class MLIPRelaxer:
         timeout_s: float | None = TIMEOUT_S,
         batch_atoms: int = BATCH_ATOMS,
         max_batch_memory_gb: float = MAX_BATCH_MEMORY_GB,
+        prerelax_model: str | None = None,
+        prerelax_fmax: float = PRERELAX_FMAX_EV_PER_A,
     ) -> None:
         if batch_atoms < 1:
             raise ValueError(f"batch_atoms must be at least 1, got {batch_atoms}")
+        if prerelax_fmax <= 0:
+            raise ValueError(f"prerelax_fmax must be positive (eV/Å), got {prerelax_fmax}")
         self.model_name = model_name
         self.device = device
         self.fmax = fmax
@@ -55,7 +69,10 @@ class MLIPRelaxer:
         self.timeout_s = timeout_s
         self.batch_atoms = batch_atoms
         self.max_batch_memory_gb = max_batch_memory_gb
+        self.prerelax_model = prerelax_model
+        self.prerelax_fmax = prerelax_fmax
         self._model: MLIPModel | None = None
+        self._prerelaxer: MLIPModel | None = None
 
     @classmethod
     def from_model(cls, model: MLIPModel, **settings: float | int | None) -> MLIPRelaxer:
@@ -74,9 +91,43 @@ class MLIPRelaxer:
             self._model = load_model(self.model_name, device=self.device)
         return self._model
 
+    @property
+    def energy_convention(self) -> str:
+        """What the model's energies mean ("mp2020" or "raw-pbe")."""
+        return self.model.energy_convention
+
     def relax(self, structures: list[Structure]) -> list[RelaxResult]:
         """Relax positions and cell of each structure; one result per input, same order."""
-        return self._run(structures, self.fmax, self.steps, cell_filter=True, optimizer="fire")
+        if self.prerelax_model is None:
+            return self._run(structures, self.fmax, self.steps, cell_filter=True, optimizer="fire")
+        return self._relax_in_two_fidelities(structures)
+
+    def _relax_in_two_fidelities(self, structures: list[Structure]) -> list[RelaxResult]:
+        """The fast model relaxes first, the model finishes: where the fast model fails, the model
+        starts from the input. Steps and wall time add up; the initial energy is the model's."""
+        if not structures:
+            return []
+        if self._prerelaxer is None:
+            from matsearch.mlip.registry import load_model
+
+            self._prerelaxer = load_model(self.prerelax_model, device=str(self.model.device))
+        fast = relax(
+            structures,
+            self._prerelaxer,
+            fmax=self.prerelax_fmax,
+            steps=self.steps,
+            max_batch_atoms=self.batch_atoms,
+            timeout_s=self.timeout_s,
+            max_batch_memory_gb=self.max_batch_memory_gb,
+        )
+        starts = [r.structure if r.error is None else s for r, s in zip(fast, structures, strict=True)]
+        final = self._run(starts, self.fmax, self.steps, cell_filter=True, optimizer="fire")
+        initial = self.single_point(structures)
+        for first, result, energy in zip(fast, final, initial, strict=True):
+            result.steps += first.steps
+            result.wall_time_s += first.wall_time_s
+            result.initial_energy_per_atom = energy if math.isfinite(energy) else None
+        return final
 
     def relax_fixed_cell(self, structures: list[Structure], *, fmax: float, steps: int) -> list[RelaxResult]:
         """Relax the positions of every structure in its fixed cell, all in one batched L-BFGS run."""

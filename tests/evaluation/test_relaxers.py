@@ -165,3 +165,26 @@ def test_the_spec_sets_the_in_house_relaxers_settings() -> None:
     )
     assert (relaxer.fmax, relaxer.steps, relaxer.timeout_s) == (0.02, 50, 30)
     assert (relaxer.batch_atoms, relaxer.max_batch_memory_gb) == (4096, 8)
+
+
+def test_two_fidelity_relaxation_ends_where_the_accurate_model_alone_does(rattled: list[Structure]) -> None:
+    """CHGNet relaxes first, SevenNet finishes: same minimum (energy within 5 meV/atom), SevenNet's
+    raw-PBE energies throughout, the proposed structure's energy by SevenNet, steps of both added."""
+    accurate = MLIPRelaxer("sevennet-0", device="cpu")
+    two = MLIPRelaxer("sevennet-0", device="cpu", prerelax_model="chgnet-0.3.0", prerelax_fmax=0.1)
+    alone, combined = accurate.relax(rattled), two.relax(rattled)
+    fast = MLIPRelaxer("chgnet-0.3.0", device="cpu", fmax=0.1).relax(rattled)
+    initial = accurate.single_point(rattled)
+    for a, b, f, e0 in zip(alone, combined, fast, initial, strict=True):
+        assert a.error is None and b.error is None and b.converged
+        assert b.energy_convention == "raw-pbe"
+        assert b.energy_per_atom == pytest.approx(a.energy_per_atom, abs=5e-3)
+        assert b.initial_energy_per_atom == pytest.approx(e0, abs=1e-6)
+        assert b.steps > f.steps
+
+
+def test_a_prerelax_model_is_refused_by_the_chgnet_backend_and_must_exist() -> None:
+    with pytest.raises(ValueError, match="'prerelax' is not used by backend 'chgnet'"):
+        MLIPSpec(backend="chgnet", prerelax="chgnet-0.3.0")
+    with pytest.raises(ValueError, match="prerelax 'no-such-model' is neither a model name"):
+        MLIPSpec(prerelax="no-such-model")
