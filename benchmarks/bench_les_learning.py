@@ -32,11 +32,11 @@ from pymatgen.analysis.ewald import EwaldSummation
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import load_model
+from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.heads.qeq import ChargeEquilibrationHead
 from matsearch.mlip.training.finetune import (
     FinetuneSettings,
     LabelledStructure,
-    attach_les_head,
     evaluate,
     finetune,
 )
@@ -65,7 +65,7 @@ def run_variant(base, variant: str, train, test, epochs: int, lr: float) -> dict
     model = copy.deepcopy(base)
     layers: tuple[str, ...] = ("readout",)
     if variant == "les":
-        attach_les_head(model)
+        attach_long_range_head(model, "les")
         layers = ("readout", "long_range")
     elif variant == "qeq":
         model.long_range = ChargeEquilibrationHead(model.feature_dim).to(model.device, model.dtype)

@@ -115,9 +115,9 @@ def supercell_child(which: str, threads: int, queue: mp.Queue) -> None:
         warnings.simplefilter("ignore")
         model = load_chgnet() if which == "chgnet" else load_ours()
         if which == "ours_les":  # a Latent Ewald head with non-zero charges, so the k-space sum runs
-            from matsearch.mlip.training.finetune import attach_les_head
+            from matsearch.mlip.heads import attach_long_range_head
 
-            head = attach_les_head(model)
+            head = attach_long_range_head(model, "les")
             head.prepare_for_training(std=0.05, generator=torch.Generator().manual_seed(0))
         warm = rattled_nacl_supercell((1, 1, 1))
         run = model.predict_structure if which == "chgnet" else (lambda s: model.predict([s]))

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from matsearch.mlip import load_model
+from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.heads.pair import PairCorrection
 from matsearch.mlip.model import ModelInfo
 from matsearch.mlip.training.cached_fit import (
@@ -48,7 +49,6 @@ from matsearch.mlip.training.cached_fit import (
     refit_references,
 )
 from matsearch.mlip.training.eos_targets import bulk_modulus_from_energies
-from matsearch.mlip.training.finetune import attach_les_head
 from training import recipe_data as rd
 
 MODEL_NAME = "chgnet-les-ft1"
@@ -135,7 +135,7 @@ def main() -> None:
     started = time.perf_counter()
 
     model = load_model("default", device="cpu", dtype=torch.float32)
-    head = attach_les_head(model, sigma=1.0, dl=2.0)
+    head = attach_long_range_head(model, "les", sigma=1.0, dl=2.0)
     head.prepare_for_training(generator=torch.Generator().manual_seed(args.seed))
     torch.manual_seed(args.seed)
     model.pair_correction = PairCorrection(cutoff=model.config.atom_cutoff).to(model.dtype)

@@ -39,13 +39,13 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.mlip import load_model
+from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.model import MLIPModel, ModelInfo
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.training.eos_targets import birch_murnaghan_pressure_gpa
 from matsearch.mlip.training.finetune import (
     FinetuneSettings,
     LabelledStructure,
-    attach_les_head,
     evaluate,
     finetune,
 )
@@ -189,7 +189,7 @@ def main() -> None:
     if args.no_les:
         layers = tuple(layer for layer in layers if layer != "long_range")
     else:
-        attach_les_head(model, sigma=1.0, dl=2.0)
+        attach_long_range_head(model, "les", sigma=1.0, dl=2.0)
     split = rd.elastic_split(rd.elastic_records(), seed=args.seed)
     train = (
         mp20_labelled("train", args.n_mp20, args.seed)

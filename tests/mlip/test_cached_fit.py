@@ -11,6 +11,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import load_model
+from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.heads.pair import PairCorrection
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.testing import validate_model
@@ -31,7 +32,6 @@ from matsearch.mlip.training.eos_targets import (
     bulk_modulus_from_energies,
     strained_copies,
 )
-from matsearch.mlip.training.finetune import attach_les_head
 from matsearch.mlip.units import EV_PER_A3_IN_GPA
 
 
@@ -104,7 +104,9 @@ def test_pair_correction_starts_at_zero_and_keeps_the_model_conformant():
 
 def test_saved_model_keeps_pair_correction_and_head(tmp_path, base_model):
     model = copy.deepcopy(base_model)
-    attach_les_head(model).prepare_for_training(std=0.3, generator=torch.Generator().manual_seed(1))
+    attach_long_range_head(model, "les").prepare_for_training(
+        std=0.3, generator=torch.Generator().manual_seed(1)
+    )
     model.pair_correction = PairCorrection()
     with torch.no_grad():
         model.pair_correction.output.bias.fill_(0.01)
@@ -157,7 +159,7 @@ def test_group_residuals_ignore_a_constant_and_a_linear_trend(base_model):
 
 def test_cached_fit_lowers_the_training_loss_and_matches_the_full_model(base_model, one_thread):
     model = copy.deepcopy(base_model)
-    attach_les_head(model).prepare_for_training(generator=torch.Generator().manual_seed(0))
+    attach_long_range_head(model, "les").prepare_for_training(generator=torch.Generator().manual_seed(0))
     model.pair_correction = PairCorrection()
     examples = _examples()
     batches = pack_batches(examples, max_atoms=8, max_structures=4, seed=0)

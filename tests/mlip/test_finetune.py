@@ -22,12 +22,12 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, ModelError
 from matsearch.mlip import load_model
+from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.heads.les import LatentEwaldHead
 from matsearch.mlip.training.atom_ref import AtomRefKeptWarning
 from matsearch.mlip.training.finetune import (
     FinetuneSettings,
     LabelledStructure,
-    attach_les_head,
     evaluate,
     finetune,
     finetune_cli,
@@ -86,7 +86,7 @@ def test_les_head_learns_long_range_coulomb_that_the_readout_cannot(base_model, 
         model = copy.deepcopy(base_model)
         layers = ("readout",)
         if les:
-            attach_les_head(model)
+            attach_long_range_head(model, "les")
             layers = ("readout", "long_range")
         settings = FinetuneSettings(
             epochs=1000,

@@ -11,12 +11,11 @@ from head_inputs import batch_of_three, periodic_features
 from pymatgen.core import Lattice, Structure
 
 from matsearch.mlip import load_model
-from matsearch.mlip.heads import long_range_head_from_config
+from matsearch.mlip.heads import attach_long_range_head, long_range_head_from_config
 from matsearch.mlip.heads.ewald import ewald_energy
 from matsearch.mlip.heads.les import LatentEwaldHead, born_effective_charges, polarization
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.testing import validate_model
-from matsearch.mlip.training.finetune import attach_les_head
 
 FEATURES = 6
 
@@ -162,7 +161,7 @@ def test_model_with_a_trained_les_head_passes_the_conformance_checks():
     model = load_model("default", device="cpu", dtype=torch.float64)
     state = BatchedState.from_structures([rocksalt, cscl], dtype=torch.float64)
     without_head = model.compute(state)["energy"]
-    head = attach_les_head(model)
+    head = attach_long_range_head(model, "les")
     torch.testing.assert_close(model.compute(state)["energy"], without_head, rtol=0, atol=0)
     head.prepare_for_training(std=0.5, generator=torch.Generator().manual_seed(0))
     out = model.compute(state)

@@ -21,9 +21,11 @@ from mp20_sample import mp20_test_structures
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from matsearch.mlip import load_model, model_names
+from matsearch.mlip import BatchedState, load_model, model_names
 from matsearch.mlip.backbones.nequip.block import InteractionBlock
 from matsearch.mlip.backbones.nequip.convolution import EdgeConvolution, coupling_paths
+from matsearch.mlip.heads import attach_long_range_head
+from matsearch.mlip.heads.les import born_effective_charges, impose_acoustic_sum_rule
 from matsearch.mlip.testing import validate_model
 from matsearch.mlip.units import EV_PER_A3_IN_GPA
 
@@ -157,6 +159,45 @@ def test_nequip_model_obeys_the_conformance_checks() -> None:
     nacl = Structure(Lattice.cubic(5.5), ["Na", "Cl"] * 4, _rocksalt()).perturb(0.08, seed=0)
     zno = Structure(Lattice.hexagonal(3.25, 5.2), ["Zn", "Zn", "O", "O"], _wurtzite()).perturb(0.05, seed=1)
     validate_model(model, [nacl, zno])
+
+
+@pytest.mark.parametrize("kind", ["les", "qeq"])
+def test_a_zero_long_range_head_leaves_the_nequip_model_unchanged(kind: str) -> None:
+    model = load_model("sevennet-0", device="cpu", dtype=torch.float64)
+    zno = Structure(Lattice.hexagonal(3.25, 5.2), ["Zn", "Zn", "O", "O"], _wurtzite()).perturb(0.05, seed=1)
+    state = BatchedState.from_structures([zno], dtype=torch.float64)
+    bare = model.compute(state)
+    attach_long_range_head(model, kind)
+    with_head = model.compute(state)
+    for key in ("energy", "forces", "stress_ev_per_a3"):
+        torch.testing.assert_close(with_head[key], bare[key], rtol=0, atol=1e-12)
+    model.long_range.prepare_for_training(std=0.5, generator=torch.Generator().manual_seed(0))
+    assert (model.compute(state)["energy"] - bare["energy"]).abs().item() > 1e-4  # the head is live
+
+
+def test_born_charges_of_a_les_head_on_the_nequip_backbone_and_the_acoustic_sum_rule() -> None:
+    """A live LES head on SevenNet: in rock salt the Born charges sum to zero as they are; in polar
+    wurtzite ZnO the periodic charge-response term breaks the sum rule, and imposing it removes
+    exactly the mean violation from every atom."""
+    model = load_model("sevennet-0", device="cpu", dtype=torch.float64)
+    head = attach_long_range_head(model, "les")
+    head.prepare_for_training(std=0.5, generator=torch.Generator().manual_seed(0))
+    nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"] * 4, _rocksalt())
+    zno = Structure(Lattice.hexagonal(3.25, 5.2), ["Zn", "Zn", "O", "O"], _wurtzite())
+    sums = {}
+    for name, crystal in (("NaCl", nacl), ("ZnO", zno)):
+        state = BatchedState.from_structures([crystal], dtype=torch.float64)
+        state.positions = state.positions.clone().requires_grad_(True)
+        charges = model.compute(state, forces=False, stress=False, create_graph=True)["charges"]
+        born = born_effective_charges(charges, state.positions, state.cell, state.batch, state.pbc)
+        imposed = impose_acoustic_sum_rule(born, state.batch, 1)
+        assert born.abs().max() > 0.01  # a live head
+        torch.testing.assert_close(
+            imposed.sum(dim=0), torch.zeros(3, 3, dtype=torch.float64), rtol=0, atol=1e-10
+        )
+        torch.testing.assert_close(imposed, born - born.mean(dim=0), rtol=0, atol=1e-12)
+        sums[name] = float(born.sum(dim=0).abs().max())
+    assert sums["NaCl"] < 1e-10 < 1e-3 < sums["ZnO"]
 
 
 def test_nequip_model_refuses_species_it_was_not_trained_on() -> None:

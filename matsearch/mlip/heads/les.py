@@ -183,3 +183,17 @@ def born_effective_charges(
         dephased.append(torch.cos(angle) * grad_real + torch.sin(angle) * grad_imag)
     per_lattice = torch.stack(dephased, dim=1)  # [N, a, β]
     return torch.einsum("nab,nad->ndb", per_lattice, cell[batch])
+
+
+def impose_acoustic_sum_rule(born: torch.Tensor, batch: torch.Tensor, n_systems: int) -> torch.Tensor:
+    """[N, 3, 3] Born charges with each structure's Σ_i Z*_i removed equally from its atoms.
+
+    The periodic expression of ``born_effective_charges`` gives q_i δ exactly for fixed charges,
+    but its charge-response term is measured from the displaced atom's own phase, which is not
+    translation invariant in a polar cell (wurtzite ZnO: Σ_i Z*_i,zz ≠ 0). As DFPT codes do, the
+    violation is then spread evenly over the atoms, so that a uniform translation carries no
+    charge; for centrosymmetric crystals, where the sum vanishes already, nothing changes.
+    """
+    counts = torch.bincount(batch, minlength=n_systems).to(born.dtype)
+    total = born.new_zeros((n_systems, 3, 3)).index_add(0, batch, born)
+    return born - (total / counts[:, None, None])[batch]

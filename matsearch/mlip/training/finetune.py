@@ -41,6 +41,7 @@ from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, MatsearchError, ModelError
+from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.heads.ewald import coulomb_matrix, pad_atoms
 from matsearch.mlip.heads.les import LatentEwaldHead
 from matsearch.mlip.model import MLIPModel, ModelInfo
@@ -254,13 +255,6 @@ class FinetuneResult:
     trained_parameters: int = 0
     frozen_features: bool = False
     seconds: float = 0.0
-
-
-def attach_les_head(model: MLIPModel, sigma: float = 1.0, dl: float = 2.0) -> LatentEwaldHead:
-    """Attach a zero-initialised Latent Ewald head on the final atom features (σ, dl in Å)."""
-    head = LatentEwaldHead(model.feature_dim, sigma=sigma, dl=dl)
-    model.long_range = head.to(device=model.device, dtype=model.dtype)
-    return head
 
 
 def trainable_names(model: MLIPModel, train_layers: Sequence[str]) -> list[str]:
@@ -685,7 +679,7 @@ def finetune_cli(
     layers = list(train_layers)
     if les:
         if model.long_range is None:
-            attach_les_head(model, sigma=sigma, dl=dl)
+            attach_long_range_head(model, "les", sigma=sigma, dl=dl)
         if LONG_RANGE not in layers:
             layers.append(LONG_RANGE)
     settings = FinetuneSettings(
