@@ -23,9 +23,11 @@ from matsearch.mlip.model import Bonds, EnergyConvention, Features, MLIPModel
 from matsearch.mlip.neighbors import neighbor_pairs
 from matsearch.mlip.state import BatchedState
 
-# Peak memory of energy, forces and stress per directed edge, for 128x0e+64x1e+32x2e features
-# in float32 (5 blocks; measured on the CPU, see estimated_bytes).
-BYTES_PER_EDGE = 120_000
+# Peak memory of energy, forces and stress: about 3.0-3.2 numbers per directed edge for every
+# component the convolutions write per edge (Σ over blocks of their output width), measured on the
+# CPU for rattled rock-salt NaCl supercells of 64-512 atoms (sevennet-0: 110-135 kB per edge,
+# sevennet-l3i5: 300 kB); rounded up.
+VALUES_PER_EDGE_COMPONENT = 3.5
 BYTES_PER_ATOM = 40_000
 
 
@@ -131,9 +133,12 @@ class NequipModel(MLIPModel):
         return o3.Irreps(self.config.irreps[-1]).dim
 
     def estimated_bytes(self, n_atoms: int, volume: float) -> float:
-        """Peak memory (bytes) from the mean density: directed edges within the cutoff."""
+        """Peak memory (bytes) from the mean density: directed edges within the cutoff, times what
+        the convolutions keep per edge."""
         edges = n_atoms * n_atoms / volume * 4.0 / 3.0 * torch.pi * self.config.cutoff**3
-        return BYTES_PER_EDGE * edges + BYTES_PER_ATOM * n_atoms
+        per_edge = sum(block.convolution.irreps_out.dim for block in self.blocks)
+        itemsize = self.atom_ref.element_size()
+        return VALUES_PER_EDGE_COMPONENT * itemsize * per_edge * edges + BYTES_PER_ATOM * n_atoms
 
     def _check_atomic_numbers(self, atomic_numbers: torch.Tensor) -> None:
         super()._check_atomic_numbers(atomic_numbers)
