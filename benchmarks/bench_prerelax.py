@@ -9,9 +9,11 @@ Two samples, each relaxed by every mode with FIRE + Frechet cell filter (fmax 0.
   8 atoms (far from any minimum, like CSP's random starts).
 
 Modes: the accurate model alone, and prerelaxed by the fast model to each ``--handover`` fmax.
-Reported per mode: wall and CPU seconds, optimiser steps, and agreement with the accurate-only
-relaxation: final energy per atom (MAE and worst, eV/atom), and the stable (e_hull ≤ 0) and
-metastable (e_hull ≤ 0.1 eV/atom) calls against the shipped hull.
+Reported per mode: wall and CPU seconds, optimiser steps, relaxations that fell into a hole of the
+model (formation energy below −5 eV/atom: scoring rejects them as unphysical), and agreement with
+the accurate-only relaxation where both are physical: final energy per atom (MAE and worst,
+eV/atom), and the stable (e_hull ≤ 0) and metastable (e_hull ≤ 0.1 eV/atom) calls against the
+shipped hull.
 
     python benchmarks/bench_prerelax.py [--accurate sevennet-0] [--fast chgnet-0.3.0] [--n 24]
 
@@ -60,16 +62,23 @@ def random_sample(n: int, seed: int) -> list[Structure]:
 
 
 def scored(results, hull) -> dict[str, np.ndarray]:
-    """Final energy per atom (NaN on failure) and e_above_hull (MP2020-corrected) of each result."""
+    """Final energy per atom and e_above_hull (MP2020-corrected) of each result; NaN where the
+    relaxation failed or fell into a hole of the model (formation energy below the engine's
+    MIN_FORMATION_EV_PER_ATOM, which scoring rejects as unphysical)."""
     from matsearch.scoring.corrections import mp2020_energy_per_atom
+    from matsearch.scoring.objectives import MIN_FORMATION_EV_PER_ATOM
 
     energy = np.full(len(results), np.nan)
     e_hull = np.full(len(results), np.nan)
     for k, r in enumerate(results):
         if r.error is None:
-            energy[k] = r.energy_per_atom
             corrected = mp2020_energy_per_atom(r.structure, r.energy_per_atom, r.energy_convention)
-            e_hull[k] = hull.e_above_hull(r.structure.composition, corrected)
+            if (
+                hull.formation_energy_per_atom(r.structure.composition, corrected)
+                >= MIN_FORMATION_EV_PER_ATOM
+            ):
+                energy[k] = r.energy_per_atom
+                e_hull[k] = hull.e_above_hull(r.structure.composition, corrected)
     return {"energy": energy, "e_hull": e_hull}
 
 
@@ -98,6 +107,7 @@ def run_sample(name: str, structures: list[Structure], args, hull) -> dict:
             "failed": sum(r.error is not None for r in results),
         }
         values = scored(results, hull)
+        record["unphysical"] = int(np.sum(np.isnan(values["energy"]))) - record["failed"]
         if reference is None:
             reference = values
         else:
@@ -121,8 +131,9 @@ def run_sample(name: str, structures: list[Structure], args, hull) -> dict:
 
 def markdown(result: dict) -> str:
     lines = [
-        "| sample | mode | CPU s | steps | ΔE MAE / worst (meV/atom) | stable calls same | metastable same |",
-        "|---|---|---|---|---|---|---|",
+        "| sample | mode | CPU s | steps | unphysical | ΔE MAE / worst (meV/atom) | stable same "
+        "| metastable same |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for sample in ("rattled", "random"):
         part = result[sample]
@@ -139,9 +150,8 @@ def markdown(result: dict) -> str:
                 for k in ("stable_call_agreement", "metastable_call_agreement")
             ]
             lines.append(
-                f"| {sample} ({part['n']}) | {mode} | {r['cpu_s']:.0f} | {r['mean_steps']:.0f} | {delta} | "
-                + " | ".join(same)
-                + " |"
+                f"| {sample} ({part['n']}) | {mode} | {r['cpu_s']:.0f} | {r['mean_steps']:.0f} "
+                f"| {r['unphysical']} | {delta} | " + " | ".join(same) + " |"
             )
     return "\n".join(lines)
 
