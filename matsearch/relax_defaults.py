@@ -8,6 +8,7 @@ MAX_STEPS = 300  # optimiser steps per structure
 TIMEOUT_S = 300.0  # wall-clock seconds per structure, from when it joins the batch
 MAX_BATCH_MEMORY_GB = 4.0  # estimated peak memory of one batched model call, GB
 BATCH_ATOMS = 1024  # most atoms in one batched model call
+PRERELAX_MODEL = "chgnet-0.3.0"  # the fast model of a two-fidelity relaxation (benchmarks/bench_prerelax.py)
 PRERELAX_FMAX_EV_PER_A = 0.1  # where the fast model of a two-fidelity relaxation hands over, eV/Å
 
 # Fixed-cell L-BFGS (``mlip.optimizers.lbfgs`` and ASE's LBFGS in ``evaluation.ase_fixed_cell``), with

@@ -29,6 +29,7 @@ from matsearch.relax_defaults import (
     MAX_BATCH_MEMORY_GB,
     MAX_STEPS,
     PRERELAX_FMAX_EV_PER_A,
+    PRERELAX_MODEL,
     TIMEOUT_S,
 )
 
@@ -219,9 +220,10 @@ class MLIPSpec(_Strict):
         "a structure that alone needs more fails with the reason.",
     )
     prerelax: str | None = Field(
-        None,
+        PRERELAX_MODEL,
         description="matsearch backend: a faster model (name or file) that relaxes each structure "
-        "first, to prerelax_fmax; `model` then finishes and gives every energy. null: `model` alone.",
+        "first, to prerelax_fmax; `model` then finishes and gives every energy. null, or the same "
+        "model as `model`: `model` alone.",
     )
     prerelax_fmax: float = Field(
         PRERELAX_FMAX_EV_PER_A, gt=0, description="Force at which the prerelax model hands over, eV/Å."

@@ -10,6 +10,7 @@ import torch
 from pymatgen.core import Structure
 
 from matsearch.mlip.optimizers.relax import relax
+from matsearch.mlip.registry import load_model, same_model
 from matsearch.mlip.state import BatchedState
 from matsearch.relax_defaults import (
     BATCH_ATOMS,
@@ -17,6 +18,7 @@ from matsearch.relax_defaults import (
     MAX_BATCH_MEMORY_GB,
     MAX_STEPS,
     PRERELAX_FMAX_EV_PER_A,
+    PRERELAX_MODEL,
     TIMEOUT_S,
 )
 from matsearch.results import RelaxResult
@@ -41,7 +43,8 @@ class MLIPRelaxer:
         max_batch_memory_gb: estimated peak memory budget of one batched model call, GB.
         prerelax_model: a faster model (name or path) that relaxes every structure first, to
             `prerelax_fmax` eV/Å; the model then finishes from there and gives every energy
-            (the deformation energy's start included). None: the model relaxes alone.
+            (the deformation energy's start included). None, or the model itself: the model
+            relaxes alone.
     """
 
     name = "matsearch"
@@ -55,7 +58,7 @@ class MLIPRelaxer:
         timeout_s: float | None = TIMEOUT_S,
         batch_atoms: int = BATCH_ATOMS,
         max_batch_memory_gb: float = MAX_BATCH_MEMORY_GB,
-        prerelax_model: str | None = None,
+        prerelax_model: str | None = PRERELAX_MODEL,
         prerelax_fmax: float = PRERELAX_FMAX_EV_PER_A,
     ) -> None:
         if batch_atoms < 1:
@@ -77,8 +80,8 @@ class MLIPRelaxer:
     @classmethod
     def from_model(cls, model: MLIPModel, **settings: float | int | None) -> MLIPRelaxer:
         """A relaxer around an already loaded model (e.g. float64 or fine-tuned in memory);
-        `settings` are the other constructor arguments."""
-        relaxer = cls(model_name=model.info.name, **settings)
+        `settings` are the other constructor arguments (no prerelax unless one is named)."""
+        relaxer = cls(model_name=model.info.name, **{"prerelax_model": None, **settings})
         relaxer._model = model
         return relaxer
 
@@ -86,8 +89,6 @@ class MLIPRelaxer:
     def model(self) -> MLIPModel:
         """The MLIP, loaded on first access."""
         if self._model is None:
-            from matsearch.mlip.registry import load_model
-
             self._model = load_model(self.model_name, device=self.device)
         return self._model
 
@@ -98,7 +99,7 @@ class MLIPRelaxer:
 
     def relax(self, structures: list[Structure]) -> list[RelaxResult]:
         """Relax positions and cell of each structure; one result per input, same order."""
-        if self.prerelax_model is None:
+        if self.prerelax_model is None or same_model(self.prerelax_model, self.model_name):
             return self._run(structures, self.fmax, self.steps, cell_filter=True, optimizer="fire")
         return self._relax_in_two_fidelities(structures)
 
@@ -108,8 +109,6 @@ class MLIPRelaxer:
         if not structures:
             return []
         if self._prerelaxer is None:
-            from matsearch.mlip.registry import load_model
-
             self._prerelaxer = load_model(self.prerelax_model, device=str(self.model.device))
         fast = relax(
             structures,

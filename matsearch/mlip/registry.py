@@ -28,7 +28,7 @@ from matsearch.mlip.model import MLIPModel
 
 logger = logging.getLogger(__name__)
 
-ALIASES: dict[str, str] = {"default": "chgnet-0.3.0"}
+ALIASES: dict[str, str] = {"default": "sevennet-0"}
 SHIPPED: dict[str, str] = {
     "chgnet-les-ft1": "chgnet-les-ft1.pt",
     "sevennet-0": "sevennet-0.pt",
@@ -40,6 +40,17 @@ SHIPPED: dict[str, str] = {
 def model_names() -> list[str]:
     """Valid model names for :func:`load_model` (besides a path to a saved model file)."""
     return [*ALIASES, *PRETRAINED, *SHIPPED]
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names (or paths) name the same model, aliases resolved."""
+    def key(name: str) -> str:
+        canonical = ALIASES.get(name, name)
+        if canonical in PRETRAINED or canonical in SHIPPED:
+            return canonical
+        return str(Path(name).expanduser().resolve())
+
+    return key(a) == key(b)
 
 
 def shipped_model_path(name: str) -> Path:

@@ -40,7 +40,7 @@ def rattled(mirror_dir: Path) -> list[Structure]:
 
 @pytest.fixture(scope="module")
 def ours() -> MLIPRelaxer:
-    return MLIPRelaxer(device="cpu")
+    return MLIPRelaxer("chgnet-0.3.0", device="cpu")  # the same weights as the chgnet package
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,6 @@ def test_two_fidelity_relaxation_ends_where_the_accurate_model_alone_does(rattle
 
 def test_a_prerelax_model_is_refused_by_the_chgnet_backend_and_must_exist() -> None:
     with pytest.raises(ValueError, match="'prerelax' is not used by backend 'chgnet'"):
-        MLIPSpec(backend="chgnet", prerelax="chgnet-0.3.0")
+        MLIPSpec(backend="chgnet", prerelax="sevennet-0")
     with pytest.raises(ValueError, match="prerelax 'no-such-model' is neither a model name"):
         MLIPSpec(prerelax="no-such-model")

@@ -45,7 +45,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def base_model():
-    return load_model("default", device="cpu")
+    return load_model("chgnet-0.3.0", device="cpu")
 
 
 def rocksalt(a: float, species=("Na", "Cl")) -> Structure:
@@ -90,7 +90,7 @@ def test_strained_copies_scale_the_volume_and_carry_bm_energies():
 
 
 def test_pair_correction_starts_at_zero_and_keeps_the_model_conformant():
-    model = load_model("default", device="cpu", dtype=torch.float64)
+    model = load_model("chgnet-0.3.0", device="cpu", dtype=torch.float64)
     structures = [rocksalt(5.64), Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.52, 0.47, 0.5]])]
     state = BatchedState.from_structures(structures, dtype=torch.float64)
     before = model.compute(state)["energy"]

@@ -158,7 +158,7 @@ def test_model_with_a_trained_les_head_passes_the_conformance_checks():
     rocksalt = rocksalt.get_primitive_structure()
     rocksalt.translate_sites([1], rng.normal(scale=0.1, size=3), frac_coords=False)
     cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.52, 0.47, 0.5]])
-    model = load_model("default", device="cpu", dtype=torch.float64)
+    model = load_model("chgnet-0.3.0", device="cpu", dtype=torch.float64)
     state = BatchedState.from_structures([rocksalt, cscl], dtype=torch.float64)
     without_head = model.compute(state)["energy"]
     head = attach_long_range_head(model, "les")

@@ -94,7 +94,7 @@ def test_parity_with_chgnet_float32_full(structures: list[Structure]) -> None:
 
 def test_parity_with_chgnet_float64(structures: list[Structure]) -> None:
     subset = structures[:12]
-    ours = load_model("default", device="cpu", dtype=torch.float64).predict(subset, batch_size=20)
+    ours = load_model("chgnet-0.3.0", device="cpu", dtype=torch.float64).predict(subset, batch_size=20)
     worst = max_deviations(ours, chgnet_reference_float64(subset), subset)
     assert worst["energy_ev_per_atom"] < 1e-6, worst
     assert worst["forces_ev_per_a"] < 1e-5, worst
@@ -110,7 +110,7 @@ def test_parity_with_chgnet_r2scan(structures: list[Structure]) -> None:
     assert worst["forces_ev_per_a"] < 1e-3, worst
     assert worst["stress_gpa"] < 1e-2, worst
     # The two weight sets really differ, so the check above is not vacuous.
-    default = load_model("default", device="cpu").predict(subset[:1])
+    default = load_model("chgnet-0.3.0", device="cpu").predict(subset[:1])
     assert abs(default[0]["energy"] - ours[0]["energy"]) > 1e-2
 
 

@@ -145,7 +145,7 @@ def test_qeq_head_inside_the_model_gives_neutral_charges_that_move_the_energy():
 
     from matsearch.mlip import BatchedState, load_model
 
-    model = load_model("default", dtype=torch.float64)
+    model = load_model("chgnet-0.3.0", dtype=torch.float64)
     structures = [
         Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
         Structure(
