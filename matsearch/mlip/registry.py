@@ -44,6 +44,7 @@ def model_names() -> list[str]:
 
 def same_model(a: str, b: str) -> bool:
     """Whether two model names (or paths) name the same model, aliases resolved."""
+
     def key(name: str) -> str:
         canonical = ALIASES.get(name, name)
         if canonical in PRETRAINED or canonical in SHIPPED:
