@@ -27,3 +27,7 @@ class ExportError(MatsearchError):
 
 class RunInterrupted(MatsearchError):
     """A run stopped part-way (an LLM server went away, a model file is missing); `resume` continues it."""
+
+
+class DftInputError(MatsearchError):
+    """A DFT result cannot be ingested: unreadable, unfinished, unconverged or matching no candidate."""

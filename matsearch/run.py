@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
@@ -13,6 +14,9 @@ from matsearch.scoring.discovery import is_artefact, is_new
 from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM
 from matsearch.spec import RunSpec, parse_spec
 from matsearch.store import RunStore
+
+if TYPE_CHECKING:
+    from matsearch.dft.ingest import IngestOutcome
 
 
 class Run:
@@ -140,6 +144,20 @@ class Run:
         """Provenance stored when the run started: versions, hull reference, known-materials index."""
         with self._store() as store:
             return store.meta()
+
+    def dft_results(self, *, frames: bool = False) -> list[dict]:
+        """Ingested DFT results in ingestion order (see RunStore.dft_results); `frames` adds every ionic step."""
+        with self._store() as store:
+            return store.dft_results(frames=frames)
+
+    def ingest(self, paths: Sequence[str | Path]) -> list[IngestOutcome]:
+        """Ingest VASP outputs (vasprun.xml[.gz] or OUTCAR files, or folders holding them) into this
+        run: each matched to its candidate, scored on the run's hull and stored with every ionic
+        step (matsearch.dft.ingest). Returns one outcome per file; the store is unchanged for each
+        file that failed or was already ingested."""
+        from matsearch.dft.ingest import ingest
+
+        return ingest(self.run_dir, [Path(p) for p in paths], self.spec())
 
     def __repr__(self) -> str:
         return f"Run({str(self.run_dir)!r})"

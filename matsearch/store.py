@@ -57,6 +57,40 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 MAX_LLM_TEXT_CHARS = 256 * 1024  # characters kept of a response and of each prompt message
 _LLM_TEXT_KEYS = ("prompt", "response")
 
+# One row per ingested DFT calculation (matsearch.dft.ingest), next to the candidate's MLIP values and
+# never over them. Energies eV/atom, forces eV/Å, stress GPa (ASE sign); `frames` is a JSON list of
+# every ionic step {structure, energy_ev (per cell), forces, stress_gpa}; `digest` (sha256 of the
+# file) makes ingesting the same result twice a no-op.
+_DFT_TABLE = """
+CREATE TABLE IF NOT EXISTS dft_results (
+    id INTEGER PRIMARY KEY,
+    candidate_id INTEGER NOT NULL REFERENCES candidates (id),
+    digest TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    matched_by TEXT NOT NULL,
+    run_type TEXT NOT NULL,
+    hubbards TEXT NOT NULL,
+    converged INTEGER NOT NULL,
+    comparable INTEGER NOT NULL,
+    note TEXT,
+    energy_per_atom_ev REAL NOT NULL,
+    corrected_energy_per_atom_ev REAL,
+    formation_energy_ev_per_atom REAL,
+    e_above_hull_ev_per_atom REAL,
+    structure TEXT NOT NULL,
+    forces_ev_per_a TEXT,
+    stress_gpa TEXT,
+    frames TEXT NOT NULL,
+    ingested_at REAL NOT NULL
+)
+"""
+DFT_COLUMNS = (
+    "candidate_id", "digest", "source", "matched_by", "run_type", "hubbards", "converged", "comparable",
+    "note", "energy_per_atom_ev", "corrected_energy_per_atom_ev", "formation_energy_ev_per_atom",
+    "e_above_hull_ev_per_atom", "structure", "forces_ev_per_a", "stress_gpa", "frames",
+)  # fmt: skip
+_JSON_DFT_COLUMNS = ("hubbards", "forces_ev_per_a", "stress_gpa", "frames")
+
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,6 +138,7 @@ CREATE TABLE IF NOT EXISTS generations (
 );
 """
     + _LLM_CALLS_TABLE
+    + _DFT_TABLE
 )
 
 
@@ -194,6 +229,7 @@ class RunStore:
                 version = SCHEMA_VERSION
             if version == SCHEMA_VERSION and lock:
                 store._db.execute(_LLM_CALLS_TABLE)  # runs made before the table existed
+                store._db.execute(_DFT_TABLE)
             if version in _ADDED_COLUMNS:  # read an older run as it is: absent columns read as NULL
                 for column in _ADDED_COLUMNS[version]:
                     store._select = store._select.replace(column, f"NULL AS {column}")
@@ -346,6 +382,49 @@ class RunStore:
             "response_chars": chars,
             "truncated": bool(truncated),
         }
+
+    # --- DFT results ------------------------------------------------------------------------
+
+    def _has_dft_table(self) -> bool:
+        row = self._db.execute("SELECT name FROM sqlite_master WHERE name = 'dft_results'").fetchone()
+        return row is not None
+
+    def dft_digests(self) -> set[str]:
+        """Digests of the DFT files already ingested."""
+        if not self._has_dft_table():
+            return set()
+        return {row[0] for row in self._db.execute("SELECT digest FROM dft_results")}
+
+    def add_dft_results(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert ingested DFT results (dicts keyed by DFT_COLUMNS, values as Python objects) in one
+        transaction; returns how many."""
+        rows = list(rows)
+        placeholders = ", ".join("?" * (len(DFT_COLUMNS) + 1))
+        with self._transaction() as db:
+            for row in rows:
+                values = [json.dumps(row[k]) if k in _JSON_DFT_COLUMNS else row[k] for k in DFT_COLUMNS]
+                db.execute(
+                    f"INSERT INTO dft_results ({', '.join(DFT_COLUMNS)}, ingested_at) VALUES ({placeholders})",
+                    (*values, time.time()),
+                )
+        return len(rows)
+
+    def dft_results(self, *, frames: bool = False) -> list[dict[str, Any]]:
+        """Ingested DFT results in ingestion order (dicts keyed by DFT_COLUMNS plus id and
+        ingested_at; `frames` only when asked, it is the bulk of the row)."""
+        if not self._has_dft_table():
+            return []
+        columns = ["id", *(c for c in DFT_COLUMNS if frames or c != "frames"), "ingested_at"]
+        cursor = self._db.execute(f"SELECT {', '.join(columns)} FROM dft_results ORDER BY id")
+        results = []
+        for values in cursor:
+            row = dict(zip(columns, values, strict=True))
+            for key in _JSON_DFT_COLUMNS:
+                if key in row and row[key] is not None:
+                    row[key] = json.loads(row[key])
+            row["converged"], row["comparable"] = bool(row["converged"]), bool(row["comparable"])
+            results.append(row)
+        return results
 
     # --- generations and populations -------------------------------------------------------
 
