@@ -183,6 +183,14 @@ def export(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an earlier export in the output folder.")
     ] = False,
+    priority: Annotated[
+        bool,
+        typer.Option(
+            "--priority",
+            help="Order (and with --top choose) by the DFT acquisition rule e_hull − |Δe_hull| of two "
+            "models, lowest first; computes the disagreement where it is missing.",
+        ),
+    ] = False,
 ) -> None:
     """Write relaxed candidates for DFT: symmetrised CIF, species-sorted POSCAR, extxyz with energy,
     forces and stress, a manifest (candidates.csv, candidates.json) and optionally VASP inputs.
@@ -202,7 +210,14 @@ def export(
             raise MatsearchError(f"unknown VASP input set '{vasp}'; allowed: {choices}")
         out_dir = out or run_dir / "export"
         result = Run(run_dir)
-        chosen = result.best(top, max_e_above_hull=max_ehull, new_only=not include_known)
+        if priority:
+            from matsearch.uncertainty import add_uncertainty, by_priority
+
+            add_uncertainty(run_dir, result.spec())
+            chosen = by_priority(result.best(None, max_e_above_hull=max_ehull, new_only=not include_known))
+            chosen = chosen if top is None else chosen[:top]
+        else:
+            chosen = result.best(top, max_e_above_hull=max_ehull, new_only=not include_known)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ExportWarning)
             warnings.simplefilter("always", PotcarSkippedWarning)
@@ -220,6 +235,77 @@ def export(
             if issubclass(warning.category, (ExportWarning, PotcarSkippedWarning)):
                 err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
     console.print(f"wrote {len(written)} files for {len(chosen)} candidates to {out_dir}")
+
+
+@app.command()
+def ingest(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    paths: Annotated[list[Path], typer.Argument(help="vasprun.xml[.gz] / OUTCAR files, or folders holding them.")],
+) -> None:
+    """Bring DFT results back into the run: each VASP result is matched to its candidate (export
+    metadata id in its folder, else by structure), scored with MP2020 corrections on the run's hull
+    and stored with every ionic step, next to the MLIP values. One line per file; exit 2 when
+    nothing could be ingested; a file already ingested changes nothing."""
+    from matsearch.run import Run
+
+    with _user_errors():
+        outcomes = Run(run_dir).ingest(paths)
+    for outcome in outcomes:
+        if outcome.status == "error":
+            err_console.print(f"[bold red]error:[/] {escape(outcome.message)}", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"{outcome.status}: {outcome.path}: {escape(outcome.message)}", highlight=False, soft_wrap=True)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("ingested", "unchanged", "error")}
+    if counts["ingested"] == 0:
+        if counts["error"]:
+            raise typer.Exit(2)
+        console.print("nothing changed")
+        return
+    console.print(
+        f"ingested {counts['ingested']}, already there {counts['unchanged']}, failed {counts['error']}",
+        highlight=False,
+    )
+
+
+@app.command()
+def uncertainty(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if available).")] = None,
+) -> None:
+    """Score every scored candidate with a second model and store the disagreement (energy per
+    atom and e_hull, eV/atom): the uncertainty `status`, `report` and `export --priority` use."""
+    from matsearch.run import Run
+    from matsearch.uncertainty import add_uncertainty
+
+    with _user_errors():
+        n = add_uncertainty(run_dir, Run(run_dir).spec(), device=device)
+    console.print(f"uncertainty computed for {n} candidates" if n else "nothing changed: every scored candidate has one")
+
+
+@app.command()
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    model: Annotated[str, typer.Option(help="Model file (e.g. from `mlip finetune --from-run`) or name.")],
+    out: Annotated[Path | None, typer.Option(help="New run folder (default: <run_dir>-rescored).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if available).")] = None,
+) -> None:
+    """Re-relax and re-score the run's scored candidates with MODEL into a new run folder (the
+    original stays untouched) and print how the ranking moved."""
+    from matsearch.rescore import rescore_run
+
+    with _user_errors():
+        result = rescore_run(run_dir, model, out, device=device)
+    for row in result["moves"][:20]:
+        console.print(
+            f"#{row['id']} {row['formula']}: rank {row['rank_before']} → {row['rank_after']}, "
+            f"e_hull {row['e_hull_before']:.3f} → {_num(row['e_hull_after'])} eV/atom",
+            highlight=False,
+        )
+    console.print(f"rescored {result['rescored']} candidates into {result['run_dir']}", highlight=False)
+
+
+def _num(value: float | None) -> str:
+    return "failed" if value is None else f"{value:.3f}"
 
 
 @app.command()
@@ -322,8 +408,14 @@ def _warnings_on_stderr() -> Iterator[None]:
 
 @mlip_app.command("finetune")
 def mlip_finetune(
-    data: Annotated[Path, typer.Argument(help="Labelled structures: ASE .db, .extxyz, or pymatgen JSON.")],
     out: Annotated[Path, typer.Option(help="Model file to write; load it with mlip.model: PATH.")],
+    data: Annotated[
+        Path | None, typer.Argument(help="Labelled structures: ASE .db, .extxyz, or pymatgen JSON.")
+    ] = None,
+    from_run: Annotated[
+        Path | None,
+        typer.Option("--from-run", help="Train on the DFT frames ingested into this run (every ionic step)."),
+    ] = None,
     base: Annotated[str, typer.Option(help="Starting model name or file.")] = "default",
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = 50,
     lr: Annotated[float, typer.Option(help="Learning rate (cosine decay to lr/100).")] = 1e-3,
@@ -361,8 +453,14 @@ def mlip_finetune(
     from matsearch.mlip.training.finetune import finetune_cli
 
     with _user_errors(), _warnings_on_stderr(), _epoch_bar(epochs) as on_epoch:
+        if (data is None) == (from_run is None):
+            raise MatsearchError("give either a DATA file or --from-run RUN_DIR (one of the two)")
+        if from_run is not None:
+            from matsearch.dft.run_frames import run_training_set
+
+            dataset = run_training_set(from_run, base)
         summary = finetune_cli(
-            data,
+            data if data is not None else dataset,
             out,
             base=base,
             epochs=epochs,
@@ -377,6 +475,7 @@ def mlip_finetune(
             device=device,
             atom_ref_min_structures=atom_ref_min_structures,
             on_epoch=on_epoch,
+            source=None if from_run is None else f"the DFT frames ingested into {from_run}",
         )
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
 

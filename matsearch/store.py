@@ -138,6 +138,7 @@ CREATE TABLE IF NOT EXISTS generations (
 );
 """
     + _LLM_CALLS_TABLE
+    + ";"
     + _DFT_TABLE
 )
 

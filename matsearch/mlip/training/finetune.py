@@ -645,7 +645,7 @@ def split_dataset(
 
 
 def finetune_cli(
-    data: Path,
+    data: Path | Sequence[LabelledStructure],
     out: Path,
     base: str = "default",
     epochs: int = 50,
@@ -663,8 +663,10 @@ def finetune_cli(
     device: str | None = None,
     atom_ref_min_structures: int = ATOM_REF_MIN_STRUCTURES,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune model ``base`` on the labelled structures in ``data`` and save it to ``out``.
+    """Fine-tune model ``base`` on the labelled structures in ``data`` (a dataset file, or the
+    examples themselves, described by ``source``) and save it to ``out``.
 
     With ``les`` a Latent Ewald head (sigma, dl in Å) is attached when the base model has none, and
     trained together with ``train_layers``. Returns a JSON-friendly summary: sizes, metrics before
@@ -673,7 +675,8 @@ def finetune_cli(
     structures per element, seconds, output path. ``on_epoch`` gets each epoch's record.
     The saved file loads with ``matsearch.mlip.load_model(str(out))``.
     """
-    dataset = read_dataset(data)
+    dataset = read_dataset(data) if isinstance(data, str | Path) else list(data)
+    source = source or str(data)
     train, validation = split_dataset(dataset, validation_fraction, seed)
     model = load_model(base, device=device)
     layers = list(train_layers)
@@ -694,7 +697,7 @@ def finetune_cli(
         seed=seed,
     )
     result = finetune(model, train, settings, validation, on_epoch=on_epoch)
-    model.info = ModelInfo(name=Path(out).stem, source=f"fine-tuned from {base} on {data}")
+    model.info = ModelInfo(name=Path(out).stem, source=f"fine-tuned from {base} on {source}")
     path = model.save(out)
     return {
         "model_path": str(path),
