@@ -36,6 +36,8 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
     console.print(proposers_table(data["proposers"]))
     console.print(operators_table(data["operators"]))
     console.print(candidates_table(data))
+    if data["dft"]["results"]:
+        console.print(dft_table(data))
 
 
 def generations_table(data: dict[str, Any]) -> Table:
@@ -139,7 +141,11 @@ def candidates_table(data: dict[str, Any]) -> Table:
         table.add_column(_header(column), justify="right")
     table.add_column("conv", justify="right")
     table.add_column("known as / new", justify="left")
+    uncertain = any(c["uncertainty"] for c in data["candidates"])
+    if uncertain:
+        table.add_column("|Δe_hull| 2 models", justify="right")
     for c in data["candidates"]:
+        spread = c["uncertainty"] and abs(c["uncertainty"]["delta_e_hull_ev_per_atom"])
         scores = [_number(c["scores"].get(col["name"]), 1 if col["unit"] == "GPa" else 3) for col in columns]
         table.add_row(
             str(c["id"]),
@@ -150,5 +156,40 @@ def candidates_table(data: dict[str, Any]) -> Table:
             *scores,
             "yes" if c["converged"] else "no",
             known_label(c["known_id"], c["novelty"], c["flags"]),
+            *([_number(spread)] if uncertain else []),
+        )
+    return table
+
+
+def dft_table(data: dict[str, Any]) -> Table:
+    """The listed candidates with an ingested DFT result: DFT e_hull, its verdict, MLIP − DFT errors."""
+    summary = data["dft"]
+    mae = summary["energy_mae_ev_per_atom"]
+    title = (
+        f"DFT: {summary['results']} results for {summary['candidates']} candidates "
+        f"({summary['comparable']} on the hull); MLIP stability calls confirmed "
+        f"{summary['stability_confirmed']} of {summary['stability_calls']}; energy MAE "
+        f"{_number(mae)} eV/atom"
+    )
+    table = Table(title=title)
+    columns = ("id", "formula", "run type", "MLIP e_hull", "DFT e_hull", "DFT says", "confirmed",
+               "MLIP − DFT e_hull", "MLIP − DFT E")  # fmt: skip
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("formula", "run type", "DFT says") else "right")
+    for c in data["candidates"]:
+        dft = c["dft"]
+        if dft is None:
+            continue
+        confirmed = {True: "yes", False: "no", None: "—"}[dft["confirmed"]]
+        table.add_row(
+            str(c["id"]),
+            c["formula"],
+            dft["run_type"] + ("" if dft["comparable"] else " (not comparable)"),
+            _number(c["scores"].get("e_above_hull")),
+            _number(dft["e_above_hull_ev_per_atom"]),
+            dft["stability"] or "—",
+            confirmed,
+            _number(dft["mlip_minus_dft_e_hull_ev_per_atom"]),
+            _number(dft["mlip_minus_dft_energy_ev_per_atom"]),
         )
     return table

@@ -15,10 +15,12 @@ from typing import Any
 from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
+from matsearch.dft.compare import dft_summary, dft_views
 from matsearch.display import score_unit
 from matsearch.run import Run
 from matsearch.spec import CUSTOM_PREFIX, Objective, Task
 from matsearch.structures.symmetry import space_group
+from matsearch.uncertainty import uncertainty_view
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "status.schema.json"
@@ -51,11 +53,14 @@ _RATES = {
 def run_summary(run_dir: str | Path, top: int | None = 50) -> dict[str, Any]:
     """Status of the run in `run_dir` (also while it runs): scores with units, generations with the
     best value of each objective this generation and so far, the CSP answer, proposer and operator
-    yields, and the `top` lowest-e_above_hull relaxed candidates with space group and known id."""
+    yields, the `top` lowest-e_above_hull relaxed candidates with space group, known id, ingested
+    DFT result and model disagreement, and the summary of the ingested DFT results."""
     run = Run(run_dir)
     spec = run.spec()
     candidates = run.candidates()
     listed = run.best(top)
+    results = run.dft_results()
+    views = dft_views(candidates, results)
     return {
         "schema_version": SCHEMA_VERSION,
         "run_dir": str(run_dir),
@@ -68,7 +73,8 @@ def run_summary(run_dir: str | Path, top: int | None = 50) -> dict[str, Any]:
         "csp": csp_section(run, candidates, spec.task) if spec.task.kind == "csp" else None,
         "proposers": run.origin_stats(),
         "operators": run.operator_stats(),
-        "candidates": [candidate_row(c) for c in listed],
+        "dft": dft_summary(views, len(results)),
+        "candidates": [candidate_row(c) | {"dft": views.get(c.id)} for c in listed],
     }
 
 
@@ -225,6 +231,8 @@ def candidate_row(c: Candidate) -> dict[str, Any]:
         "converged": c.converged,
         "scores": dict(c.scores),
         "missing_scores": missing_score_reasons(c),
+        "dft": None,
+        "uncertainty": uncertainty_view(c),
     }
 
 

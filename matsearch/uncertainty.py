@@ -18,8 +18,6 @@ from typing import Any
 
 from matsearch.candidate import Candidate, Status
 from matsearch.dft.compare import mlip_corrected_energy
-from matsearch.mlip import load_model
-from matsearch.mlip.registry import ALIASES
 from matsearch.scoring.corrections import CorrectionError, mp2020_energy_per_atom
 from matsearch.scoring.hull import HullReference
 from matsearch.spec import RunSpec
@@ -32,6 +30,8 @@ KEY = "uncertainty"
 
 def second_model(scoring_model: str) -> str:
     """The model that disagrees with `scoring_model` (a name or a file)."""
+    from matsearch.mlip.registry import ALIASES
+
     return ACCURATE_MODEL if ALIASES.get(scoring_model, scoring_model) == FAST_MODEL else FAST_MODEL
 
 
@@ -40,6 +40,8 @@ def disagreement(
 ) -> list[dict[str, Any] | None]:
     """Per candidate (relaxed, scored): the second model's energy and e_hull and Δ of both
     (eV/atom); None where the MP2020 scheme rejects the composition."""
+    from matsearch.mlip import load_model
+
     model = load_model(model_name, device=device)
     predicted = model.predict([c.relaxed for c in candidates], batch_size=16, forces=False, stress=False)
     rows: list[dict[str, Any] | None] = []
@@ -95,3 +97,9 @@ def by_priority(candidates: Sequence[Candidate]) -> list[Candidate]:
         candidates,
         key=lambda c: (priority(c) is None, priority(c) if priority(c) is not None else c.e_above_hull, c.id),
     )
+
+
+def uncertainty_view(candidate: Candidate) -> dict[str, Any] | None:
+    """The stored disagreement with its priority (status.schema.json, candidates[].uncertainty)."""
+    row = candidate.extra.get(KEY)
+    return None if not row else row | {"priority_ev_per_atom": priority(candidate)}
