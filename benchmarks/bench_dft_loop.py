@@ -100,7 +100,9 @@ def main() -> None:
     base = load_model(args.model, device="cpu")
     t0 = time.time()
     results = {"before": measure(base, test, args.n_mp20), "after": {}}
-    print("before", json.dumps({k: v for k, v in results["before"].items() if k != "per_element"}), flush=True)
+    print(
+        "before", json.dumps({k: v for k, v in results["before"].items() if k != "per_element"}), flush=True
+    )
     for n in args.sizes:
         frame_sets = [FrameSet([pools[el][k] for k in orders[el][:n]], "GGA", 0.0) for el in ELEMENTS]
         model = load_model(args.model, device="cpu")

@@ -196,6 +196,7 @@ def export(
     forces and stress, a manifest (candidates.csv, candidates.json) and optionally VASP inputs.
     By default only new materials (not known, not elemental or molecular) are written; an output
     folder that is not empty is refused unless --force."""
+    from matsearch.dft.compare import dft_views
     from matsearch.dft_export import PotcarSkippedWarning, VaspInputSetName, export_vasp
     from matsearch.export import VASP_DIR, ExportFormat, ExportWarning, export_candidates
     from matsearch.run import Run
@@ -228,6 +229,7 @@ def export(
                 result.spec().objectives,
                 cif_p1=cif_p1,
                 force=force,
+                dft=dft_views(result.candidates(), result.dft_results()),
             )
             if vasp is not None:
                 written += export_vasp(chosen, out_dir / VASP_DIR, vasp)
@@ -240,7 +242,9 @@ def export(
 @app.command()
 def ingest(
     run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
-    paths: Annotated[list[Path], typer.Argument(help="vasprun.xml[.gz] / OUTCAR files, or folders holding them.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="vasprun.xml[.gz] / OUTCAR files, or folders holding them.")
+    ],
 ) -> None:
     """Bring DFT results back into the run: each VASP result is matched to its candidate (export
     metadata id in its folder, else by structure), scored with MP2020 corrections on the run's hull
@@ -252,9 +256,15 @@ def ingest(
         outcomes = Run(run_dir).ingest(paths)
     for outcome in outcomes:
         if outcome.status == "error":
-            err_console.print(f"[bold red]error:[/] {escape(outcome.message)}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(outcome.message)}", highlight=False, soft_wrap=True
+            )
         else:
-            console.print(f"{outcome.status}: {outcome.path}: {escape(outcome.message)}", highlight=False, soft_wrap=True)
+            console.print(
+                f"{outcome.status}: {outcome.path}: {escape(outcome.message)}",
+                highlight=False,
+                soft_wrap=True,
+            )
     counts = {s: sum(o.status == s for o in outcomes) for s in ("ingested", "unchanged", "error")}
     if counts["ingested"] == 0:
         if counts["error"]:
@@ -279,7 +289,9 @@ def uncertainty(
 
     with _user_errors():
         n = add_uncertainty(run_dir, Run(run_dir).spec(), device=device)
-    console.print(f"uncertainty computed for {n} candidates" if n else "nothing changed: every scored candidate has one")
+    console.print(
+        f"uncertainty computed for {n} candidates" if n else "nothing changed: every scored candidate has one"
+    )
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 
@@ -159,9 +159,11 @@ def export_candidates(
     *,
     cif_p1: bool = False,
     force: bool = False,
+    dft: Mapping[int, dict] | None = None,
 ) -> list[Path]:
     """Write each candidate (relaxed structure, else the proposed one) in each format, plus the
-    manifest with every objective in `objectives`; returns the files written.
+    manifest with every objective in `objectives` and each candidate's ingested DFT view (`dft`,
+    by candidate id); returns the files written.
 
     `out_dir` must be absent or empty, or with `force` hold only an earlier export (removed first).
     `cif_p1` adds `<stem>_P1.cif`, the cell as relaxed. Emits an ExportWarning when extxyz frames
@@ -210,7 +212,7 @@ def export_candidates(
                 ExportWarning,
                 stacklevel=2,
             )
-    rows = manifest_rows(candidates, objectives, files)
+    rows = manifest_rows(candidates, objectives, files, dft)
     if ExportFormat.CSV in formats:
         written.append(write_csv(rows, objectives, out_dir / CSV_NAME))
     if ExportFormat.JSON in formats:

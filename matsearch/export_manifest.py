@@ -2,7 +2,8 @@
 
 Columns: id, formula, space group (symbol and number, tolerance SYMPREC_ANGSTROM), known_id_or_new
 (the known material's id, or "new"), novelty, flags, lineage, convergence, energy per atom (eV/atom),
-e_above_hull (eV/atom) and one column per objective of the run, named with its unit
+e_above_hull (eV/atom), the DFT loop's LOOP_COLUMNS (two-model disagreement and acquisition
+priority, ingested DFT e_hull and verdict, MLIP − DFT errors; null until computed) and one column per objective of the run, named with its unit
 (`OBJECTIVE_COLUMNS`; a custom objective keeps its name, in the unit its function states).
 candidates.json adds a `units` block and the objectives' directions, targets and bounds.
 """
@@ -33,7 +34,23 @@ OBJECTIVE_COLUMNS = {
 BASE_UNITS = {
     "energy_per_atom_ev": "eV/atom",
     "e_above_hull_ev_per_atom": "eV/atom",
+    "models_delta_e_hull_ev_per_atom": "eV/atom",
+    "priority_ev_per_atom": "eV/atom",
+    "dft_e_above_hull_ev_per_atom": "eV/atom",
+    "mlip_minus_dft_e_hull_ev_per_atom": "eV/atom",
+    "mlip_minus_dft_energy_ev_per_atom": "eV/atom",
 }
+# DFT and uncertainty columns (null until `matsearch ingest` / `matsearch uncertainty`)
+LOOP_COLUMNS = (
+    "models_delta_e_hull_ev_per_atom",
+    "priority_ev_per_atom",
+    "dft_run_type",
+    "dft_e_above_hull_ev_per_atom",
+    "dft_stability",
+    "dft_confirms_mlip",
+    "mlip_minus_dft_e_hull_ev_per_atom",
+    "mlip_minus_dft_energy_ev_per_atom",
+)
 
 
 def objective_column(name: str) -> str:
@@ -42,10 +59,15 @@ def objective_column(name: str) -> str:
 
 
 def manifest_rows(
-    candidates: Sequence[Candidate], objectives: Sequence[Objective], files: Mapping[int, list[str]]
+    candidates: Sequence[Candidate],
+    objectives: Sequence[Objective],
+    files: Mapping[int, list[str]],
+    dft: Mapping[int, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per candidate; `files` names the structure files written for each candidate id."""
+    """One row per candidate; `files` names the structure files written for each candidate id,
+    `dft` the ingested DFT view of each candidate that has one (matsearch.dft.compare)."""
     rows = []
+    dft = dft or {}
     for c in candidates:
         group = space_group(c.relaxed or c.structure)
         row: dict[str, Any] = {
@@ -65,11 +87,30 @@ def manifest_rows(
             "energy_per_atom_ev": c.energy_per_atom,
             "e_above_hull_ev_per_atom": c.e_above_hull,
         }
+        row |= _loop_values(c, dft.get(c.id))
         for objective in objectives:
             row.setdefault(objective_column(objective.name), c.scores.get(objective.name))
         row["files"] = files.get(c.id, [])
         rows.append(row)
     return rows
+
+
+def _loop_values(c: Candidate, view: dict[str, Any] | None) -> dict[str, Any]:
+    """The LOOP_COLUMNS of one candidate."""
+    from matsearch.uncertainty import priority
+
+    spread = (c.extra.get("uncertainty") or {}).get("delta_e_hull_ev_per_atom")
+    view = view or {}
+    return {
+        "models_delta_e_hull_ev_per_atom": spread,
+        "priority_ev_per_atom": priority(c),
+        "dft_run_type": view.get("run_type"),
+        "dft_e_above_hull_ev_per_atom": view.get("e_above_hull_ev_per_atom"),
+        "dft_stability": view.get("stability"),
+        "dft_confirms_mlip": view.get("confirmed"),
+        "mlip_minus_dft_e_hull_ev_per_atom": view.get("mlip_minus_dft_e_hull_ev_per_atom"),
+        "mlip_minus_dft_energy_ev_per_atom": view.get("mlip_minus_dft_energy_ev_per_atom"),
+    }
 
 
 def write_csv(rows: list[dict[str, Any]], objectives: Sequence[Objective], path: Path) -> Path:
@@ -132,6 +173,7 @@ def _columns(objectives: Sequence[Objective]) -> list[str]:
         "n_atoms",
         "energy_per_atom_ev",
         "e_above_hull_ev_per_atom",
+        *LOOP_COLUMNS,
     ]
     extra = [objective_column(o.name) for o in objectives]
     return base + [c for c in dict.fromkeys(extra) if c not in base]

@@ -24,7 +24,9 @@ from matsearch.store import RunStore
 from matsearch.versions import provenance
 
 
-def rescore_run(run_dir: Path, model: str, out: Path | None = None, *, device: str | None = None) -> dict[str, Any]:
+def rescore_run(
+    run_dir: Path, model: str, out: Path | None = None, *, device: str | None = None
+) -> dict[str, Any]:
     """Rescore `run_dir` with `model` (name or file) into `out` (default `<run_dir>-rescored`).
     Returns {"run_dir", "rescored", "moves"}: per candidate its rank and e_hull (eV/atom) before and
     after, in the new order (failed relaxations last)."""
@@ -35,13 +37,19 @@ def rescore_run(run_dir: Path, model: str, out: Path | None = None, *, device: s
     data = yaml.safe_load(source.spec_yaml())
     data["name"], data["output"] = out.name, str(out.parent.resolve())
     model_path = Path(model)
-    data["mlip"] = {**data.get("mlip", {}), "model": str(model_path.resolve()) if model_path.exists() else model}
+    data["mlip"] = {
+        **data.get("mlip", {}),
+        "model": str(model_path.resolve()) if model_path.exists() else model,
+    }
     if device is not None:
         data["mlip"]["device"] = device
     search = Search(data)
     originals = source.best()
     hull = search.hull
-    meta = provenance(search.spec) | {"hull_reference": hull.describe(), "rescored_from": str(run_dir.resolve())}
+    meta = provenance(search.spec) | {
+        "hull_reference": hull.describe(),
+        "rescored_from": str(run_dir.resolve()),
+    }
     ids = {c.id for c in originals}
     copies = [_copy(c, ids) for c in originals]
     last = max((c.generation for c in originals), default=0)

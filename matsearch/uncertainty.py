@@ -73,7 +73,9 @@ def add_uncertainty(run_dir: Path, spec: RunSpec, *, device: str | None = None) 
     were computed. Needs the run not to be running (it writes the store)."""
     hull = HullReference.named(spec.reference.hull)
     with RunStore.open(Path(run_dir)) as store:
-        missing = [c for c in store.candidates(status=Status.SCORED) if KEY not in c.extra and c.relaxed is not None]
+        missing = [
+            c for c in store.candidates(status=Status.SCORED) if KEY not in c.extra and c.relaxed is not None
+        ]
         if not missing:
             return 0
         rows = disagreement(missing, second_model(spec.mlip.model), hull, device)

@@ -59,7 +59,9 @@ def candidate_dft(candidate: Candidate, row: dict[str, Any], n_results: int) -> 
     }
 
 
-def dft_views(candidates: Sequence[Candidate], results: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+def dft_views(
+    candidates: Sequence[Candidate], results: Sequence[dict[str, Any]]
+) -> dict[int, dict[str, Any]]:
     """candidate id → `candidate_dft`, for the candidates with an ingested result."""
     by_id = {c.id: c for c in candidates}
     counts: dict[int, int] = {}
@@ -77,8 +79,16 @@ def dft_summary(views: dict[int, dict[str, Any]], n_results: int) -> dict[str, A
     and e_hull (eV/atom) over the comparable ones."""
     comparable = [v for v in views.values() if v["comparable"]]
     called = [v for v in comparable if v["confirmed"] is not None]
-    energy = [abs(v["mlip_minus_dft_energy_ev_per_atom"]) for v in comparable if v["mlip_minus_dft_energy_ev_per_atom"] is not None]
-    hull = [abs(v["mlip_minus_dft_e_hull_ev_per_atom"]) for v in comparable if v["mlip_minus_dft_e_hull_ev_per_atom"] is not None]
+    energy = [
+        abs(v["mlip_minus_dft_energy_ev_per_atom"])
+        for v in comparable
+        if v["mlip_minus_dft_energy_ev_per_atom"] is not None
+    ]
+    hull = [
+        abs(v["mlip_minus_dft_e_hull_ev_per_atom"])
+        for v in comparable
+        if v["mlip_minus_dft_e_hull_ev_per_atom"] is not None
+    ]
     return {
         "results": n_results,
         "candidates": len(views),

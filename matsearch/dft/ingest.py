@@ -64,7 +64,9 @@ def ingest(run_dir: Path, paths: Sequence[Path], spec: RunSpec) -> list[IngestOu
                 continue
             seen.add(calc.digest)
             rows.append(_row(calc, candidate, matched_by, scores))
-            outcomes.append(IngestOutcome(path, "ingested", _describe(candidate, matched_by, scores), candidate.id))
+            outcomes.append(
+                IngestOutcome(path, "ingested", _describe(candidate, matched_by, scores), candidate.id)
+            )
         store.add_dft_results(rows)
     return outcomes
 
@@ -87,7 +89,9 @@ def match_candidate(calc: DftCalculation, scored: Sequence[Candidate]) -> tuple[
     if manifest_id is not None:
         candidate = by_id.get(manifest_id)
         if candidate is None:
-            raise DftInputError(f"'{calc.path}': export metadata names candidate {manifest_id}, not a scored candidate of this run")
+            raise DftInputError(
+                f"'{calc.path}': export metadata names candidate {manifest_id}, not a scored candidate of this run"
+            )
         if candidate.formula != formula:
             raise DftInputError(
                 f"'{calc.path}' is {formula} but its export metadata names candidate {manifest_id} ({candidate.formula})"
@@ -154,6 +158,5 @@ def _describe(candidate: Candidate, matched_by: str, scores: DftScores) -> str:
         return f"{text}: {scores.note}"
     error = candidate.e_above_hull - scores.e_above_hull_ev_per_atom
     return (
-        f"{text}: DFT e_hull {scores.e_above_hull_ev_per_atom:.3f} eV/atom, "
-        f"MLIP − DFT {error:+.3f} eV/atom"
+        f"{text}: DFT e_hull {scores.e_above_hull_ev_per_atom:.3f} eV/atom, MLIP − DFT {error:+.3f} eV/atom"
     )

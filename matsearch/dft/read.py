@@ -170,7 +170,9 @@ def _read_outcar(path: Path, text: str, digest: str) -> DftCalculation:
     except Exception:  # noqa: BLE001 - ASE's parser fails in many ways on a partial file
         images = []
     if not images:
-        raise DftInputError(f"'{path}' is an OUTCAR without a finished ionic step; the calculation stopped early")
+        raise DftInputError(
+            f"'{path}' is an OUTCAR without a finished ionic step; the calculation stopped early"
+        )
     frames = []
     for atoms in images:
         stress = atoms.get_stress(voigt=False) if "stress" in atoms.calc.results else None
@@ -183,9 +185,12 @@ def _read_outcar(path: Path, text: str, digest: str) -> DftCalculation:
             )
         )
     return DftCalculation(
-        path=path, run_type=_outcar_run_type(text), hubbards=_outcar_hubbards(text), frames=frames, digest=digest
+        path=path,
+        run_type=_outcar_run_type(text),
+        hubbards=_outcar_hubbards(text),
+        frames=frames,
+        digest=digest,
     )
-
 
 
 def _outcar_run_type(text: str) -> str:

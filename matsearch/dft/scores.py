@@ -71,7 +71,7 @@ def score_calculation(calc: DftCalculation, hull: HullReference) -> DftScores:
 
 
 def stability(e_above_hull: float | None) -> str | None:
-    """"stable", "metastable" or "unstable" for an energy above hull (eV/atom); None without one."""
+    """ "stable", "metastable" or "unstable" for an energy above hull (eV/atom); None without one."""
     if e_above_hull is None:
         return None
     if e_above_hull <= STABLE_TOLERANCE_EV_PER_ATOM:

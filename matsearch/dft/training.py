@@ -28,7 +28,9 @@ class FrameSet:
     correction_ev_per_atom: float | None  # MP2020 corrected − raw; None when not comparable
 
 
-def labelled_frames(frames: Sequence[DftFrame], energy_shift_ev_per_atom: float | None) -> list[LabelledStructure]:
+def labelled_frames(
+    frames: Sequence[DftFrame], energy_shift_ev_per_atom: float | None
+) -> list[LabelledStructure]:
     """`frames` as training examples: energy + shift × atoms (None: no energy label), forces,
     stress (GPa → eV/Å³, ASE sign as `MLIPModel.compute`)."""
     examples = []

@@ -4,8 +4,8 @@ Figures (plotly; hover names each point's formula and scores with units): the Pa
 first two objectives (candidates missing a score drawn in a "missing" band), objectives per
 generation (best so far and best this generation), the e_above_hull histogram, the phase diagram
 of the best candidate's system against the run's own hull reference, the lineage of the best
-children, and for CSP runs the energy per generation with the known-structure match. Tables: the
-best candidates (space group, known id or new), generations, CSP answer, operator yields. The
+children, MLIP vs DFT e_above_hull for ingested DFT results, and for CSP runs the energy per generation with the known-structure match. Tables: the
+best candidates (space group, known id or new, model disagreement, DFT e_hull), DFT results, generations, CSP answer, operator yields. The
 plotly.js library is embedded, so the file opens offline and can be mailed or archived alone.
 """
 
@@ -19,7 +19,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from matsearch.candidate import Status
+from matsearch.dft.compare import dft_views
 from matsearch.errors import DataError
+from matsearch.report.dft_parity import dft_parity_figure
 from matsearch.report.ehull import e_hull_figure
 from matsearch.report.generations import csp_figure, objectives_figure
 from matsearch.report.labels import axis_title
@@ -72,6 +74,11 @@ def figure_sections(snapshot: RunSnapshot, hull: HullReference | None = None) ->
         ("e_hull", "Energy above hull", lambda: e_hull_figure(scored, snapshot.spec.reference.hull)),
         ("phase_diagram", "Phase diagram", lambda: _phase_diagram(snapshot, pd_candidate, hull)),
         ("lineage", "Lineage of the best children", lambda: _lineage(roots, by_id)),
+        (
+            "dft_parity",
+            "MLIP vs DFT",
+            lambda: dft_parity_figure(by_id, dft_views(snapshot.candidates, snapshot.dft_results)),
+        ),
     ]
     if snapshot.spec.task.kind == "csp":
         builders.insert(

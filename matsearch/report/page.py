@@ -60,6 +60,9 @@ def render(summary: dict[str, Any], sections: Sequence[FigureSection], facts: st
             f"<h2>Crystal structure prediction</h2><p>{tables.csp_sentence(summary['csp'])}</p>"
             f"{tables.csp_table(summary['csp'])}"
         )
+    dft = ""
+    if summary["dft"]["results"]:
+        dft = f"<h2>DFT results</h2><p>{tables.dft_sentence(summary['dft'])}</p>{tables.dft_table(summary)}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>matsearch report: {name}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -71,6 +74,7 @@ def render(summary: dict[str, Any], sections: Sequence[FigureSection], facts: st
 {csp}
 <h2>Best {len(summary["candidates"])} relaxed candidates (lowest e_above_hull first)</h2>
 {tables.candidates_table(summary)}
+{dft}
 <h2>Generations (best value this generation and best so far)</h2>
 {tables.generations_table(summary)}
 <h2>Yield per proposer and operator</h2>

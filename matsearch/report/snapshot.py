@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ class RunSnapshot:
     candidates: list[Candidate]
     populations: dict[int, list[int]]  # generation -> survivor ids, best first
     metrics: dict[int, dict[str, Any]]  # generation -> stored metrics
+    dft_results: list[dict[str, Any]] = field(default_factory=list)  # ingested DFT (RunStore.dft_results)
 
     @property
     def scored(self) -> list[Candidate]:
@@ -47,4 +48,5 @@ def load_snapshot(run_dir: str | Path) -> RunSnapshot:
             candidates=store.candidates(),
             populations={g: ids for g, ids in populations.items() if ids},
             metrics=store.generation_metrics(),
+            dft_results=store.dft_results(),
         )

@@ -29,6 +29,7 @@ def candidates_table(summary: dict[str, Any]) -> str:
     columns = summary["scores"]
     header = ["id", "formula", "gen", "origin/operator", "parents", "space group"]
     header += [score_header(c["name"]) for c in columns] + ["converged", "known as / new", "missing scores"]
+    header += ["|Δe_hull| 2 models (eV/atom)", "DFT e_hull (eV/atom)"]
     rows = []
     for c in summary["candidates"]:
         missing = "; ".join(f"{k}: {v}" for k, v in c["missing_scores"].items()) or None
@@ -44,8 +45,44 @@ def candidates_table(summary: dict[str, Any]) -> str:
                 c["converged"],
                 known_label(c["known_id"], c["novelty"], c["flags"]),
                 missing,
+                c["uncertainty"] and abs(c["uncertainty"]["delta_e_hull_ev_per_atom"]),
+                c["dft"] and c["dft"]["e_above_hull_ev_per_atom"],
             ]
         )
+    return table(rows, header)
+
+
+def dft_sentence(dft: dict[str, Any]) -> str:
+    """One sentence: how many DFT results, stability calls confirmed, MAE (eV/atom)."""
+    mae = dft["energy_mae_ev_per_atom"]
+    return html.escape(
+        f"{dft['results']} DFT results for {dft['candidates']} candidates, {dft['comparable']} on the "
+        f"hull; DFT confirms {dft['stability_confirmed']} of {dft['stability_calls']} MLIP stability "
+        f"calls; energy MAE {'—' if mae is None else f'{mae:.3f}'} eV/atom."
+    )
+
+
+def dft_table(summary: dict[str, Any]) -> str:
+    """The listed candidates with a DFT result: verdict and MLIP − DFT errors (eV/atom)."""
+    header = ["id", "formula", "run type", "comparable", "MLIP e_hull", "DFT e_hull", "DFT says",
+              "confirms MLIP", "MLIP − DFT e_hull", "MLIP − DFT E", "matched by"]  # fmt: skip
+    rows = [
+        [
+            c["id"],
+            c["formula"],
+            d["run_type"],
+            d["comparable"],
+            c["scores"].get("e_above_hull"),
+            d["e_above_hull_ev_per_atom"],
+            d["stability"],
+            d["confirmed"],
+            d["mlip_minus_dft_e_hull_ev_per_atom"],
+            d["mlip_minus_dft_energy_ev_per_atom"],
+            d["matched_by"],
+        ]  # fmt: skip
+        for c in summary["candidates"]
+        if (d := c["dft"]) is not None
+    ]
     return table(rows, header)
 
 
