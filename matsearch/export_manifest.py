@@ -3,8 +3,9 @@
 Columns: id, formula, space group (symbol and number, tolerance SYMPREC_ANGSTROM), known_id_or_new
 (the known material's id, or "new"), novelty, flags, lineage, convergence, energy per atom (eV/atom),
 e_above_hull (eV/atom), the DFT loop's LOOP_COLUMNS (two-model disagreement and acquisition
-priority, ingested DFT e_hull and verdict, MLIP − DFT errors; null until computed) and one column per objective of the run, named with its unit
-(`OBJECTIVE_COLUMNS`; a custom objective keeps its name, in the unit its function states).
+priority, ingested DFT e_hull and verdict, MLIP − DFT errors; null until computed) and one column
+per objective of the run, named with its unit (`OBJECTIVE_COLUMNS`; a custom objective keeps its
+name, in the unit its function states).
 candidates.json adds a `units` block and the objectives' directions, targets and bounds.
 """
 

@@ -146,7 +146,7 @@ class Run:
             return store.meta()
 
     def dft_results(self, *, frames: bool = False) -> list[dict]:
-        """Ingested DFT results in ingestion order (see RunStore.dft_results); `frames` adds every ionic step."""
+        """Ingested DFT results in ingestion order (RunStore.dft_results); `frames` adds the ionic steps."""
         with self._store() as store:
             return store.dft_results(frames=frames)
 

@@ -404,8 +404,9 @@ class RunStore:
         with self._transaction() as db:
             for row in rows:
                 values = [json.dumps(row[k]) if k in _JSON_DFT_COLUMNS else row[k] for k in DFT_COLUMNS]
+                columns = ", ".join(DFT_COLUMNS)
                 db.execute(
-                    f"INSERT INTO dft_results ({', '.join(DFT_COLUMNS)}, ingested_at) VALUES ({placeholders})",
+                    f"INSERT INTO dft_results ({columns}, ingested_at) VALUES ({placeholders})",
                     (*values, time.time()),
                 )
         return len(rows)

@@ -90,11 +90,13 @@ def match_candidate(calc: DftCalculation, scored: Sequence[Candidate]) -> tuple[
         candidate = by_id.get(manifest_id)
         if candidate is None:
             raise DftInputError(
-                f"'{calc.path}': export metadata names candidate {manifest_id}, not a scored candidate of this run"
+                f"'{calc.path}': export metadata names candidate {manifest_id}, "
+                "which is not a scored candidate of this run"
             )
         if candidate.formula != formula:
             raise DftInputError(
-                f"'{calc.path}' is {formula} but its export metadata names candidate {manifest_id} ({candidate.formula})"
+                f"'{calc.path}' is {formula} but its export metadata names candidate {manifest_id} "
+                f"({candidate.formula})"
             )
         return candidate, "manifest id"
     same = [c for c in scored if c.formula == formula and c.relaxed is not None]

@@ -28,7 +28,8 @@ PBE_RUN_TYPES = ("GGA", "GGA+U", "PBE", "PBE+U")
 
 @dataclass
 class DftFrame:
-    """One ionic step: structure, energy (eV per cell), forces [n, 3] (eV/Å), stress [3, 3] (GPa, ASE sign)."""
+    """One ionic step: structure, energy (eV per cell), forces [n, 3] (eV/Å), stress [3, 3] (GPa,
+    ASE sign)."""
 
     structure: Structure
     energy_ev: float

@@ -62,7 +62,10 @@ def score_calculation(calc: DftCalculation, hull: HullReference) -> DftScores:
         corrected = _compatibility().process_entry(entry)
     if corrected is None:
         hubbards = ", ".join(f"{k}={v:g}" for k, v in calc.hubbards.items()) or "none"
-        note = f"MP2020 compatibility rejects this calculation (U values: {hubbards}); not comparable with the hull"
+        note = (
+            f"MP2020 compatibility rejects this calculation (U values: {hubbards}); "
+            "not comparable with the hull"
+        )
         return DftScores(raw, None, None, None, False, note)
     composition = final.structure.composition
     energy = corrected.energy_per_atom

@@ -1,4 +1,5 @@
-"""Ingested DFT frames → a fine-tuning dataset (every ionic step: the off-equilibrium ones carry the curvature).
+"""Ingested DFT frames → a fine-tuning dataset: every ionic step (the off-equilibrium ones carry the
+curvature).
 
 Energies are put on the base model's scale: raw PBE(+U) for a "raw-pbe" model, MP2020-corrected
 (the calculation's own correction per atom, the same for all its steps) for an "mp2020" model.

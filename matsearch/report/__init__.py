@@ -4,8 +4,9 @@ Figures (plotly; hover names each point's formula and scores with units): the Pa
 first two objectives (candidates missing a score drawn in a "missing" band), objectives per
 generation (best so far and best this generation), the e_above_hull histogram, the phase diagram
 of the best candidate's system against the run's own hull reference, the lineage of the best
-children, MLIP vs DFT e_above_hull for ingested DFT results, and for CSP runs the energy per generation with the known-structure match. Tables: the
-best candidates (space group, known id or new, model disagreement, DFT e_hull), DFT results, generations, CSP answer, operator yields. The
+children, MLIP vs DFT e_above_hull of the ingested DFT results, and for CSP runs the energy per
+generation with the known-structure match. Tables: the best candidates (space group, known id or
+new, model disagreement, DFT e_hull), DFT results, generations, CSP answer, operator yields. The
 plotly.js library is embedded, so the file opens offline and can be mailed or archived alone.
 """
 
