@@ -154,7 +154,7 @@ def test_ingest_shows_dft_in_status_and_is_idempotent(run_copy: Path, mirror_dir
 
 
 def test_matches_by_export_id_first_and_refuses_what_matches_nothing(
-    run_copy: Path, mirror_dir: Path
+    run_copy: Path, mirror_dir: Path, tmp_path: Path
 ) -> None:
     export = run_copy / "export"
     result = invoke("export", run_copy, "--include-known", "--vasp", "MPRelaxSet", "-f", "csv")
@@ -166,8 +166,15 @@ def test_matches_by_export_id_first_and_refuses_what_matches_nothing(
     assert [(o.status, o.candidate_id) for o in outcome] == [("ingested", rock_salt)]
     assert Run(run_copy).dft_results()[0]["matched_by"] == "manifest id"
 
+    scored = Run(run_copy).candidates(Status.SCORED)
+    others = [c for c in scored if c.id != rock_salt]
+    cscl = next(c for c in others if c.formula == "NaCl")  # the id in a bare export folder's name wins
+    bare = tmp_path / f"{cscl.id:04d}_NaCl" / "vasprun.xml.gz"
+    bare.parent.mkdir()
+    shutil.copy(mirror_dir / DFT / "NaCl_static_vasprun.xml.gz", bare)
+    assert match_candidate(read_calculation(bare), scored) == (cscl, "export folder name")
+
     calc = read_calculation(mirror_dir / DFT / "NaCl_static_vasprun.xml.gz")
-    others = [c for c in Run(run_copy).candidates(Status.SCORED) if c.id != rock_salt]
     with pytest.raises(DftInputError, match="matches no relaxed candidate"):
         match_candidate(calc, others)
 

@@ -1,17 +1,18 @@
 """Ingest VASP results into a run: match each to its candidate, score it, store it next to the MLIP values.
 
 Matching: the export metadata (``<id>_<formula>.json`` that ``matsearch export --vasp`` writes into
-each calculation folder) names the candidate; without it, pymatgen's StructureMatcher compares the
-DFT initial structure, then the final one, with the run's relaxed candidates of the same reduced
-formula. Each file is read, checked and scored on its own; a file that fails (truncated, unconverged,
-no candidate, other elements) gets a one-line message and leaves the store as it was. All the
-results that passed are written in one transaction; a file already ingested (same bytes) changes
-nothing.
+each calculation folder), or else the folder's name ``<id>_<formula>``, names the candidate;
+without them, pymatgen's StructureMatcher compares the DFT initial structure, then the final one,
+with the run's relaxed candidates of the same reduced formula. Each file is read, checked and
+scored on its own; a file that fails (truncated, unconverged, no candidate, other elements) gets a
+one-line message and leaves the store as it was. All the results that passed are written in one
+transaction; a file already ingested (same bytes) changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from matsearch.scoring.hull import HullReference
 from matsearch.spec import RunSpec
 from matsearch.store import RunStore
 from matsearch.structures.codec import structure_to_json
+
+_EXPORT_FOLDER = re.compile(r"(\d{4,})_[A-Z][A-Za-z0-9]*")  # export_vasp's <id>_<formula>
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,13 @@ def _check_elements(calc: DftCalculation, allowed: set[str]) -> None:
 
 
 def match_candidate(calc: DftCalculation, scored: Sequence[Candidate]) -> tuple[Candidate, str]:
-    """The candidate `calc` was computed for and how it was found ("manifest id", "initial
-    structure", "final structure"); DftInputError when none."""
+    """The candidate `calc` was computed for and how it was found ("manifest id", "export folder
+    name", "initial structure", "final structure"); DftInputError when none."""
     formula = calc.final.structure.composition.reduced_formula
     by_id = {c.id: c for c in scored}
-    manifest_id = _manifest_id(calc.path.parent)
-    if manifest_id is not None:
+    named = _manifest_id(calc.path.parent)
+    if named is not None:
+        manifest_id, how = named
         candidate = by_id.get(manifest_id)
         if candidate is None:
             raise DftInputError(
@@ -98,7 +102,7 @@ def match_candidate(calc: DftCalculation, scored: Sequence[Candidate]) -> tuple[
                 f"'{calc.path}' is {formula} but its export metadata names candidate {manifest_id} "
                 f"({candidate.formula})"
             )
-        return candidate, "manifest id"
+        return candidate, how
     same = [c for c in scored if c.formula == formula and c.relaxed is not None]
     matcher = StructureMatcher()
     for label, structure in (("initial structure", calc.initial), ("final structure", calc.final.structure)):
@@ -111,16 +115,18 @@ def match_candidate(calc: DftCalculation, scored: Sequence[Candidate]) -> tuple[
     )
 
 
-def _manifest_id(folder: Path) -> int | None:
-    """The candidate id in the export metadata JSON (``<id>_<formula>.json``) of `folder`, if any."""
+def _manifest_id(folder: Path) -> tuple[int, str] | None:
+    """The candidate id in the export metadata JSON (``<id>_<formula>.json``) of `folder`, else in
+    the folder's own name as `export --vasp` writes it (``0042_NaCl``), if any."""
     for path in sorted(folder.glob("*.json")):
         try:
             meta = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if isinstance(meta, dict) and isinstance(meta.get("id"), int) and "vasp_input_set" in meta:
-            return meta["id"]
-    return None
+            return meta["id"], "manifest id"
+    named = _EXPORT_FOLDER.fullmatch(folder.name)
+    return None if named is None else (int(named.group(1)), "export folder name")
 
 
 def _row(calc: DftCalculation, candidate: Candidate, matched_by: str, scores: DftScores) -> dict:
