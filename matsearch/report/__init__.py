@@ -75,12 +75,10 @@ def figure_sections(snapshot: RunSnapshot, hull: HullReference | None = None) ->
         ("e_hull", "Energy above hull", lambda: e_hull_figure(scored, snapshot.spec.reference.hull)),
         ("phase_diagram", "Phase diagram", lambda: _phase_diagram(snapshot, pd_candidate, hull)),
         ("lineage", "Lineage of the best children", lambda: _lineage(roots, by_id)),
-        (
-            "dft_parity",
-            "MLIP vs DFT",
-            lambda: dft_parity_figure(by_id, dft_views(snapshot.candidates, snapshot.dft_results)),
-        ),
     ]
+    if snapshot.dft_results:  # only once DFT results are ingested
+        views = dft_views(snapshot.candidates, snapshot.dft_results)
+        builders.append(("dft_parity", "MLIP vs DFT", lambda: dft_parity_figure(by_id, views)))
     if snapshot.spec.task.kind == "csp":
         builders.insert(
             0, ("csp", "Crystal structure prediction: energy per generation", lambda: csp_figure(snapshot))
