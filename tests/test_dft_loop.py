@@ -4,6 +4,7 @@ and the two-model uncertainty that orders `export --priority`."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import tarfile
@@ -87,6 +88,13 @@ def test_reads_every_shipped_vasp_output_or_says_why_not(mirror_dir: Path, tmp_p
     feo_scores = score_calculation(feo, hull)  # U = 4 eV is not MP's 5.3 eV: kept, not compared
     assert not feo_scores.comparable and "U values: Fe=4" in feo_scores.note
 
+    stopped = tmp_path / "feo" / "vasprun.xml"  # the same run, as if NSW had been its 28 steps
+    text = gzip.decompress((mirror_dir / DFT / "FeO_GGA+U_relax_vasprun.xml.gz").read_bytes()).decode()
+    stopped.parent.mkdir()
+    stopped.write_text(text.replace('name="NSW">    99<', 'name="NSW">    28<'))
+    with pytest.raises(DftInputError, match="ionic relaxation did not converge within NSW"):
+        read_calculation(stopped)
+
     al = score_calculation(read_calculation(mirror_dir / DFT / "Al_r2SCAN_relax_vasprun.xml.gz"), hull)
     assert not al.comparable and al.e_above_hull_ev_per_atom is None and "R2SCAN" in al.note
 
@@ -95,8 +103,8 @@ def test_reads_every_shipped_vasp_output_or_says_why_not(mirror_dir: Path, tmp_p
     assert "\n" not in str(truncated.value)
 
     with tarfile.open(mirror_dir / "mlip" / "sevennet_hfo2_outcars.tar.gz") as archive:
-        archive.extractall(tmp_path, filter="data")
-    outcars = find_outputs([tmp_path])
+        archive.extractall(tmp_path / "hfo2", filter="data")
+    outcars = find_outputs([tmp_path / "hfo2"])
     assert len(outcars) == 10
     hfo2 = read_calculation(outcars[0])
     assert hfo2.final.forces.shape == (96, 3) and hfo2.run_type == "SCAN"
