@@ -78,7 +78,8 @@ def add_uncertainty(run_dir: Path, spec: RunSpec, *, device: str | None = None) 
         ]
         if not missing:
             return 0
-        rows = disagreement(missing, second_model(spec.mlip.model), hull, device)
+        scoring = FAST_MODEL if spec.mlip.backend == "chgnet" else spec.mlip.model  # the chgnet package
+        rows = disagreement(missing, second_model(scoring), hull, device)
         for candidate, row in zip(missing, rows, strict=True):
             candidate.extra[KEY] = row
         store.update(missing)
