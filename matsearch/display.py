@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matsearch.spec import OBJECTIVE_UNITS
+from matsearch.objectives import unit_of
 
 CUSTOM_UNIT = "own unit"  # a custom score is in whatever unit its function's docstring states
 
 
 def score_unit(name: str) -> str | None:
-    """Unit of a score: eV/atom, GPa, or None for a custom score (its function's docstring says)."""
-    return OBJECTIVE_UNITS.get(name)
+    """Unit of a score: eV/atom, GPa, ... (objectives.OBJECTIVES), or None for a custom score (its
+    function's docstring says)."""
+    return unit_of(name)
 
 
 def score_header(name: str, label: str | None = None) -> str:

@@ -23,6 +23,7 @@ from pymatgen.core import Composition, Element
 
 from matsearch.data import HULL_REFERENCES
 from matsearch.errors import ModelError, SpecError
+from matsearch.objectives import CUSTOM_PREFIX, OBJECTIVES
 from matsearch.relax_defaults import (
     BATCH_ATOMS,
     FMAX_EV_PER_A,
@@ -275,24 +276,6 @@ class ExecutorSpec(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray actor.")
 
 
-OBJECTIVE_NAMES = (
-    "e_above_hull",
-    "deformation_energy",
-    "formation_energy",
-    "energy_per_atom",
-    "bulk_modulus",
-    "strain_energy",
-)
-# unit of each builtin objective's score; a custom score's unit is whatever its function's docstring says
-OBJECTIVE_UNITS = {
-    "e_above_hull": "eV/atom",
-    "deformation_energy": "eV/atom",
-    "formation_energy": "eV/atom",
-    "energy_per_atom": "eV/atom",
-    "bulk_modulus": "GPa",
-    "strain_energy": "eV/atom",
-}
-CUSTOM_PREFIX = "custom:"
 
 
 class Objective(_Strict):
@@ -300,9 +283,13 @@ class Objective(_Strict):
 
     name: str = Field(
         ...,
-        description=f"One of {', '.join(OBJECTIVE_NAMES)}, or 'custom:<name>' for a function in `custom`.",
+        description=f"One of {', '.join(OBJECTIVES)}, or 'custom:<name>' for a function in `custom`.",
     )
-    direction: Literal["min", "max"] | None = Field(None)
+    direction: Literal["min", "max"] | None = Field(
+        None,
+        description="'min' or 'max'; default: the builtin objective's own (objectives.OBJECTIVES), "
+        "'min' for a custom one. Not with `target`.",
+    )
     target: float | None = Field(None, description="Target value; the objective becomes |x − target|.")
     weight: float = Field(1.0, ge=0, description="Weight in the weighted-sum selection.")
     bounds: tuple[float | None, float | None] | None = Field(
@@ -312,16 +299,17 @@ class Objective(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in OBJECTIVE_NAMES and not value.startswith(CUSTOM_PREFIX):
+        if value not in OBJECTIVES and not value.startswith(CUSTOM_PREFIX):
             raise ValueError(
-                f"unknown objective '{value}'; allowed: {', '.join(OBJECTIVE_NAMES)}, or custom:<name>"
+                f"unknown objective '{value}'; allowed: {', '.join(OBJECTIVES)}, or custom:<name>"
             )
         return value
 
     @model_validator(mode="after")
     def _direction_or_target(self) -> Objective:
         if self.direction is None and self.target is None:
-            self.direction = "min"
+            builtin = OBJECTIVES.get(self.name)
+            self.direction = "min" if builtin is None else builtin.direction
         if self.direction is not None and self.target is not None:
             raise ValueError(f"objective '{self.name}' has both 'direction' and 'target'; give one")
         low, high = self.bounds or (None, None)
