@@ -276,8 +276,6 @@ class ExecutorSpec(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray actor.")
 
 
-
-
 class Objective(_Strict):
     """One objective. `direction` min/max, or `target` for 'as close as possible to'."""
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from matsearch.display import known_label, score_header, space_group_text
 from matsearch.objectives import OBJECTIVES
 
+
 def _header(column: dict[str, Any]) -> str:
     """Short column name with its unit, e.g. 'B (GPa)'."""
     builtin = OBJECTIVES.get(column["name"])

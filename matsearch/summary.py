@@ -16,8 +16,8 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
 from matsearch.display import score_unit
-from matsearch.run import Run
 from matsearch.objectives import CUSTOM_PREFIX, OBJECTIVES
+from matsearch.run import Run
 from matsearch.spec import Objective, Task
 from matsearch.structures.symmetry import space_group
 
