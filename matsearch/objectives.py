@@ -39,6 +39,11 @@ class BuiltinObjective:
     of_structure: Callable[[Structure], float] | None = None  # source "structure" only
 
 
+def density_g_per_cm3(structure: Structure) -> float:
+    """Mass density of the relaxed cell, g/cm³."""
+    return float(structure.density)
+
+
 OBJECTIVES: dict[str, BuiltinObjective] = {
     o.name: o
     for o in (
@@ -91,6 +96,16 @@ OBJECTIVES: dict[str, BuiltinObjective] = {
             "E_strain",
             "strain_energy_ev_per_atom",
             "property",
+        ),
+        BuiltinObjective(
+            "density",
+            "g/cm³",
+            "mass density of the relaxed crystal",
+            "ρ",
+            "density_g_per_cm3",
+            "structure",
+            direction="max",
+            of_structure=density_g_per_cm3,
         ),
     )
 }

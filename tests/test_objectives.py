@@ -87,3 +87,34 @@ def test_status_and_export_show_each_objective_with_its_unit(name: str, tmp_path
     if builtin.source != "relaxation":  # a failed scan's reason reaches status
         candidate.scores, candidate.extra = {}, {f"{name}_error": "the fit failed"}
         assert missing_score_reasons(candidate) == {name: "the fit failed"}
+
+
+def test_a_run_with_density_shows_it_with_its_unit_in_status_report_and_export(tmp_path: Path, cli) -> None:
+    from matsearch import Search
+    from matsearch.export import ExportFormat, export_candidates
+    from matsearch.report import make_report
+
+    spec = {
+        "name": "dense",
+        "seed": 1,
+        "output": str(tmp_path / "runs"),
+        "chemistry": {"systems": ["Na-Cl"], "max_atoms": 4},
+        "population_size": 3,
+        "generations": 0,
+        "mlip": {"steps": 20, "prerelax": None},
+        "objectives": [{"name": "e_above_hull"}, {"name": "density"}],
+    }
+    run = Search(spec).run()
+    scored = run.best()
+    assert scored and all(c.scores["density"] == pytest.approx(c.relaxed.density) for c in scored)
+    status = cli("status", str(run.run_dir))
+    assert status.returncode == 0 and "ρ (g/cm³)" in status.stdout
+    data = json.loads(cli("status", str(run.run_dir), "--json").stdout)
+    assert {"name": "density", "unit": "g/cm³"}.items() <= data["scores"][1].items()
+    assert "density (g/cm³)" in make_report(run.run_dir).read_text()
+    out = tmp_path / "export"
+    export_candidates(scored, out, [ExportFormat.CSV, ExportFormat.JSON], run.spec().objectives)
+    document = json.loads((out / "candidates.json").read_text())
+    assert document["units"]["density_g_per_cm3"] == "g/cm³"
+    assert [r["density_g_per_cm3"] for r in document["candidates"]] == [c.scores["density"] for c in scored]
+    assert "density_g_per_cm3" in (out / "candidates.csv").read_text().splitlines()[0]
