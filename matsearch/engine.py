@@ -186,7 +186,7 @@ class Search:
             dedup = self._rebuild_dedup(store)
             context = self._proposer_context(dedup)
             proposers = [build_proposer(p, store.run_dir, context) for p in self.spec.proposers]
-            marker = DiscoveryMarker(self.known, self.tolerances)
+            marker = DiscoveryMarker(self.known, self.tolerances, self.hull)
             marker.remember(store.candidates(status=Status.SCORED))
             for generation in range(self.spec.generations + 1):
                 if not store.is_completed(generation):

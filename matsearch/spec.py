@@ -127,7 +127,7 @@ class Task(_Strict):
 class BuiltinProposerSpec(_Strict):
     """Offline chemistry operators (no LLM)."""
 
-    kind: Literal["builtin"] = "builtin"
+    kind: Literal["builtin"] = Field("builtin", description="Offline chemistry operators.")
     fraction: float = Field(1.0, gt=0, description="Share of children from this proposer.")
     weights: dict[str, float] | None = Field(
         None,
@@ -153,8 +153,8 @@ class BuiltinProposerSpec(_Strict):
 class _LLMProposerSpec(_Strict):
     fraction: float = Field(1.0, gt=0, description="Share of children from this proposer.")
     model: str = Field(..., description="Model name (openai) or local path / hub id (hf).")
-    temperature: float = Field(1.0, ge=0, le=2)
-    max_tokens: int = Field(2048, ge=16, le=1_000_000)
+    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature of the model.")
+    max_tokens: int = Field(2048, ge=16, le=1_000_000, description="Most tokens in one answer.")
     k_parents: int = Field(2, ge=1, le=8, description="Parents shown in each prompt.")
     structures_per_prompt: int = Field(2, ge=1, le=10, description="Children asked of each prompt.")
     repair_attempts: int = Field(
@@ -167,12 +167,14 @@ class _LLMProposerSpec(_Strict):
 class OpenAIProposerSpec(_LLMProposerSpec):
     """Any OpenAI-compatible chat server: OpenAI, vLLM, SGLang, Ollama, llama.cpp, transformers serve."""
 
-    kind: Literal["openai"] = "openai"
+    kind: Literal["openai"] = Field("openai", description="An OpenAI-compatible chat server.")
     base_url: str | None = Field(None, description="Server URL; default: $OPENAI_BASE_URL or OpenAI.")
     api_key: SecretStr | None = Field(None, description="API key; default: $OPENAI_API_KEY.")
-    max_concurrency: int = Field(4, ge=1, le=256)
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(5, ge=0, le=20)
+    max_concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Wall-clock limit of one request, s.")
+    max_retries: int = Field(
+        5, ge=0, le=20, description="Retries of a request that failed for a transient reason."
+    )
     structured_output: bool = Field(
         True,
         description="Ask for answers constrained to a JSON schema (response_format); servers that "
@@ -183,10 +185,12 @@ class OpenAIProposerSpec(_LLMProposerSpec):
 class HFProposerSpec(_LLMProposerSpec):
     """A transformers model in-process."""
 
-    kind: Literal["hf"] = "hf"
+    kind: Literal["hf"] = Field("hf", description="A transformers model in this process.")
     device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'; default: cuda if available.")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    batch_size: int = Field(4, ge=1, le=1024)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weight dtype; 'auto' takes the checkpoint's own."
+    )
+    batch_size: int = Field(4, ge=1, le=1024, description="Prompts generated together.")
 
 
 ProposerSpec = Annotated[
@@ -335,7 +339,9 @@ class BulkModulusSpec(_Strict):
         FMAX_EV_PER_A, gt=0, description="Force convergence of each fixed-cell relaxation, eV/Å."
     )
     steps: int = Field(200, ge=1, description="Step cap of each fixed-cell relaxation.")
-    eos: Literal["birch_murnaghan", "murnaghan", "vinet"] = "birch_murnaghan"
+    eos: Literal["birch_murnaghan", "murnaghan", "vinet"] = Field(
+        "birch_murnaghan", description="Equation of state fitted to the energy-volume points."
+    )
 
 
 class StrainEnergySpec(_Strict):
@@ -356,8 +362,12 @@ class StrainEnergySpec(_Strict):
 class Scoring(_Strict):
     """Settings of the property objectives (computed only when they are objectives)."""
 
-    bulk_modulus: BulkModulusSpec = Field(default_factory=BulkModulusSpec)
-    strain_energy: StrainEnergySpec = Field(default_factory=StrainEnergySpec)
+    bulk_modulus: BulkModulusSpec = Field(
+        default_factory=BulkModulusSpec, description="Settings of the bulk_modulus objective."
+    )
+    strain_energy: StrainEnergySpec = Field(
+        default_factory=StrainEnergySpec, description="Settings of the strain_energy objective."
+    )
 
 
 class Metrics(_Strict):
@@ -455,8 +465,8 @@ class RunSpec(_Strict):
         description="Run name (folder name).",
     )
     seed: int = Field(0, ge=0, lt=2**63, description="Random seed; a seeded run is reproducible.")
-    chemistry: Chemistry
-    task: Task = Field(default_factory=Task)
+    chemistry: Chemistry = Field(..., description="Allowed elements or systems and cell size.")
+    task: Task = Field(default_factory=Task, description="Free generation or CSP of one composition.")
     population_size: int = Field(16, ge=1, le=MAX_POPULATION, description="Survivors kept each generation.")
     children_per_generation: int = Field(
         16, ge=1, le=MAX_POPULATION, description="Children proposed each generation."
@@ -465,22 +475,28 @@ class RunSpec(_Strict):
     proposers: list[ProposerSpec] = Field(
         default_factory=lambda: [BuiltinProposerSpec()], min_length=1, description="Proposer mix."
     )
-    mlip: MLIPSpec = Field(default_factory=MLIPSpec)
-    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    mlip: MLIPSpec = Field(default_factory=MLIPSpec, description="The MLIP that relaxes and scores.")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="Where relaxations run.")
     objectives: list[Objective] = Field(
-        default_factory=lambda: [Objective(name="e_above_hull", direction="min")], min_length=1
+        default_factory=lambda: [Objective(name="e_above_hull", direction="min")],
+        min_length=1,
+        description="What selection optimises; default: e_above_hull, minimised.",
     )
     selection: Literal["pareto", "weighted"] = Field("pareto", description="Survivor selection.")
     custom: dict[str, str] = Field(
         default_factory=dict,
         description="Custom fitness: name → 'pkg.module:function', 'file.py:function' or a registered name.",
     )
-    scoring: Scoring = Field(default_factory=Scoring)
-    metrics: Metrics = Field(default_factory=Metrics)
-    matching: Matching = Field(default_factory=Matching)
-    discovery: Discovery = Field(default_factory=Discovery)
-    validity: Validity = Field(default_factory=Validity)
-    reference: Reference = Field(default_factory=Reference)
+    scoring: Scoring = Field(default_factory=Scoring, description="Settings of the property objectives.")
+    metrics: Metrics = Field(default_factory=Metrics, description="Per-generation metric settings.")
+    matching: Matching = Field(
+        default_factory=Matching, description="StructureMatcher tolerances (dedup, known vs new)."
+    )
+    discovery: Discovery = Field(default_factory=Discovery, description="Artefacts admitted as discoveries.")
+    validity: Validity = Field(default_factory=Validity, description="Checks before relaxation.")
+    reference: Reference = Field(
+        default_factory=Reference, description="Hull, elemental and known-materials references."
+    )
     output: Path = Field(Path("runs"), description="Folder that holds runs/<name>/.")
 
     @field_validator("output")

@@ -142,6 +142,6 @@ def candidates_table(data: dict[str, Any]) -> Table:
             space_group_text(c["space_group"]) or "—",
             *scores,
             "yes" if c["converged"] else "no",
-            known_label(c["known_id"], c["novelty"], c["flags"]),
+            known_label(c["known_id"], c["novelty"], c["flags"], c["hull_entry"]),
         )
     return table

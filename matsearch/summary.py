@@ -222,6 +222,7 @@ def candidate_row(c: Candidate) -> dict[str, Any]:
         "space_group": _space_group(c.relaxed),
         "known_id": c.known_id,
         "novelty": None if c.novelty is None else c.novelty.value,
+        "hull_entry": c.extra.get("hull_entry"),
         "flags": [flag.value for flag in c.flags],
         "converged": c.converged,
         "scores": dict(c.scores),

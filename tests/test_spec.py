@@ -290,3 +290,20 @@ def test_missing_relative_model_file_fails_before_the_run_folder_exists(tmp_path
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert f"'{folder / 'ft.pt'}' is neither a model name" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_spec_field_has_a_description() -> None:
+    """As spec.py promises: every key a user can write is described (`matsearch` docs and errors)."""
+    from matsearch.spec import RunSpec, _models_in
+
+    seen, stack, missing = set(), [RunSpec], []
+    while stack:
+        model = stack.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            if not (field.description or "").strip():
+                missing.append(f"{model.__name__}.{name}")
+            stack.extend(_models_in(field.annotation))
+    assert len(seen) > 15 and not missing, missing

@@ -8,7 +8,10 @@ Each relaxed candidate is marked once, in id order, after its generation is rela
 2. duplicate after relaxation: a relaxed structure that matches an earlier candidate's relaxed
    structure (StructureMatcher, the run's tolerances) makes the candidate a DUPLICATE of it;
 3. novelty: the known material it reproduces (``known_id``), else ``new_structure`` when the index
-   knows its composition, else ``new_composition``. Seeds are their known material by construction.
+   or the run's hull knows its composition, else ``new_composition``: a composition the hull lists
+   is never a new composition. Where only the hull lists it (the index lacks that material's
+   structure, so it could not be compared), ``extra["hull_entry"]`` names the hull's entry.
+   Seeds are their known material by construction.
 
 A discovery (S.U.N.) is a scored candidate that is new, carries no flag outside the spec's
 ``discovery.admit`` and lies at or below the stability threshold (eV/atom).
@@ -24,6 +27,7 @@ from pymatgen.analysis.local_env import MinimumDistanceNN
 from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Flag, Novelty, Status
+from matsearch.scoring.hull import HullReference
 from matsearch.structures.dedup import DuplicateIndex, MatchTolerances
 from matsearch.structures.known import KnownMaterials
 
@@ -42,10 +46,14 @@ def artefact_flags(structure: Structure) -> list[Flag]:
 
 
 class DiscoveryMarker:
-    """Marks relaxed candidates against the known materials and the run's relaxed history."""
+    """Marks relaxed candidates against the known materials, the run's hull (compositions) and the
+    run's relaxed history."""
 
-    def __init__(self, known: KnownMaterials, tolerances: MatchTolerances) -> None:
+    def __init__(
+        self, known: KnownMaterials, tolerances: MatchTolerances, hull: HullReference | None = None
+    ) -> None:
         self.known = known
+        self.hull = hull
         self._relaxed = DuplicateIndex(tolerances)
 
     def remember(self, candidates: Iterable[Candidate]) -> None:
@@ -71,6 +79,9 @@ class DiscoveryMarker:
             candidate.known_id = seed_id or match.material_id
         elif self.known.rows(relaxed.composition.reduced_formula):
             candidate.novelty = Novelty.NEW_STRUCTURE
+        elif self.hull is not None and (entry := self.hull.listed(relaxed.composition)) is not None:
+            candidate.novelty = Novelty.NEW_STRUCTURE
+            candidate.extra["hull_entry"] = entry
         else:
             candidate.novelty = Novelty.NEW_COMPOSITION
 
