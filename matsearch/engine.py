@@ -179,9 +179,11 @@ class Search:
     def _drive(self, store: RunStore) -> Run:
         handler = logging.FileHandler(store.run_dir / LOG_NAME)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
         package_logger = logging.getLogger("matsearch")
+        user_level = package_logger.level  # restored when the run ends: the user's setting
         package_logger.addHandler(handler)
-        package_logger.setLevel(logging.INFO)
+        package_logger.setLevel(min(package_logger.getEffectiveLevel(), logging.INFO))
         try:
             dedup = self._rebuild_dedup(store)
             context = self._proposer_context(dedup)
@@ -203,6 +205,7 @@ class Search:
                 self._executor.close()
                 self._executor = None
             package_logger.removeHandler(handler)
+            package_logger.setLevel(user_level)
             handler.close()
             store.close()
         return Run(self.run_dir)

@@ -4,6 +4,7 @@ spec validation, the prompt's goals, the evaluator, status, the export manifest.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,14 @@ def test_a_run_with_density_shows_it_with_its_unit_in_status_report_and_export(t
         "mlip": {"steps": 20, "prerelax": None},
         "objectives": [{"name": "e_above_hull"}, {"name": "density"}],
     }
-    run = Search(spec).run()
+    package_logger = logging.getLogger("matsearch")
+    package_logger.setLevel(logging.WARNING)  # as a user might; the run must leave it so
+    try:
+        run = Search(spec).run()
+        assert package_logger.level == logging.WARNING
+    finally:
+        package_logger.setLevel(logging.NOTSET)
+    assert "generation 0 done" in (run.run_dir / "run.log").read_text()  # INFO still reaches run.log
     scored = run.best()
     assert scored and all(c.scores["density"] == pytest.approx(c.relaxed.density) for c in scored)
     status = cli("status", str(run.run_dir))
