@@ -15,14 +15,14 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pymatgen.core import Composition, Element
 
 from matsearch.data import HULL_REFERENCES
-from matsearch.errors import ModelError, SpecError
+from matsearch.errors import SpecError
+from matsearch.model_names import model_names
 from matsearch.objectives import CUSTOM_PREFIX, OBJECTIVES
 from matsearch.relax_defaults import (
     BATCH_ATOMS,
@@ -235,9 +235,8 @@ class MLIPSpec(_Strict):
     )
 
     @model_validator(mode="after")
-    def _backend_options(self, info: ValidationInfo) -> MLIPSpec:
-        """Options the chosen backend would ignore are refused; a model file must be readable (its
-        header and tensors are checked here; the model itself is built only where it runs)."""
+    def _backend_options(self) -> MLIPSpec:
+        """Options the chosen backend would ignore are refused (model files: preflight.py)."""
         if self.backend == "chgnet":
             for key in ("model", "device", "batch_atoms", "max_batch_memory_gb", "prerelax", "prerelax_fmax"):
                 if getattr(self, key) != MLIPSpec.model_fields[key].default:
@@ -245,25 +244,6 @@ class MLIPSpec(_Strict):
                         f"'{key}' is not used by backend 'chgnet' (it runs the chgnet package's "
                         "own model); remove it or use backend 'matsearch'"
                     )
-            return self
-        if not _checking_files(info):
-            return self
-        from matsearch.mlip.files import check_model_file
-        from matsearch.mlip.registry import model_names
-
-        for key in ("model", "prerelax"):
-            name = getattr(self, key)
-            if name is None or name in model_names():
-                continue
-            if not Path(name).expanduser().is_file():
-                raise ValueError(
-                    f"{key} '{name}' is neither a model name ({', '.join(model_names())}) nor an "
-                    "existing model file"
-                )
-            try:
-                check_model_file(Path(name).expanduser())
-            except ModelError as exc:
-                raise ValueError(str(exc)) from None
         return self
 
 
@@ -444,16 +424,6 @@ class Reference(_Strict):
         "crystals) or 'mp20-full' (the complete CDVAE split, 45,231; mirror, cache or download).",
     )
 
-    @field_validator("hull")
-    @classmethod
-    def _exists(cls, value: str, info: ValidationInfo) -> str:
-        if _checking_files(info) and value not in HULL_REFERENCES and not Path(value).expanduser().is_file():
-            raise ValueError(
-                f"'{value}' is neither a known reference ({', '.join(HULL_REFERENCES)}) "
-                "nor an existing CSV/JSON file of formation energies"
-            )
-        return value
-
 
 class RunSpec(_Strict):
     """A whole search. Load from YAML with `load_spec(path)`."""
@@ -524,15 +494,6 @@ class RunSpec(_Strict):
                 )
             if len(target.elements) > self.chemistry.max_elements:
                 raise ValueError("task.target has more elements than chemistry.max_elements")
-            if self.validity.charge_neutrality:
-                from matsearch.structures.validity import is_charge_balanced
-
-                if not is_charge_balanced(target):
-                    raise ValueError(
-                        f"task.target '{self.task.target}' has no charge-balanced oxidation states, "
-                        "so validity would reject every candidate; fix the target or set "
-                        "validity.charge_neutrality: false"
-                    )
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives are listed twice: {names}")
@@ -624,23 +585,18 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def parse_spec(data: dict[str, Any], *, check_files: bool = True) -> RunSpec:
-    """Validate a spec dict; raise SpecError with one sentence on the first problem.
+def parse_spec(data: dict[str, Any]) -> RunSpec:
+    """Validate a spec dict's shape; raise SpecError with one sentence on the first problem.
 
-    ``check_files=False`` leaves out the checks of the files a spec names (hull reference file,
-    model file): for a stored run's spec, checked when the run started, whose folder may since
-    have been copied or moved."""
+    Only the shape is checked here (types, ranges, keys, consistency of the values): what needs
+    files, models or chemistry (model and hull files, a charge-balanced CSP target) is checked by
+    `preflight.check_inputs` before a run starts, so reading a spec never loads torch."""
     if not isinstance(data, dict):
         raise SpecError("the spec must be a YAML mapping of keys such as name, chemistry, generations")
     try:
-        return RunSpec.model_validate(data, context={"check_files": check_files})
+        return RunSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"invalid spec: {_one_sentence(exc)}") from None
-
-
-def _checking_files(info: ValidationInfo) -> bool:
-    """Whether this validation checks the files a spec names (see parse_spec)."""
-    return (info.context or {}).get("check_files", True)
 
 
 class _DuplicateKey(yaml.YAMLError):
@@ -726,11 +682,8 @@ def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:
             proposer["templates"] = resolve(proposer["templates"])
     mlip = data.get("mlip")
     for key in ("model", "prerelax"):
-        if isinstance(mlip, dict) and isinstance(mlip.get(key), str):
-            from matsearch.mlip.registry import model_names
-
-            if mlip[key] not in model_names():  # a model file, relative to the spec file
-                mlip[key] = resolve(mlip[key])
+        if isinstance(mlip, dict) and isinstance(mlip.get(key), str) and mlip[key] not in model_names():
+            mlip[key] = resolve(mlip[key])  # a model file, relative to the spec file
     custom = data.get("custom")
     for name, reference in (custom if isinstance(custom, dict) else {}).items():
         if isinstance(reference, str) and ".py:" in reference:

@@ -38,7 +38,7 @@ def _rocksalt() -> Structure:
 @pytest.mark.parametrize("name", NAMES)
 def test_spec_accepts_each_builtin_objective_with_its_default_direction(name: str) -> None:
     data = {"name": "x", "chemistry": {"elements": ["Na"]}, "objectives": [{"name": name}]}
-    spec = parse_spec(data, check_files=False)
+    spec = parse_spec(data)
     assert spec.objectives[0].direction == OBJECTIVES[name].direction
     assert name in Objective.model_fields["name"].description
 
