@@ -185,11 +185,13 @@ class Search:
         package_logger.addHandler(handler)
         package_logger.setLevel(min(package_logger.getEffectiveLevel(), logging.INFO))
         try:
-            dedup = self._rebuild_dedup(store)
+            history = store.candidates(status=[Status.VALID, Status.SCORED, Status.FAILED])
+            dedup = self._rebuild_dedup(history)
             context = self._proposer_context(dedup)
             proposers = [build_proposer(p, store.run_dir, context) for p in self.spec.proposers]
             marker = DiscoveryMarker(self.known, self.tolerances, self.hull)
-            marker.remember(store.candidates(status=Status.SCORED))
+            marker.remember(c for c in history if c.status == Status.SCORED)
+            del history
             for generation in range(self.spec.generations + 1):
                 if not store.is_completed(generation):
                     self._generation(store, generation, proposers, dedup, marker)
@@ -222,12 +224,12 @@ class Search:
             screen=self._screen(dedup),
         )
 
-    def _rebuild_dedup(self, store: RunStore) -> DuplicateIndex:
-        """Every structure the run has seen: the proposed structure of each unique candidate and
-        the relaxed structure of each marked one (a strained copy of a relaxed parent is a
-        duplicate before it is relaxed back into it)."""
+    def _rebuild_dedup(self, history: list[Candidate]) -> DuplicateIndex:
+        """Every structure the run has seen (`history`: the stored unique candidates): the proposed
+        structure of each and the relaxed structure of each marked one (a strained copy of a
+        relaxed parent is a duplicate before it is relaxed back into it)."""
         index = DuplicateIndex(self.tolerances)
-        for c in store.candidates(status=[Status.VALID, Status.SCORED, Status.FAILED]):
+        for c in history:
             index.add(c.id, c.structure)
             if c.novelty is not None and c.status == Status.SCORED:
                 index.add(c.id, c.relaxed)
@@ -241,18 +243,23 @@ class Search:
         dedup: DuplicateIndex,
         marker: DiscoveryMarker,
     ) -> None:
+        """One generation on its children held in memory (read from the store once, on resume);
+        every change is committed to the store as it happens."""
         started = time.perf_counter()
         parents = store.get(store.population(generation - 1)) if generation > 0 else []
-        if not store.is_proposed(generation):
-            self._report(store, generation, "proposing")
-            children = self._propose(generation, parents, proposers)
-            store.add(children, proposed_generation=generation)
+        if store.is_proposed(generation):
+            children = store.candidates(generation=generation)
+        else:
+            self._report([], generation, "proposing")
+            children = store.add(
+                self._propose(generation, parents, proposers), proposed_generation=generation
+            )
             logger.info("generation %d: %d children proposed", generation, len(children))
-        self._check(store, generation, dedup)
-        self._relax(store, generation)
-        self._mark(store, generation, marker, dedup)
-        self._report(store, generation, "selecting")
-        pool = parents + store.candidates(generation=generation, status=Status.SCORED)
+        self._check(store, generation, children, dedup)
+        self._relax(store, generation, children)
+        self._mark(store, children, marker, dedup)
+        self._report(children, generation, "selecting")
+        pool = parents + [c for c in children if c.status == Status.SCORED]
         survivors = select(
             pool,
             self.spec.objectives,
@@ -260,10 +267,10 @@ class Search:
             self.spec.selection,
             demote=lambda c: is_artefact(c, self.spec.discovery.admit),
         )
-        metrics = self._metrics(store, generation, survivors)
+        metrics = self._metrics(store, children, survivors)
         metrics["wall_time_s"] = time.perf_counter() - started
         store.complete_generation(generation, [c.id for c in survivors], metrics)
-        self._report(store, generation, "done")
+        self._report(children, generation, "done")
         logger.info("generation %d done: %s", generation, metrics)
 
     def _propose(
@@ -347,10 +354,12 @@ class Search:
 
         return screen
 
-    def _check(self, store: RunStore, generation: int, dedup: DuplicateIndex) -> None:
+    def _check(
+        self, store: RunStore, generation: int, children: list[Candidate], dedup: DuplicateIndex
+    ) -> None:
         """Validity then dedup for every new child, committed one by one in id order."""
-        self._report(store, generation, "checking")
-        for candidate in store.candidates(generation=generation, status=Status.PROPOSED):
+        self._report(children, generation, "checking")
+        for candidate in [c for c in children if c.status == Status.PROPOSED]:
             started = time.perf_counter()
             reason = self.validity_reason(candidate.structure)
             if reason is not None:
@@ -365,12 +374,12 @@ class Search:
                 dedup.add(candidate.id, candidate.structure)
             candidate.timings["check"] = time.perf_counter() - started
             store.update([candidate])
-        self._report(store, generation, "relaxing")
+        self._report(children, generation, "relaxing")
 
-    def _relax(self, store: RunStore, generation: int) -> None:
+    def _relax(self, store: RunStore, generation: int, children: list[Candidate]) -> None:
         """Evaluate (relax and property scans) and score waiting children; each result is committed
         the moment it arrives."""
-        pending = store.candidates(generation=generation, status=Status.VALID)
+        pending = [c for c in children if c.status == Status.VALID]
         for index, evaluation in self.executor.evaluate([c.structure for c in pending], self.properties):
             candidate = pending[index]
             apply_evaluation(candidate, evaluation, self.hull)
@@ -379,12 +388,14 @@ class Search:
                 apply_custom_fitness(candidate, self.fitness, evaluation.relax)
                 candidate.timings["custom"] = time.perf_counter() - started
             store.update([candidate])
-            self._report(store, generation, "relaxing", throttle_s=1.0)
+            self._report(children, generation, "relaxing", throttle_s=1.0)
 
-    def _mark(self, store: RunStore, generation: int, marker: DiscoveryMarker, dedup: DuplicateIndex) -> None:
+    def _mark(
+        self, store: RunStore, children: list[Candidate], marker: DiscoveryMarker, dedup: DuplicateIndex
+    ) -> None:
         """Known vs new, duplicates after relaxation and artefact flags, in id order, each committed;
         the relaxed structure of each unique one joins the dedup index."""
-        for candidate in store.candidates(generation=generation, status=Status.SCORED):
+        for candidate in [c for c in children if c.status == Status.SCORED]:
             if candidate.novelty is None:
                 started = time.perf_counter()
                 marker.mark(candidate)
@@ -395,14 +406,13 @@ class Search:
 
     # --- reporting --------------------------------------------------------------------------
 
-    def _metrics(self, store: RunStore, generation: int, survivors: list[Candidate]) -> dict:
+    def _metrics(self, store: RunStore, children: list[Candidate], survivors: list[Candidate]) -> dict:
         """Counts, rates, novelty, S.U.N. and hypervolume of one generation (stored, shown by status).
 
         The hypervolume reference point is fixed by the first generation that has survivors and
         stored with every generation's metrics, so that hypervolumes of later generations, also
         after a resume, are comparable.
         """
-        children = store.candidates(generation=generation)
         earlier = [m.get("hypervolume_reference") for m in store.generation_metrics().values()]
         reference = next((r for r in earlier if r is not None), None)
         if reference is None and survivors:
@@ -438,16 +448,17 @@ class Search:
             metrics |= {"csp_match_rmsd": None if match is None else match[1]}
         return metrics
 
-    def _report(self, store: RunStore, generation: int, stage: str, throttle_s: float = 0.0) -> None:
-        """Send counts to the progress callback; with `throttle_s`, at most once per that many
-        seconds (reading the generation back costs O(children))."""
+    def _report(
+        self, children: list[Candidate], generation: int, stage: str, throttle_s: float = 0.0
+    ) -> None:
+        """Send the generation's counts to the progress callback; with `throttle_s`, at most once per
+        that many seconds (counting costs O(children))."""
         if self.on_progress is None:
             return
         now = time.monotonic()
         if throttle_s and now - self._last_report < throttle_s:
             return
         self._last_report = now
-        children = store.candidates(generation=generation)
         self.on_progress(Progress(generation, stage, len(children), _counts(children)))
 
 
