@@ -124,6 +124,10 @@ class Task(_Strict):
         return Composition(self.target).reduced_composition if self.target else None
 
 
+# names of proposers.builtin.OPERATORS (the spec may not import proposers; a test keeps them equal)
+BUILTIN_OPERATORS = ("substitution", "strain", "swap", "crossover", "random")
+
+
 class BuiltinProposerSpec(_Strict):
     """Offline chemistry operators (no LLM)."""
 
@@ -131,16 +135,15 @@ class BuiltinProposerSpec(_Strict):
     fraction: float = Field(1.0, gt=0, description="Share of children from this proposer.")
     weights: dict[str, float] | None = Field(
         None,
-        description="Operator weights: substitution, strain, swap, crossover, random.",
+        description=f"Operator weights: {', '.join(BUILTIN_OPERATORS)}.",
     )
 
     @field_validator("weights")
     @classmethod
     def _known_operators(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        allowed = {"substitution", "strain", "swap", "crossover", "random"}
         for key in value or {}:
-            if key not in allowed:
-                raise ValueError(f"unknown operator '{key}'; allowed: {', '.join(sorted(allowed))}")
+            if key not in BUILTIN_OPERATORS:
+                raise ValueError(f"unknown operator '{key}'; allowed: {', '.join(sorted(BUILTIN_OPERATORS))}")
         if value is not None:
             negative = {k: w for k, w in value.items() if w < 0}
             if negative:

@@ -126,3 +126,18 @@ def test_a_run_with_density_shows_it_with_its_unit_in_status_report_and_export(t
     assert document["units"]["density_g_per_cm3"] == "g/cm³"
     assert [r["density_g_per_cm3"] for r in document["candidates"]] == [c.scores["density"] for c in scored]
     assert "density_g_per_cm3" in (out / "candidates.csv").read_text().splitlines()[0]
+
+
+def test_every_registry_names_exactly_what_the_spec_allows() -> None:
+    """Each extension point is declared once; the spec (which may not import the layers that
+    implement them) lists the same names, so a new entry cannot be unreachable or unknown."""
+    from typing import get_args
+
+    from matsearch.evaluation.evaluators import BACKENDS
+    from matsearch.evaluation.executors import EXECUTORS
+    from matsearch.proposers.builtin import DEFAULT_WEIGHTS, OPERATORS
+    from matsearch.spec import BUILTIN_OPERATORS, ExecutorSpec, MLIPSpec
+
+    assert set(BACKENDS) == set(get_args(MLIPSpec.model_fields["backend"].annotation))
+    assert set(EXECUTORS) == set(get_args(ExecutorSpec.model_fields["kind"].annotation))
+    assert set(OPERATORS) == set(BUILTIN_OPERATORS) == set(DEFAULT_WEIGHTS)
