@@ -321,6 +321,7 @@ class Search:
             parents=list(proposal.parents),
             structure=proposal.structure,
             extra=dict(proposal.extra),
+            valid_when_proposed=proposal.valid,
         )
         if proposal.structure is None:
             candidate.status = Status.INVALID
@@ -357,11 +358,12 @@ class Search:
     def _check(
         self, store: RunStore, generation: int, children: list[Candidate], dedup: DuplicateIndex
     ) -> None:
-        """Validity then dedup for every new child, committed one by one in id order."""
+        """Validity (unless the proposer's screen already ran it) then dedup for every new child,
+        committed one by one in id order."""
         self._report(children, generation, "checking")
         for candidate in [c for c in children if c.status == Status.PROPOSED]:
             started = time.perf_counter()
-            reason = self.validity_reason(candidate.structure)
+            reason = None if candidate.valid_when_proposed else self.validity_reason(candidate.structure)
             if reason is not None:
                 candidate.status, candidate.reason = Status.INVALID, reason
             elif (match := dedup.find(candidate.structure)) is not None:

@@ -65,7 +65,9 @@ class BuiltinProposer:
     """Proposes children with substitution, strain, swap, crossover and random operators.
 
     weights: relative probability of each operator (missing names get 0); None uses
-        DEFAULT_WEIGHTS. screen: a child that fails it (invalid, already seen) or the chemistry
+        DEFAULT_WEIGHTS. screen: the run's screen (RunContext.screen, which starts with the run's
+        validity check, so a child that passed it is proposed as `valid`); a child that fails it
+        (invalid, already seen) or the chemistry
         prior (an ionic composition without ICSD oxidation states summing to zero; not applied to a
         CSP target, whose composition the user fixed) is discarded
         and another operator draw made; a child records how many draws were screened out.
@@ -124,6 +126,7 @@ class BuiltinProposer:
                 parents=[p.id for p, _ in chosen if p.id is not None],
                 origin=self.name,
                 extra=info | ({"screened": screened} if screened else {}),
+                valid=self.screen is not None,  # the run's screen starts with its validity check
             )
         return Proposal(
             structure=None,
