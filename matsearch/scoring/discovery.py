@@ -4,7 +4,10 @@ Each relaxed candidate is marked once, in id order, after its generation is rela
 
 1. flags: ``elemental`` (one element) and ``molecular`` (0-dimensional bonded network: isolated
    molecules or clusters, by Larsen's algorithm on MinimumDistanceNN bonds — CrystalNN and JmolNN
-   call some real 3-D MP-20 crystals 0-D, MinimumDistanceNN none of a 40-crystal sample);
+   call some real 3-D MP-20 crystals 0-D, MinimumDistanceNN none of a 40-crystal sample). The
+   bonds are MinimumDistanceNN's rule (every neighbour within 10 Å closer than 1.1 × the nearest)
+   applied to one vectorised neighbour list: the same dimensionality as pymatgen's per-site search
+   on 300 MP-20 crystals, in 25 instead of 80 ms each;
 2. duplicate after relaxation: a relaxed structure that matches an earlier candidate's relaxed
    structure (StructureMatcher, the run's tolerances) makes the candidate a DUPLICATE of it;
 3. novelty: the known material it reproduces (``known_id``), else ``new_structure`` when the index
@@ -22,8 +25,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 
+import numpy as np
 from pymatgen.analysis.dimensionality import get_dimensionality_larsen
-from pymatgen.analysis.local_env import MinimumDistanceNN
+from pymatgen.analysis.graphs import StructureGraph
 from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Flag, Novelty, Status
@@ -39,10 +43,25 @@ def artefact_flags(structure: Structure) -> list[Flag]:
         flags.append(Flag.ELEMENTAL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen: noble gases have no electronegativity
-        bonded = MinimumDistanceNN().get_bonded_structure(structure)
-        if get_dimensionality_larsen(bonded) == 0:
+        if get_dimensionality_larsen(minimum_distance_bonds(structure)) == 0:
             flags.append(Flag.MOLECULAR)
     return flags
+
+
+def minimum_distance_bonds(structure: Structure, tol: float = 0.1, cutoff_a: float = 10.0) -> StructureGraph:
+    """The bonded structure of pymatgen's MinimumDistanceNN(tol, cutoff) — each site bonded to every
+    neighbour within `cutoff_a` (Å) closer than (1 + tol) × its nearest — from one neighbour list."""
+    centres, neighbours, images, distances = structure.get_neighbor_list(cutoff_a)
+    graph = StructureGraph.from_empty_graph(structure, name="bonds")
+    if len(distances) == 0:
+        return graph
+    nearest = np.full(len(structure), np.inf)
+    np.minimum.at(nearest, centres, distances)
+    for i, j, image in zip(
+        *(a[distances < (1 + tol) * nearest[centres]] for a in (centres, neighbours, images)), strict=True
+    ):
+        graph.add_edge(int(i), int(j), to_jimage=tuple(int(x) for x in image), warn_duplicates=False)
+    return graph
 
 
 class DiscoveryMarker:

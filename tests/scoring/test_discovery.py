@@ -119,3 +119,26 @@ def test_a_composition_the_hull_lists_is_never_a_new_composition(known: KnownMat
     label = known_label(None, rocksalt_kf.novelty, [], rocksalt_kf.extra["hull_entry"])
     assert label == "new structure (hull lists mp-463; not in the known index)"
     assert nacl2.novelty == Novelty.NEW_COMPOSITION and "hull_entry" not in nacl2.extra
+
+
+def test_minimum_distance_bonds_are_pymatgens(known: KnownMaterials) -> None:
+    """The vectorised bonds give MinimumDistanceNN's graph: same edges, same dimensionality."""
+    import warnings
+
+    import numpy as np
+    from pymatgen.analysis.dimensionality import get_dimensionality_larsen
+    from pymatgen.analysis.local_env import MinimumDistanceNN
+
+    from matsearch.scoring.discovery import minimum_distance_bonds
+
+    rows = np.random.default_rng(1).choice(len(known), 12, replace=False)
+    structures = [_molecular("N", 1.10), _rocksalt_nacl(), *(known.structure(int(r)) for r in rows)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for structure in structures:
+            ours, theirs = (
+                minimum_distance_bonds(structure),
+                MinimumDistanceNN().get_bonded_structure(structure),
+            )
+            assert sorted(ours.graph.edges(keys=False)) == sorted(theirs.graph.edges(keys=False))
+            assert get_dimensionality_larsen(ours) == get_dimensionality_larsen(theirs)
