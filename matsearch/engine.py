@@ -27,19 +27,19 @@ from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecErro
 from matsearch.evaluation.evaluator import PROPERTY_OBJECTIVES
 from matsearch.evaluation.executor import Executor
 from matsearch.evaluation.executors import build_executor
+from matsearch.generation_record import generation_counts, generation_record
 from matsearch.preflight import check_environment
 from matsearch.proposers.base import Proposal, Proposer, RunContext, StructureCheck
 from matsearch.proposers.builtin import random_starts
 from matsearch.proposers.goals import docstring_summary, goals_from_objectives
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.run import Run
-from matsearch.scoring.csp import csp_match, load_known_structure
+from matsearch.scoring.csp import load_known_structure
 from matsearch.scoring.custom import apply_custom_fitness, load_fitness_table
 from matsearch.scoring.discovery import DiscoveryMarker, is_artefact
 from matsearch.scoring.elemental import mlip_elemental_references
 from matsearch.scoring.hull import HullReference
-from matsearch.scoring.metrics import generation_metrics, hypervolume_reference
-from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_evaluation
+from matsearch.scoring.objectives import apply_evaluation
 from matsearch.selection import select
 from matsearch.spec import RunSpec, dump_spec, load_spec, parse_spec
 from matsearch.store import LOG_NAME, SPEC_NAME, RunStore
@@ -267,7 +267,14 @@ class Search:
             self.spec.selection,
             demote=lambda c: is_artefact(c, self.spec.discovery.admit),
         )
-        metrics = self._metrics(store, children, survivors)
+        metrics = generation_record(
+            self.spec,
+            children,
+            survivors,
+            store.generation_metrics(),
+            lambda: store.candidates(status=Status.SCORED),
+            self.known_structure,
+        )
         metrics["wall_time_s"] = time.perf_counter() - started
         store.complete_generation(generation, [c.id for c in survivors], metrics)
         self._report(children, generation, "done")
@@ -408,48 +415,6 @@ class Search:
 
     # --- reporting --------------------------------------------------------------------------
 
-    def _metrics(self, store: RunStore, children: list[Candidate], survivors: list[Candidate]) -> dict:
-        """Counts, rates, novelty, S.U.N. and hypervolume of one generation (stored, shown by status).
-
-        The hypervolume reference point is fixed by the first generation that has survivors and
-        stored with every generation's metrics, so that hypervolumes of later generations, also
-        after a resume, are comparable.
-        """
-        earlier = [m.get("hypervolume_reference") for m in store.generation_metrics().values()]
-        reference = next((r for r in earlier if r is not None), None)
-        if reference is None and survivors:
-            reference = hypervolume_reference(
-                survivors, self.spec.objectives, fixed=self.spec.metrics.hypervolume_reference
-            ).tolist()
-        scored = [c.e_above_hull for c in children if c.status == Status.SCORED]
-        return (
-            _counts(children)
-            | generation_metrics(
-                children,
-                survivors,
-                self.spec.objectives,
-                reference,
-                stable_threshold=self.spec.metrics.stable_threshold,
-                admit=self.spec.discovery.admit,
-            )
-            | {"best_e_above_hull": min(scored) if scored else None, "hypervolume_reference": reference}
-            | (self._csp_metrics(store) if self.spec.task.kind == "csp" else {})
-        )
-
-    def _csp_metrics(self, store: RunStore) -> dict:
-        """Lowest-energy structure so far and, with a known answer, whether and how well it was found."""
-        scored = store.candidates(status=Status.SCORED)
-        if not scored:
-            return {}
-        lowest = min(scored, key=lambda c: (c.energy_per_atom, c.id))
-        metrics = {"csp_lowest_id": lowest.id, "csp_lowest_energy_per_atom": lowest.energy_per_atom}
-        if self.known_structure is not None:
-            match = csp_match(self.known_structure, scored)
-            metrics |= {"csp_lowest_matches_known": match is not None and match[0] == lowest.id}
-            metrics |= {"csp_match_id": None if match is None else match[0]}
-            metrics |= {"csp_match_rmsd": None if match is None else match[1]}
-        return metrics
-
     def _report(
         self, children: list[Candidate], generation: int, stage: str, throttle_s: float = 0.0
     ) -> None:
@@ -461,7 +426,7 @@ class Search:
         if throttle_s and now - self._last_report < throttle_s:
             return
         self._last_report = now
-        self.on_progress(Progress(generation, stage, len(children), _counts(children)))
+        self.on_progress(Progress(generation, stage, len(children), generation_counts(children)))
 
 
 @contextmanager
@@ -473,23 +438,3 @@ def _spec_key(key: str, value: str, shipped: str) -> Iterator[None]:
         reason = exc.args[0].rstrip(".")
         hint = f"needed by {key}: {value}; {key}: {shipped} ships with matsearch"
         raise DataError(f"{reason} ({hint}).") from exc
-
-
-def _counts(children: list[Candidate]) -> dict[str, int]:
-    """proposed / valid / unique / relaxed / failed / metastable counts of one generation."""
-    statuses = [c.status for c in children]
-    after_validity = {Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE}
-    unique = {Status.VALID, Status.SCORED, Status.FAILED}
-    return {
-        "proposed": len(children),
-        "valid": sum(s in after_validity for s in statuses),
-        "unique": sum(s in unique for s in statuses),
-        "relaxed": statuses.count(Status.SCORED),
-        "failed": statuses.count(Status.FAILED),
-        "metastable": sum(
-            c.status == Status.SCORED
-            and c.e_above_hull is not None
-            and c.e_above_hull < METASTABLE_EV_PER_ATOM
-            for c in children
-        ),
-    }
