@@ -1,9 +1,11 @@
 """Driver time per candidate of the real engine as the run store grows (a long campaign).
 
 For each store size N (default 1,000 / 10,000 / 30,000 candidates) a run folder is filled with N
-earlier candidates: half of them SCORED (known MP-20 crystals from the shipped index, taken in
-material_id order, "relaxed" into themselves, e_above_hull from the index), half INVALID (as a real
-campaign rejects many proposals), in generations of 200 with 16 survivors each. `Search.resume`
+earlier candidates: half of them SCORED (known MP-20 crystals of at most 20 atoms from the shipped
+index, "relaxed" into themselves, e_above_hull from the index), half INVALID (as a real campaign
+rejects many proposals), in generations of 200 with 16 survivors each. The last filled generation
+holds the same 100 crystals (the index's first) at every size, so the new generations start from
+the same parents and propose the same children; only the history behind them grows. `Search.resume`
 then runs `--generations` more generations of `--children` builtin children with the real MLIP
 held to `mlip.steps: 1` (cheap evaluations).
 
@@ -96,7 +98,7 @@ def fill(store: RunStore, known: KnownMaterials, size: int) -> None:
         generation = start // FILL_GENERATION
         batch = []
         for i in range(start, min(size, start + FILL_GENERATION)):
-            row = rows[(i // 2) % len(rows)]
+            row = rows[((i - (size - FILL_GENERATION)) // 2) % len(rows)]  # last generation: rows[:100]
             structure = known.structure(row)
             e_hull = float(table.at[row, "e_above_hull"])
             e_hull = 0.0 if math.isnan(e_hull) else e_hull
