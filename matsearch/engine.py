@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
+from matsearch.child_checks import builtin_screen, validity_check
 from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecError
 from matsearch.evaluation.evaluator import PROPERTY_OBJECTIVES
 from matsearch.evaluation.executor import Executor
 from matsearch.evaluation.executors import build_executor
 from matsearch.generation_record import generation_counts, generation_record
 from matsearch.preflight import check_environment
-from matsearch.proposers.base import Proposal, Proposer, RunContext, StructureCheck
+from matsearch.proposers.base import Proposal, Proposer, RunContext
 from matsearch.proposers.builtin import random_starts
 from matsearch.proposers.goals import docstring_summary, goals_from_objectives
 from matsearch.proposers.registry import build_proposer, split_children
@@ -48,7 +48,6 @@ from matsearch.structures.known import KnownMaterials
 from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.prototypes import prototype_seeds
 from matsearch.structures.seeds import initial_population
-from matsearch.structures.validity import check_validity
 from matsearch.versions import provenance
 
 logger = logging.getLogger(__name__)
@@ -98,6 +97,7 @@ class Search:
         self.fitness = load_fitness_table(spec.custom)  # a bad dotted path fails before the run starts
         self.properties = [name for name in PROPERTY_OBJECTIVES if spec.has_objective(name)]
         self.known_structure = load_known_structure(spec.task.known_structure)
+        self.validity_reason = validity_check(spec, self.limits)  # a structure's reason, or None
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, *, on_progress: ProgressCallback | None = None) -> Search:
@@ -221,7 +221,9 @@ class Search:
             selection=self.spec.selection,
             charge_neutrality=self.spec.validity.charge_neutrality,
             check=self.validity_reason,
-            screen=self._screen(dedup),
+            screen=builtin_screen(
+                self.validity_reason, dedup, self.known if self.spec.task.kind == "generate" else None
+            ),
         )
 
     def _rebuild_dedup(self, history: list[Candidate]) -> DuplicateIndex:
@@ -334,33 +336,6 @@ class Search:
             candidate.status = Status.INVALID
             candidate.reason = proposal.reason or "proposer produced no structure"
         return candidate
-
-    def validity_reason(self, structure: Structure) -> str | None:
-        """Why `structure` breaks the spec's validity rules or chemistry (systems included), or None."""
-        validity = self.spec.validity
-        return check_validity(
-            structure,
-            self.limits,
-            check_charge_neutrality=validity.charge_neutrality,
-            min_distance_factor=validity.min_distance_factor,
-            volume_ratio=validity.volume_ratio,
-        )
-
-    def _screen(self, dedup: DuplicateIndex) -> StructureCheck:
-        """The check a builtin child must pass before it counts: valid, not already seen and, when
-        generating (not in CSP, where finding the known answer is the point), not a known material."""
-        generate = self.spec.task.kind == "generate"
-
-        def screen(structure: Structure) -> str | None:
-            if (reason := self.validity_reason(structure)) is not None:
-                return reason
-            if (match := dedup.find(structure)) is not None:
-                return f"duplicate of candidate {match}"
-            if generate and (known := self.known.match(structure)) is not None:
-                return f"known material {known.material_id}"
-            return None
-
-        return screen
 
     def _check(
         self, store: RunStore, generation: int, children: list[Candidate], dedup: DuplicateIndex
