@@ -4,8 +4,8 @@ Columns: id, formula, space group (symbol and number, tolerance SYMPREC_ANGSTROM
 (the known material's id, or "new"), novelty, flags, lineage, convergence, energy per atom (eV/atom),
 e_above_hull (eV/atom), the DFT loop's LOOP_COLUMNS (two-model disagreement and acquisition
 priority, ingested DFT e_hull and verdict, MLIP − DFT errors; null until computed) and one column
-per objective of the run, named with its unit (`OBJECTIVE_COLUMNS`; a custom objective keeps its
-name, in the unit its function states).
+per objective of the run, named with its unit (`objectives.OBJECTIVES`; a custom objective keeps
+its name, in the unit its function states).
 candidates.json adds a `units` block and the objectives' directions, targets and bounds.
 """
 
@@ -20,18 +20,10 @@ import pandas as pd
 
 from matsearch.candidate import Candidate
 from matsearch.display import score_unit
+from matsearch.objectives import OBJECTIVES
 from matsearch.spec import Objective
 from matsearch.structures.symmetry import SYMPREC_ANGSTROM, space_group
 
-# builtin objective → manifest column (unit in the name, as in spec.OBJECTIVE_UNITS)
-OBJECTIVE_COLUMNS = {
-    "e_above_hull": "e_above_hull_ev_per_atom",
-    "deformation_energy": "deformation_energy_ev_per_atom",
-    "formation_energy": "formation_energy_ev_per_atom",
-    "energy_per_atom": "energy_per_atom_ev",
-    "bulk_modulus": "bulk_modulus_gpa",
-    "strain_energy": "strain_energy_ev_per_atom",
-}
 BASE_UNITS = {
     "energy_per_atom_ev": "eV/atom",
     "e_above_hull_ev_per_atom": "eV/atom",
@@ -55,8 +47,9 @@ LOOP_COLUMNS = (
 
 
 def objective_column(name: str) -> str:
-    """The manifest column of objective `name`."""
-    return OBJECTIVE_COLUMNS.get(name, name)
+    """The manifest column of objective `name` (a custom objective keeps its name)."""
+    builtin = OBJECTIVES.get(name)
+    return name if builtin is None else builtin.column
 
 
 def manifest_rows(
