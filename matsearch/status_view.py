@@ -82,7 +82,7 @@ def csp_table(csp: dict[str, Any]) -> Table:
     if group:
         best += f", {group}"
     table = Table(
-        title=f"CSP of {csp['target']}: lowest so far {best}; known structure {found}",
+        title=f"CSP of {csp['target']}: lowest so far {best}{template_note(csp)}; known structure {found}",
         title_justify="left",
     )
     for column in ("gen", "lowest E this gen (eV/atom)", "lowest E so far (eV/atom)", "match (RMSD)"):
@@ -96,6 +96,23 @@ def csp_table(csp: dict[str, Any]) -> Table:
             matched,
         )
     return table
+
+
+def template_note(csp: dict[str, Any]) -> str:
+    """Where the lowest structure came from and how many seeds were templates, e.g.
+    ', from template mp-1234 (HoAgSn) via seed #3; 8 template seeds (#1-#8)'."""
+    seeds = csp["templates"]
+    if not seeds:
+        return "; no template seeds"
+    template = csp["lowest"] and csp["lowest"]["template"]
+    origin = (
+        ", not from a template"
+        if template is None
+        else f", from template {template['template_id']} ({template['template_formula']}) "
+        f"via seed #{template['seed_id']}"
+    )
+    ids = ", ".join(f"#{s['id']}" for s in seeds)
+    return f"{origin}; {len(seeds)} template seeds ({ids})"
 
 
 def proposers_table(proposers: dict[str, dict]) -> Table:

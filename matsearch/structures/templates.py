@@ -16,7 +16,8 @@ target this module
    reproduces no earlier one (StructureMatcher through `DuplicateIndex`): decorations of one
    structure type coincide, so each type is kept once, in the chemistry of its best-scored member.
    The work is capped: at most MAX_ROWS materials, each with its MAPPINGS_PER_ROW best mappings,
-   are decorated, and at most MAX_TEMPLATES decorations kept.
+   are decorated, at most ROWS_PER_GROUP of one space group and number of sites (members of one
+   structure type share both), and at most MAX_TEMPLATES decorations kept.
 
 Ranking by energy (a fast model's single point on the rescaled decorations) is the caller's step:
 this module knows nothing about models.
@@ -39,6 +40,7 @@ from matsearch.structures.prototypes import decorate, log_affinity
 logger = logging.getLogger(__name__)
 
 MAX_ROWS = 300  # known materials decorated per target, best mapping score first
+ROWS_PER_GROUP = 3  # of those, at most this many per (space group, number of sites)
 MAX_TEMPLATES = 48  # distinct decorations kept per target
 MAPPINGS_PER_ROW = 2  # best site assignments decorated per known material
 
@@ -79,9 +81,16 @@ def template_decorations(
     table = known.table
     found: list[Template] = []
     seen = DuplicateIndex(known.tolerances)
-    for row, mappings in candidates[:MAX_ROWS]:
-        if len(found) == limit:
+    per_group: dict[tuple[int, int], int] = {}
+    decorated = 0
+    for row, mappings in candidates:
+        if len(found) == limit or decorated == MAX_ROWS:
             break
+        group = (int(table.at[row, "spacegroup"]), int(table.at[row, "n_sites"]))
+        if per_group.get(group, 0) == ROWS_PER_GROUP:
+            continue  # a likely repeat of a structure type already decorated
+        per_group[group] = per_group.get(group, 0) + 1
+        decorated += 1
         source = known.structure(row)
         for score, mapping in mappings[:MAPPINGS_PER_ROW]:
             structure = decorate(source, mapping)
@@ -101,7 +110,7 @@ def template_decorations(
         "%d template decorations for %s from %d known materials of its stoichiometry",
         len(found), target.reduced_formula, len(candidates),
     )  # fmt: skip
-    return found
+    return sorted(found, key=lambda t: -t.score)  # stable: ties keep the decoration order
 
 
 Scored = tuple[int, list[tuple[float, dict[str, str]]]]  # row, its mappings best first
@@ -114,26 +123,27 @@ def _same_stoichiometry(target: Composition, max_atoms: int, known: KnownMateria
     width = len(target.elements)
     fits = (table["n_sites"] <= max_atoms) & table["elements"].map(len).eq(width)
     fits &= table["reduced_formula"] != target.reduced_formula
-    anonymous = target.anonymized_formula
+    fits &= table["n_sites"] % int(target.num_atoms) == 0
+    amounts = sorted(target.get_el_amt_dict().values())
     scored: list[Scored] = []
     for row, formula in table.loc[fits, "reduced_formula"].items():
-        if _anonymized(formula) != anonymous:
+        if sorted(_amounts(formula).values()) != amounts:  # another anonymous formula
             continue
-        mappings = _mappings(Composition(formula), target)
+        mappings = _mappings(formula, target.reduced_formula)
         if mappings:
             scored.append((int(row), mappings))
     scored.sort(key=lambda item: (-item[1][0][0], item[0]))
     return scored
 
 
-def _mappings(source: Composition, target: Composition) -> list[tuple[float, dict[str, str]]]:
-    """One-to-one maps of `source`'s elements onto `target`'s that keep the reduced amounts, with
-    their summed log affinities, best first."""
-    source, target = source.reduced_composition, target.reduced_composition
-    old = sorted(el.symbol for el in source.elements)
-    new = [el.symbol for el in target.elements]
+@lru_cache(maxsize=65536)
+def _mappings(source_formula: str, target_formula: str) -> list[tuple[float, dict[str, str]]]:
+    """One-to-one maps of the source's elements onto the target's that keep the reduced amounts,
+    with their summed log affinities, best first."""
+    source, target = _amounts(source_formula), _amounts(target_formula)
+    old = sorted(source)
     found = []
-    for perm in itertools.permutations(new):
+    for perm in itertools.permutations(target):
         if all(math.isclose(source[a], target[b]) for a, b in zip(old, perm, strict=True)):
             mapping = dict(zip(old, perm, strict=True))
             found.append((sum(log_affinity(a, b) for a, b in mapping.items()), mapping))
@@ -142,5 +152,6 @@ def _mappings(source: Composition, target: Composition) -> list[tuple[float, dic
 
 
 @lru_cache(maxsize=65536)
-def _anonymized(reduced_formula: str) -> str:
-    return Composition(reduced_formula).anonymized_formula
+def _amounts(reduced_formula: str) -> dict[str, float]:
+    """Element amounts of a reduced formula (equal sorted amounts: equal anonymous formulas)."""
+    return Composition(reduced_formula).get_el_amt_dict()
