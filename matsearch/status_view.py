@@ -33,6 +33,7 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
     console.print(generations_table(data))
     if data["csp"] is not None:
         console.print(csp_table(data["csp"]))
+        console.print(template_line(data["csp"]), soft_wrap=True)
     console.print(proposers_table(data["proposers"]))
     console.print(operators_table(data["operators"]))
     console.print(candidates_table(data))
@@ -82,7 +83,7 @@ def csp_table(csp: dict[str, Any]) -> Table:
     if group:
         best += f", {group}"
     table = Table(
-        title=f"CSP of {csp['target']}: lowest so far {best}{template_note(csp)}; known structure {found}",
+        title=f"CSP of {csp['target']}: lowest so far {best}; known structure {found}",
         title_justify="left",
     )
     for column in ("gen", "lowest E this gen (eV/atom)", "lowest E so far (eV/atom)", "match (RMSD)"):
@@ -98,21 +99,21 @@ def csp_table(csp: dict[str, Any]) -> Table:
     return table
 
 
-def template_note(csp: dict[str, Any]) -> str:
-    """Where the lowest structure came from and how many seeds were templates, e.g.
-    ', from template mp-1234 (HoAgSn) via seed #3; 8 template seeds (#1-#8)'."""
+def template_line(csp: dict[str, Any]) -> str:
+    """Which seeds came from templates and which template the lowest structure came from, e.g.
+    'templates: 8 seeds (#1, ...); lowest structure from template mp-1234 (HoAgSn) via seed #3'."""
     seeds = csp["templates"]
     if not seeds:
-        return "; no template seeds"
+        return "templates: none (random starts only)"
     template = csp["lowest"] and csp["lowest"]["template"]
     origin = (
-        ", not from a template"
+        "lowest structure not from a template"
         if template is None
-        else f", from template {template['template_id']} ({template['template_formula']}) "
+        else f"lowest structure from template {template['template_id']} ({template['template_formula']}) "
         f"via seed #{template['seed_id']}"
     )
-    ids = ", ".join(f"#{s['id']}" for s in seeds)
-    return f"{origin}; {len(seeds)} template seeds ({ids})"
+    ids = ", ".join(f"#{seed['id']}" for seed in seeds)
+    return f"templates: {len(seeds)} seeds ({ids}); {origin}"
 
 
 def proposers_table(proposers: dict[str, dict]) -> Table:

@@ -36,9 +36,13 @@ def test_decorations_have_the_target_composition_and_scaled_volume(known: KnownM
     for template in nacl:
         structure = template.structure
         assert structure.composition.reduced_formula == "NaCl" and len(structure) <= 2
-        source = known.structure(int(known.table.index[known.table["material_id"] == template.template_id][0]))
+        source = known.structure(
+            int(known.table.index[known.table["material_id"] == template.template_id][0])
+        )
         assert len(source) == len(structure) and table.at[template.template_id, "n_sites"] == len(structure)
-        expected = source.volume * elemental_volume(structure.composition) / elemental_volume(source.composition)
+        expected = (
+            source.volume * elemental_volume(structure.composition) / elemental_volume(source.composition)
+        )
         assert structure.volume == pytest.approx(expected, rel=1e-9)
         assert sorted(template.mapping.values()) == ["Cl", "Na"]
     scores = [t.score for t in nacl]
