@@ -212,15 +212,18 @@ class Search:
         return Run(self.run_dir)
 
     def _proposer_context(self, dedup: DuplicateIndex) -> RunContext:
-        """The objectives (custom ones described by their docstrings), selection, validity check
-        and builtin screen, as proposers see them."""
+        """The objectives (custom ones described by their docstrings), selection, validity check,
+        builtin screen and (CSP, when an LLM proposer asks for them) example templates, as
+        proposers see them."""
         meanings = {name: docstring_summary(fn) for name, fn in self.fitness.items()}
+        wanted = max((getattr(p, "template_examples", 0) for p in self.spec.proposers), default=0)
         return RunContext(
             goals=goals_from_objectives(self.spec.objectives, meanings),
             selection=self.spec.selection,
             charge_neutrality=self.spec.validity.charge_neutrality,
             check=self.validity_reason,
             screen=self._screen(dedup),
+            examples=tuple(t.structure for t in self.templates[:wanted]) if wanted else (),
         )
 
     def _rebuild_dedup(self, store: RunStore) -> DuplicateIndex:

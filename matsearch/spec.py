@@ -176,6 +176,14 @@ class _LLMProposerSpec(_Strict):
     )
     templates: Path | None = Field(None, description="Directory of your own prompt templates.")
     objective_text: str | None = Field(None, description="Extra goal stated in the prompt.")
+    template_examples: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="CSP: best-ranked decorated templates (known structures of the target's "
+        "stoichiometry type with its elements) shown in each prompt as examples; 0: none (each "
+        "example costs prompt tokens).",
+    )
 
 
 class OpenAIProposerSpec(_LLMProposerSpec):

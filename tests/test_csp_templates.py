@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from pymatgen.core import Lattice, Structure
+from rich.console import Console
 
 from matsearch import Search
 from matsearch.candidate import Candidate
 from matsearch.run import Run
+from matsearch.status_view import print_status
 from matsearch.structures.known import KnownMaterials
+from matsearch.summary import SCHEMA_PATH, run_summary
 
 
 def _spec(folder: Path, **task: float) -> dict:
@@ -57,10 +62,10 @@ def test_template_seeds_never_come_from_the_target_s_own_formula(template_run: P
     assert energies == sorted(energies)  # ranked by the fast model's single points, lowest first
 
 
-def test_status_names_the_template_seeds_and_the_lowest_structure_s_template(template_run: Path, cli) -> None:
-    done = cli("status", str(template_run), "--json")
-    assert done.returncode == 0, done.stderr
-    csp = json.loads(done.stdout)["csp"]
+def test_status_names_the_template_seeds_and_the_lowest_structure_s_template(template_run: Path) -> None:
+    data = json.loads(json.dumps(run_summary(template_run)))
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()), cls=jsonschema.Draft202012Validator)
+    csp = data["csp"]
     seeds = _templates(template_run)
     assert [s["id"] for s in csp["templates"]] == [c.id for c in seeds]
     assert csp["match"]["found"] and csp["match"]["generation"] == 0  # rock salt, e.g. from KCl
@@ -68,7 +73,9 @@ def test_status_names_the_template_seeds_and_the_lowest_structure_s_template(tem
     assert template is not None, "rock salt from a template is the lowest NaCl structure"
     seed = next(c for c in seeds if c.id == template["seed_id"])
     assert template["template_id"] == seed.extra["template_id"]
-    table = cli("status", str(template_run)).stdout
+    console = Console(file=io.StringIO(), width=200)
+    print_status(console, data)
+    table = console.file.getvalue()
     assert f"from template {template['template_id']} ({template['template_formula']})" in table
     assert f"templates: {len(seeds)} seeds" in table
 

@@ -49,9 +49,10 @@ MAPPINGS_PER_ROW = 2  # best site assignments decorated per known material
 class Template:
     """A known structure decorated with the target's elements.
 
-    `structure` has the target's reduced composition; `template_id` and `template_formula` name the
-    known material it was made from; `mapping` maps the template's elements to the target's;
-    `score` is the mapping's summed log substitution affinity (higher: more likely).
+    `structure` has the target's reduced composition (its properties hold template_id and
+    template_formula); `template_id` and `template_formula` name the known material it was made
+    from; `mapping` maps the template's elements to the target's; `score` is the mapping's summed
+    log substitution affinity (higher: more likely).
     """
 
     structure: Structure
@@ -97,11 +98,16 @@ def template_decorations(
             if structure is None or len(found) == limit or seen.find(structure) is not None:
                 continue
             seen.add(len(found), structure)
+            template_id, template_formula = (
+                str(table.at[row, "material_id"]),
+                str(table.at[row, "reduced_formula"]),
+            )
+            structure.properties = {"template_id": template_id, "template_formula": template_formula}
             found.append(
                 Template(
                     structure=structure,
-                    template_id=str(table.at[row, "material_id"]),
-                    template_formula=str(table.at[row, "reduced_formula"]),
+                    template_id=template_id,
+                    template_formula=template_formula,
                     mapping=mapping,
                     score=score,
                 )
