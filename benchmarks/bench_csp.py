@@ -218,7 +218,9 @@ def main() -> None:
         for row in runs:  # in panel order; the file is rewritten after each, so a stopped run keeps its rows
             rows.append(row)
             summary = _summary(rows, args)
-            args.out.write_text(json.dumps(summary, indent=2))
+            partial = args.out.with_suffix(".part")
+            partial.write_text(json.dumps(summary, indent=2))
+            partial.replace(args.out)  # readers never see half a file
     found = [r for r in rows if r["found"]]
     n = len(rows)
     print(
