@@ -1,7 +1,8 @@
 """The evolutionary loop: propose → validate → dedup → relax → score → select, one generation at a time.
 
-The engine talks to proposers and the evaluation stage only through their protocols; it never
-loads a model (the executor's evaluators own it, in this process or in Ray workers) and keeps what
+The engine talks to proposers and the evaluation stage only through their protocols; it loads no
+model for the evaluation (the executor's evaluators own it, in this process or in Ray workers; the
+only model the engine itself calls is the fast one that ranks CSP templates once) and keeps what
 needs the whole run: hull, custom fitness, selection, metrics and the store. Every state change is
 committed to the run store before the next step, so `Search.resume` continues a killed run
 without losing or re-scoring anything. Generation g draws its random numbers from
