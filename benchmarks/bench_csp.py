@@ -196,6 +196,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--targets", type=int, default=20)
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first SKIP targets of the panel")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=("templates", "random", "legacy"), default="templates")
@@ -209,7 +210,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "csp.json")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    targets = panel(args.targets)
+    targets = panel(args.targets)[args.skip :]
     rows = []
     with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(args.jobs) as pool:
         n = len(targets)
