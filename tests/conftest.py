@@ -51,10 +51,12 @@ _TINY = {
 
 @pytest.fixture(scope="session")
 def generate_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A two-generation Na-Cl search on the default objective (e_above_hull)."""
+    """A two-generation Na-Cl search on the default objective (e_above_hull). With one generation
+    every child (a crossover of two rock-salt parents) relaxed back into rock salt, a duplicate,
+    leaving the report's lineage nothing to draw."""
     from matsearch import Search
 
-    spec = {**_TINY, "name": "generate", "output": str(tmp_path_factory.mktemp("runs"))}
+    spec = {**_TINY, "generations": 2, "name": "generate", "output": str(tmp_path_factory.mktemp("runs"))}
     spec["chemistry"] = {"systems": ["Na-Cl"], "max_atoms": 6}
     return Search(spec).run().run_dir
 

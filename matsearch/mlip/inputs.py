@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from pymatgen.core import Structure
 
 MAX_NEIGHBORS_PER_ATOM = 1000  # expected neighbours within the atom cutoff (0.9 Å³/atom at 6 Å)
@@ -76,6 +77,19 @@ def check_structure(structure: Structure, cutoff: float) -> None:
     if shortest < MIN_SEPARATION_A:
         raise UnsupportedStructure(
             f"two atoms are {shortest:.3g} Å apart (closer than {MIN_SEPARATION_A} Å: they coincide)"
+        )
+
+
+def refuse_coincident_pairs(
+    first: torch.Tensor, second: torch.Tensor, lengths: torch.Tensor, batch: torch.Tensor
+) -> None:
+    """Raise UnsupportedStructure when a neighbour pair (lengths in Å) is shorter than
+    MIN_SEPARATION_A: the check `compute()` makes on states that did not pass `check_structure`."""
+    if lengths.numel() and float(lengths.min()) < MIN_SEPARATION_A:
+        at = int(torch.argmin(lengths))
+        raise UnsupportedStructure(
+            f"system {int(batch[first[at]])}: atoms {int(first[at])} and {int(second[at])} are "
+            f"{float(lengths[at]):.3g} Å apart (closer than {MIN_SEPARATION_A} Å: they coincide)"
         )
 
 

@@ -262,10 +262,11 @@ def trainable_names(model: MLIPModel, train_layers: Sequence[str]) -> list[str]:
     modules = {name for name, _ in model.named_modules() if name}
     unknown = [layer for layer in train_layers if layer not in modules]
     if unknown:
-        top = sorted({name.split(".")[0] for name in modules})
+        top = ", ".join(sorted({name.split(".")[0] for name in modules}))
+        blocks = sorted(name for name in modules if name.count(".") == 1 and name.split(".")[1].isdigit())
+        example = f" (or a numbered block, e.g. {blocks[-1]})" if blocks else ""
         raise ModelError(
-            f"unknown layer {unknown[0]!r} in train_layers; use module names such as "
-            f"{', '.join(top)} (or a numbered block, e.g. atom_convs.3)"
+            f"unknown layer {unknown[0]!r} in train_layers; use module names such as {top}{example}"
         )
     prefixes = tuple(f"{layer}." for layer in train_layers)
     return [name for name, _ in model.named_parameters() if name.startswith(prefixes)]

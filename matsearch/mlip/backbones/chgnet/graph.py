@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from matsearch.mlip.inputs import MIN_SEPARATION_A, UnsupportedStructure
+from matsearch.mlip.inputs import refuse_coincident_pairs
 from matsearch.mlip.neighbors import neighbor_pairs
 
 
@@ -106,12 +106,7 @@ def build_graph(
         positions = positions.detach()
         cell = cell.detach()
         i, j, images, lengths = neighbor_pairs(positions, cell, batch, pbc, atom_cutoff)
-        if lengths.numel() and float(lengths.min()) < MIN_SEPARATION_A:
-            at = int(torch.argmin(lengths))
-            raise UnsupportedStructure(
-                f"system {int(batch[i[at]])}: atoms {int(i[at])} and {int(j[at])} are "
-                f"{float(lengths[at]):.3g} Å apart (closer than {MIN_SEPARATION_A} Å: they coincide)"
-            )
+        refuse_coincident_pairs(i, j, lengths, batch)
         short = torch.nonzero(lengths < bond_cutoff).squeeze(1)
         center, first, second, sign = angle_triplets(i[short], j[short], positions.shape[0])
         return CrystalGraph(

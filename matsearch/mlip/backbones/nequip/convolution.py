@@ -86,6 +86,11 @@ class EdgeConvolution(nn.Module):
         out_offsets = _offsets([mul * ir.dim for mul, ir in self.irreps_out])
 
         self.blocks: list[_Block] = []
+        # Exact (float64) coupling coefficients, kept off the module's buffers so that a float64
+        # model uses them unrounded (a float32 buffer cast up breaks equivariance at 1e-7);
+        # copies per (dtype, device) are made on first use.
+        self._exact_coefficients: list[torch.Tensor] = []
+        self._coefficients: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
         columns = []
         for x_block, (mul, ir) in enumerate(irreps_x):
             members = [k for k, p in enumerate(paths) if p.x_block == x_block]
@@ -105,8 +110,7 @@ class EdgeConvolution(nn.Module):
                 channel = torch.arange(mul)[:, None] * d3 + torch.arange(d3)[None, :]
                 out_column[:, s : s + d3] = out_offsets[sorted_slot[k]] + channel
             index = len(self.blocks)
-            coefficients = coefficients.reshape(irreps_sh.dim, -1).to(torch.get_default_dtype())
-            self.register_buffer(f"coefficients_{index}", coefficients, persistent=False)
+            self._exact_coefficients.append(coefficients.reshape(irreps_sh.dim, -1))
             self.register_buffer(f"weight_index_{index}", weight_index.reshape(-1), persistent=False)
             columns.append(out_column.reshape(-1))
             self.blocks.append(_Block(x_offsets[x_block], x_offsets[x_block + 1], mul, ir.dim, starts[-1]))
@@ -128,6 +132,9 @@ class EdgeConvolution(nn.Module):
         (the radial weights depend on the length only, so both directions share them)
         -> [N, irreps_out.dim]."""
         n_edges, n_bonds = sh.shape[0], bond_weights.shape[0]
+        key = (sh.dtype, sh.device)
+        if key not in self._coefficients:
+            self._coefficients[key] = [c.to(sh.device, sh.dtype) for c in self._exact_coefficients]
         summed = []
         for index, block in enumerate(self.blocks):
             x_edge = (
@@ -135,11 +142,12 @@ class EdgeConvolution(nn.Module):
                 .index_select(0, neighbor)
                 .view(n_edges, block.mul, block.d1)
             )
-            coupling = (sh @ getattr(self, f"coefficients_{index}")).view(n_edges, block.d1, block.width)
+            coupling = (sh @ self._coefficients[key][index]).view(n_edges, block.d1, block.width)
             coupled = x_edge * coupling if block.d1 == 1 else torch.bmm(x_edge, coupling)
             weights = bond_weights.index_select(1, getattr(self, f"weight_index_{index}"))
-            messages = coupled.view(2, n_bonds, -1) * weights.view(1, n_bonds, -1)
-            messages = messages.view(n_edges, -1)
+            width = block.mul * block.width  # explicit: a structure without edges has n_bonds = 0
+            messages = coupled.view(2, n_bonds, width) * weights.view(1, n_bonds, width)
+            messages = messages.view(n_edges, width)
             summed.append(x.new_zeros(x.shape[0], messages.shape[1]).index_add_(0, center, messages))
         return torch.cat(summed, dim=1).index_select(1, self.to_sorted)
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from matsearch.mlip.backbones.nequip.block import InteractionBlock
 from matsearch.mlip.backbones.nequip.radial import BesselEmbedding, Envelope
+from matsearch.mlip.inputs import refuse_coincident_pairs
 from matsearch.mlip.model import Bonds, EnergyConvention, Features, MLIPModel
 from matsearch.mlip.neighbors import neighbor_pairs
 from matsearch.mlip.state import BatchedState
@@ -150,9 +151,10 @@ class NequipModel(MLIPModel):
     def neighbors(self, state: BatchedState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(first [U], second [U], images [U, 3] in the positions' dtype) of the bonds within the cutoff."""
         with torch.no_grad():
-            first, second, images, _ = neighbor_pairs(
+            first, second, images, lengths = neighbor_pairs(
                 state.positions.detach(), state.cell.detach(), state.batch, state.pbc, self.config.cutoff
             )
+            refuse_coincident_pairs(first, second, lengths, state.batch)
         return first, second, images.to(state.positions.dtype)
 
     def features(
