@@ -13,6 +13,7 @@ from rich.console import Console
 
 from matsearch import Search
 from matsearch.candidate import Candidate
+from matsearch.report.tables import csp_sentence
 from matsearch.run import Run
 from matsearch.status_view import print_status
 from matsearch.structures.known import KnownMaterials
@@ -78,6 +79,8 @@ def test_status_names_the_template_seeds_and_the_lowest_structure_s_template(tem
     table = console.file.getvalue()
     assert f"from template {template['template_id']} ({template['template_formula']})" in table
     assert f"templates: {len(seeds)} seeds" in table
+    sentence = csp_sentence(data["csp"])  # the HTML report's CSP section
+    assert f"comes from template {template['template_id']} ({template['template_formula']})" in sentence
 
 
 def test_zero_template_shares_leave_random_starts(tmp_path: Path) -> None:
