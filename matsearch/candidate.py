@@ -70,6 +70,9 @@ class Candidate:
     scores: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     extra: dict[str, Any] = field(default_factory=dict)  # proposer metadata (prompt hash, tokens, ...)
+    # passed the validity check when proposed, so the engine does not run it again; not stored
+    # (a resumed run checks again)
+    valid_when_proposed: bool = field(default=False, compare=False, repr=False)
 
     @property
     def formula(self) -> str | None:

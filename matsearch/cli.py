@@ -111,6 +111,9 @@ def run(
 
     with _user_errors():
         resolved = load_spec(spec)
+        from matsearch.preflight import check_inputs
+
+        check_inputs(resolved)
         if dry_run:
             sys.stdout.write(dump_spec(resolved))
             return

@@ -21,28 +21,28 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
+from matsearch.child_checks import builtin_screen, validity_check
 from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecError
 from matsearch.evaluation.evaluator import PROPERTY_OBJECTIVES
 from matsearch.evaluation.executor import Executor
 from matsearch.evaluation.executors import build_executor
 from matsearch.evaluation.fast_energy import fast_energies
+from matsearch.generation_record import generation_counts, generation_record
 from matsearch.preflight import check_environment
-from matsearch.proposers.base import Proposal, Proposer, RunContext, StructureCheck
+from matsearch.proposers.base import Proposal, Proposer, RunContext
 from matsearch.proposers.builtin import random_starts
 from matsearch.proposers.goals import docstring_summary, goals_from_objectives
 from matsearch.proposers.registry import build_proposer, split_children
 from matsearch.relax_defaults import PRERELAX_MODEL
 from matsearch.run import Run
-from matsearch.scoring.csp import csp_match, load_known_structure
+from matsearch.scoring.csp import load_known_structure
 from matsearch.scoring.custom import apply_custom_fitness, load_fitness_table
 from matsearch.scoring.discovery import DiscoveryMarker, is_artefact
 from matsearch.scoring.elemental import mlip_elemental_references
 from matsearch.scoring.hull import HullReference
-from matsearch.scoring.metrics import generation_metrics, hypervolume_reference
-from matsearch.scoring.objectives import METASTABLE_EV_PER_ATOM, apply_evaluation
+from matsearch.scoring.objectives import apply_evaluation
 from matsearch.selection import select
 from matsearch.spec import RunSpec, dump_spec, load_spec, parse_spec
 from matsearch.store import LOG_NAME, SPEC_NAME, RunStore
@@ -52,7 +52,6 @@ from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.prototypes import prototype_seeds
 from matsearch.structures.seeds import initial_population
 from matsearch.structures.templates import Template, template_decorations
-from matsearch.structures.validity import check_validity
 from matsearch.versions import provenance
 
 logger = logging.getLogger(__name__)
@@ -103,6 +102,7 @@ class Search:
         self.fitness = load_fitness_table(spec.custom)  # a bad dotted path fails before the run starts
         self.properties = [name for name in PROPERTY_OBJECTIVES if spec.has_objective(name)]
         self.known_structure = load_known_structure(spec.task.known_structure)
+        self.validity_reason = validity_check(spec, self.limits)  # a structure's reason, or None
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, *, on_progress: ProgressCallback | None = None) -> Search:
@@ -184,15 +184,19 @@ class Search:
     def _drive(self, store: RunStore) -> Run:
         handler = logging.FileHandler(store.run_dir / LOG_NAME)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
         package_logger = logging.getLogger("matsearch")
+        user_level = package_logger.level  # restored when the run ends: the user's setting
         package_logger.addHandler(handler)
-        package_logger.setLevel(logging.INFO)
+        package_logger.setLevel(min(package_logger.getEffectiveLevel(), logging.INFO))
         try:
-            dedup = self._rebuild_dedup(store)
+            history = store.candidates(status=[Status.VALID, Status.SCORED, Status.FAILED])
+            dedup = self._rebuild_dedup(history)
             context = self._proposer_context(dedup)
             proposers = [build_proposer(p, store.run_dir, context) for p in self.spec.proposers]
-            marker = DiscoveryMarker(self.known, self.tolerances)
-            marker.remember(store.candidates(status=Status.SCORED))
+            marker = DiscoveryMarker(self.known, self.tolerances, self.hull)
+            marker.remember(c for c in history if c.status == Status.SCORED)
+            del history
             for generation in range(self.spec.generations + 1):
                 if not store.is_completed(generation):
                     self._generation(store, generation, proposers, dedup, marker)
@@ -208,6 +212,7 @@ class Search:
                 self._executor.close()
                 self._executor = None
             package_logger.removeHandler(handler)
+            package_logger.setLevel(user_level)
             handler.close()
             store.close()
         return Run(self.run_dir)
@@ -223,16 +228,18 @@ class Search:
             selection=self.spec.selection,
             charge_neutrality=self.spec.validity.charge_neutrality,
             check=self.validity_reason,
-            screen=self._screen(dedup),
+            screen=builtin_screen(
+                self.validity_reason, dedup, self.known if self.spec.task.kind == "generate" else None
+            ),
             examples=tuple(t.structure for t in self.templates[:wanted]) if wanted else (),
         )
 
-    def _rebuild_dedup(self, store: RunStore) -> DuplicateIndex:
-        """Every structure the run has seen: the proposed structure of each unique candidate and
-        the relaxed structure of each marked one (a strained copy of a relaxed parent is a
-        duplicate before it is relaxed back into it)."""
+    def _rebuild_dedup(self, history: list[Candidate]) -> DuplicateIndex:
+        """Every structure the run has seen (`history`: the stored unique candidates): the proposed
+        structure of each and the relaxed structure of each marked one (a strained copy of a
+        relaxed parent is a duplicate before it is relaxed back into it)."""
         index = DuplicateIndex(self.tolerances)
-        for c in store.candidates(status=[Status.VALID, Status.SCORED, Status.FAILED]):
+        for c in history:
             index.add(c.id, c.structure)
             if c.novelty is not None and c.status == Status.SCORED:
                 index.add(c.id, c.relaxed)
@@ -246,18 +253,23 @@ class Search:
         dedup: DuplicateIndex,
         marker: DiscoveryMarker,
     ) -> None:
+        """One generation on its children held in memory (read from the store once, on resume);
+        every change is committed to the store as it happens."""
         started = time.perf_counter()
         parents = store.get(store.population(generation - 1)) if generation > 0 else []
-        if not store.is_proposed(generation):
-            self._report(store, generation, "proposing")
-            children = self._propose(generation, parents, proposers, store)
-            store.add(children, proposed_generation=generation)
+        if store.is_proposed(generation):
+            children = store.candidates(generation=generation)
+        else:
+            self._report([], generation, "proposing")
+            children = store.add(
+                self._propose(generation, parents, proposers, store), proposed_generation=generation
+            )
             logger.info("generation %d: %d children proposed", generation, len(children))
-        self._check(store, generation, dedup)
-        self._relax(store, generation)
-        self._mark(store, generation, marker, dedup)
-        self._report(store, generation, "selecting")
-        pool = parents + store.candidates(generation=generation, status=Status.SCORED)
+        self._check(store, generation, children, dedup)
+        self._relax(store, generation, children)
+        self._mark(store, children, marker, dedup)
+        self._report(children, generation, "selecting")
+        pool = parents + [c for c in children if c.status == Status.SCORED]
         survivors = select(
             pool,
             self.spec.objectives,
@@ -265,10 +277,17 @@ class Search:
             self.spec.selection,
             demote=lambda c: is_artefact(c, self.spec.discovery.admit),
         )
-        metrics = self._metrics(store, generation, survivors)
+        metrics = generation_record(
+            self.spec,
+            children,
+            survivors,
+            store.generation_metrics(),
+            lambda: store.candidates(status=Status.SCORED),
+            self.known_structure,
+        )
         metrics["wall_time_s"] = time.perf_counter() - started
         store.complete_generation(generation, [c.id for c in survivors], metrics)
-        self._report(store, generation, "done")
+        self._report(children, generation, "done")
         logger.info("generation %d done: %s", generation, metrics)
 
     def _propose(
@@ -360,45 +379,22 @@ class Search:
             parents=list(proposal.parents),
             structure=proposal.structure,
             extra=dict(proposal.extra),
+            valid_when_proposed=proposal.valid,
         )
         if proposal.structure is None:
             candidate.status = Status.INVALID
             candidate.reason = proposal.reason or "proposer produced no structure"
         return candidate
 
-    def validity_reason(self, structure: Structure) -> str | None:
-        """Why `structure` breaks the spec's validity rules or chemistry (systems included), or None."""
-        validity = self.spec.validity
-        return check_validity(
-            structure,
-            self.limits,
-            check_charge_neutrality=validity.charge_neutrality,
-            min_distance_factor=validity.min_distance_factor,
-            volume_ratio=validity.volume_ratio,
-        )
-
-    def _screen(self, dedup: DuplicateIndex) -> StructureCheck:
-        """The check a builtin child must pass before it counts: valid, not already seen and, when
-        generating (not in CSP, where finding the known answer is the point), not a known material."""
-        generate = self.spec.task.kind == "generate"
-
-        def screen(structure: Structure) -> str | None:
-            if (reason := self.validity_reason(structure)) is not None:
-                return reason
-            if (match := dedup.find(structure)) is not None:
-                return f"duplicate of candidate {match}"
-            if generate and (known := self.known.match(structure)) is not None:
-                return f"known material {known.material_id}"
-            return None
-
-        return screen
-
-    def _check(self, store: RunStore, generation: int, dedup: DuplicateIndex) -> None:
-        """Validity then dedup for every new child, committed one by one in id order."""
-        self._report(store, generation, "checking")
-        for candidate in store.candidates(generation=generation, status=Status.PROPOSED):
+    def _check(
+        self, store: RunStore, generation: int, children: list[Candidate], dedup: DuplicateIndex
+    ) -> None:
+        """Validity (unless the proposer's screen already ran it) then dedup for every new child,
+        committed one by one in id order."""
+        self._report(children, generation, "checking")
+        for candidate in [c for c in children if c.status == Status.PROPOSED]:
             started = time.perf_counter()
-            reason = self.validity_reason(candidate.structure)
+            reason = None if candidate.valid_when_proposed else self.validity_reason(candidate.structure)
             if reason is not None:
                 candidate.status, candidate.reason = Status.INVALID, reason
             elif (match := dedup.find(candidate.structure)) is not None:
@@ -411,12 +407,12 @@ class Search:
                 dedup.add(candidate.id, candidate.structure)
             candidate.timings["check"] = time.perf_counter() - started
             store.update([candidate])
-        self._report(store, generation, "relaxing")
+        self._report(children, generation, "relaxing")
 
-    def _relax(self, store: RunStore, generation: int) -> None:
+    def _relax(self, store: RunStore, generation: int, children: list[Candidate]) -> None:
         """Evaluate (relax and property scans) and score waiting children; each result is committed
         the moment it arrives."""
-        pending = store.candidates(generation=generation, status=Status.VALID)
+        pending = [c for c in children if c.status == Status.VALID]
         for index, evaluation in self.executor.evaluate([c.structure for c in pending], self.properties):
             candidate = pending[index]
             apply_evaluation(candidate, evaluation, self.hull)
@@ -425,12 +421,14 @@ class Search:
                 apply_custom_fitness(candidate, self.fitness, evaluation.relax)
                 candidate.timings["custom"] = time.perf_counter() - started
             store.update([candidate])
-            self._report(store, generation, "relaxing", throttle_s=1.0)
+            self._report(children, generation, "relaxing", throttle_s=1.0)
 
-    def _mark(self, store: RunStore, generation: int, marker: DiscoveryMarker, dedup: DuplicateIndex) -> None:
+    def _mark(
+        self, store: RunStore, children: list[Candidate], marker: DiscoveryMarker, dedup: DuplicateIndex
+    ) -> None:
         """Known vs new, duplicates after relaxation and artefact flags, in id order, each committed;
         the relaxed structure of each unique one joins the dedup index."""
-        for candidate in store.candidates(generation=generation, status=Status.SCORED):
+        for candidate in [c for c in children if c.status == Status.SCORED]:
             if candidate.novelty is None:
                 started = time.perf_counter()
                 marker.mark(candidate)
@@ -441,60 +439,18 @@ class Search:
 
     # --- reporting --------------------------------------------------------------------------
 
-    def _metrics(self, store: RunStore, generation: int, survivors: list[Candidate]) -> dict:
-        """Counts, rates, novelty, S.U.N. and hypervolume of one generation (stored, shown by status).
-
-        The hypervolume reference point is fixed by the first generation that has survivors and
-        stored with every generation's metrics, so that hypervolumes of later generations, also
-        after a resume, are comparable.
-        """
-        children = store.candidates(generation=generation)
-        earlier = [m.get("hypervolume_reference") for m in store.generation_metrics().values()]
-        reference = next((r for r in earlier if r is not None), None)
-        if reference is None and survivors:
-            reference = hypervolume_reference(
-                survivors, self.spec.objectives, fixed=self.spec.metrics.hypervolume_reference
-            ).tolist()
-        scored = [c.e_above_hull for c in children if c.status == Status.SCORED]
-        return (
-            _counts(children)
-            | generation_metrics(
-                children,
-                survivors,
-                self.spec.objectives,
-                reference,
-                stable_threshold=self.spec.metrics.stable_threshold,
-                admit=self.spec.discovery.admit,
-            )
-            | {"best_e_above_hull": min(scored) if scored else None, "hypervolume_reference": reference}
-            | (self._csp_metrics(store) if self.spec.task.kind == "csp" else {})
-        )
-
-    def _csp_metrics(self, store: RunStore) -> dict:
-        """Lowest-energy structure so far and, with a known answer, whether and how well it was found."""
-        scored = store.candidates(status=Status.SCORED)
-        if not scored:
-            return {}
-        lowest = min(scored, key=lambda c: (c.energy_per_atom, c.id))
-        metrics = {"csp_lowest_id": lowest.id, "csp_lowest_energy_per_atom": lowest.energy_per_atom}
-        if self.known_structure is not None:
-            match = csp_match(self.known_structure, scored)
-            metrics |= {"csp_lowest_matches_known": match is not None and match[0] == lowest.id}
-            metrics |= {"csp_match_id": None if match is None else match[0]}
-            metrics |= {"csp_match_rmsd": None if match is None else match[1]}
-        return metrics
-
-    def _report(self, store: RunStore, generation: int, stage: str, throttle_s: float = 0.0) -> None:
-        """Send counts to the progress callback; with `throttle_s`, at most once per that many
-        seconds (reading the generation back costs O(children))."""
+    def _report(
+        self, children: list[Candidate], generation: int, stage: str, throttle_s: float = 0.0
+    ) -> None:
+        """Send the generation's counts to the progress callback; with `throttle_s`, at most once per
+        that many seconds (counting costs O(children))."""
         if self.on_progress is None:
             return
         now = time.monotonic()
         if throttle_s and now - self._last_report < throttle_s:
             return
         self._last_report = now
-        children = store.candidates(generation=generation)
-        self.on_progress(Progress(generation, stage, len(children), _counts(children)))
+        self.on_progress(Progress(generation, stage, len(children), generation_counts(children)))
 
 
 @contextmanager
@@ -506,23 +462,3 @@ def _spec_key(key: str, value: str, shipped: str) -> Iterator[None]:
         reason = exc.args[0].rstrip(".")
         hint = f"needed by {key}: {value}; {key}: {shipped} ships with matsearch"
         raise DataError(f"{reason} ({hint}).") from exc
-
-
-def _counts(children: list[Candidate]) -> dict[str, int]:
-    """proposed / valid / unique / relaxed / failed / metastable counts of one generation."""
-    statuses = [c.status for c in children]
-    after_validity = {Status.VALID, Status.SCORED, Status.FAILED, Status.DUPLICATE}
-    unique = {Status.VALID, Status.SCORED, Status.FAILED}
-    return {
-        "proposed": len(children),
-        "valid": sum(s in after_validity for s in statuses),
-        "unique": sum(s in unique for s in statuses),
-        "relaxed": statuses.count(Status.SCORED),
-        "failed": statuses.count(Status.FAILED),
-        "metastable": sum(
-            c.status == Status.SCORED
-            and c.e_above_hull is not None
-            and c.e_above_hull < METASTABLE_EV_PER_ATOM
-            for c in children
-        ),
-    }

@@ -27,7 +27,7 @@ from pymatgen.io.vasp import Poscar
 from matsearch.candidate import Candidate
 from matsearch.errors import ExportError
 from matsearch.spec import Objective
-from matsearch.structures.symmetry import SPGLIB_ERRORS, SYMPREC_ANGSTROM
+from matsearch.structures.symmetry import SPGLIB_ERRORS, SYMPREC_ANGSTROM, spglib_output_logged
 
 EXTXYZ_NAME = "candidates.extxyz"
 CSV_NAME = "candidates.csv"
@@ -113,7 +113,8 @@ def _is_export_output(path: Path) -> bool:
 def write_cif(structure: Structure, path: Path, *, symmetrise: bool = True) -> None:
     """CIF of `structure`: symmetrised with its space group (refined conventional cell, tolerance
     SYMPREC_ANGSTROM Å), or the cell as it is (P1) with `symmetrise=False`."""
-    CifWriter(structure, symprec=SYMPREC_ANGSTROM if symmetrise else None).write_file(path)
+    with spglib_output_logged():
+        CifWriter(structure, symprec=SYMPREC_ANGSTROM if symmetrise else None).write_file(path)
 
 
 def write_poscar(structure: Structure, path: Path, comment: str) -> None:

@@ -3,7 +3,7 @@
 Columns: id, formula, space group (symbol and number, tolerance SYMPREC_ANGSTROM), known_id_or_new
 (the known material's id, or "new"), novelty, flags, lineage, convergence, energy per atom (eV/atom),
 e_above_hull (eV/atom) and one column per objective of the run, named with its unit
-(`OBJECTIVE_COLUMNS`; a custom objective keeps its name, in the unit its function states).
+(`objectives.OBJECTIVES`; a custom objective keeps its name, in the unit its function states).
 candidates.json adds a `units` block and the objectives' directions, targets and bounds.
 """
 
@@ -18,18 +18,10 @@ import pandas as pd
 
 from matsearch.candidate import Candidate
 from matsearch.display import score_unit
+from matsearch.objectives import OBJECTIVES
 from matsearch.spec import Objective
 from matsearch.structures.symmetry import SYMPREC_ANGSTROM, space_group
 
-# builtin objective → manifest column (unit in the name, as in spec.OBJECTIVE_UNITS)
-OBJECTIVE_COLUMNS = {
-    "e_above_hull": "e_above_hull_ev_per_atom",
-    "deformation_energy": "deformation_energy_ev_per_atom",
-    "formation_energy": "formation_energy_ev_per_atom",
-    "energy_per_atom": "energy_per_atom_ev",
-    "bulk_modulus": "bulk_modulus_gpa",
-    "strain_energy": "strain_energy_ev_per_atom",
-}
 BASE_UNITS = {
     "energy_per_atom_ev": "eV/atom",
     "e_above_hull_ev_per_atom": "eV/atom",
@@ -37,8 +29,9 @@ BASE_UNITS = {
 
 
 def objective_column(name: str) -> str:
-    """The manifest column of objective `name`."""
-    return OBJECTIVE_COLUMNS.get(name, name)
+    """The manifest column of objective `name` (a custom objective keeps its name)."""
+    builtin = OBJECTIVES.get(name)
+    return name if builtin is None else builtin.column
 
 
 def manifest_rows(

@@ -82,7 +82,7 @@ class Run:
         data = yaml.safe_load(self.spec_yaml()) or {}
         if isinstance(data, dict):
             data["output"] = str(self.run_dir.parent)
-        return parse_spec(data, check_files=False)
+        return parse_spec(data)
 
     def admitted_flags(self) -> list[str]:
         """Artefact flags the run counts as discoveries (its spec's `discovery.admit`)."""

@@ -15,14 +15,15 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pymatgen.core import Composition, Element
 
 from matsearch.data import HULL_REFERENCES
-from matsearch.errors import ModelError, SpecError
+from matsearch.errors import SpecError
+from matsearch.model_names import model_names
+from matsearch.objectives import CUSTOM_PREFIX, OBJECTIVES
 from matsearch.relax_defaults import (
     BATCH_ATOMS,
     FMAX_EV_PER_A,
@@ -138,23 +139,26 @@ class Task(_Strict):
         return Composition(self.target).reduced_composition if self.target else None
 
 
+# names of proposers.builtin.OPERATORS (the spec may not import proposers; a test keeps them equal)
+BUILTIN_OPERATORS = ("substitution", "strain", "swap", "crossover", "random")
+
+
 class BuiltinProposerSpec(_Strict):
     """Offline chemistry operators (no LLM)."""
 
-    kind: Literal["builtin"] = "builtin"
+    kind: Literal["builtin"] = Field("builtin", description="Offline chemistry operators.")
     fraction: float = Field(1.0, gt=0, description="Share of children from this proposer.")
     weights: dict[str, float] | None = Field(
         None,
-        description="Operator weights: substitution, strain, swap, crossover, random.",
+        description=f"Operator weights: {', '.join(BUILTIN_OPERATORS)}.",
     )
 
     @field_validator("weights")
     @classmethod
     def _known_operators(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        allowed = {"substitution", "strain", "swap", "crossover", "random"}
         for key in value or {}:
-            if key not in allowed:
-                raise ValueError(f"unknown operator '{key}'; allowed: {', '.join(sorted(allowed))}")
+            if key not in BUILTIN_OPERATORS:
+                raise ValueError(f"unknown operator '{key}'; allowed: {', '.join(sorted(BUILTIN_OPERATORS))}")
         if value is not None:
             negative = {k: w for k, w in value.items() if w < 0}
             if negative:
@@ -167,8 +171,8 @@ class BuiltinProposerSpec(_Strict):
 class _LLMProposerSpec(_Strict):
     fraction: float = Field(1.0, gt=0, description="Share of children from this proposer.")
     model: str = Field(..., description="Model name (openai) or local path / hub id (hf).")
-    temperature: float = Field(1.0, ge=0, le=2)
-    max_tokens: int = Field(2048, ge=16, le=1_000_000)
+    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature of the model.")
+    max_tokens: int = Field(2048, ge=16, le=1_000_000, description="Most tokens in one answer.")
     k_parents: int = Field(2, ge=1, le=8, description="Parents shown in each prompt.")
     structures_per_prompt: int = Field(2, ge=1, le=10, description="Children asked of each prompt.")
     repair_attempts: int = Field(
@@ -189,12 +193,14 @@ class _LLMProposerSpec(_Strict):
 class OpenAIProposerSpec(_LLMProposerSpec):
     """Any OpenAI-compatible chat server: OpenAI, vLLM, SGLang, Ollama, llama.cpp, transformers serve."""
 
-    kind: Literal["openai"] = "openai"
+    kind: Literal["openai"] = Field("openai", description="An OpenAI-compatible chat server.")
     base_url: str | None = Field(None, description="Server URL; default: $OPENAI_BASE_URL or OpenAI.")
     api_key: SecretStr | None = Field(None, description="API key; default: $OPENAI_API_KEY.")
-    max_concurrency: int = Field(4, ge=1, le=256)
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(5, ge=0, le=20)
+    max_concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Wall-clock limit of one request, s.")
+    max_retries: int = Field(
+        5, ge=0, le=20, description="Retries of a request that failed for a transient reason."
+    )
     structured_output: bool = Field(
         True,
         description="Ask for answers constrained to a JSON schema (response_format); servers that "
@@ -205,10 +211,12 @@ class OpenAIProposerSpec(_LLMProposerSpec):
 class HFProposerSpec(_LLMProposerSpec):
     """A transformers model in-process."""
 
-    kind: Literal["hf"] = "hf"
+    kind: Literal["hf"] = Field("hf", description="A transformers model in this process.")
     device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'; default: cuda if available.")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    batch_size: int = Field(4, ge=1, le=1024)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weight dtype; 'auto' takes the checkpoint's own."
+    )
+    batch_size: int = Field(4, ge=1, le=1024, description="Prompts generated together.")
 
 
 ProposerSpec = Annotated[
@@ -253,9 +261,8 @@ class MLIPSpec(_Strict):
     )
 
     @model_validator(mode="after")
-    def _backend_options(self, info: ValidationInfo) -> MLIPSpec:
-        """Options the chosen backend would ignore are refused; a model file must be readable (its
-        header and tensors are checked here; the model itself is built only where it runs)."""
+    def _backend_options(self) -> MLIPSpec:
+        """Options the chosen backend would ignore are refused (model files: preflight.py)."""
         if self.backend == "chgnet":
             for key in ("model", "device", "batch_atoms", "max_batch_memory_gb", "prerelax", "prerelax_fmax"):
                 if getattr(self, key) != MLIPSpec.model_fields[key].default:
@@ -263,25 +270,6 @@ class MLIPSpec(_Strict):
                         f"'{key}' is not used by backend 'chgnet' (it runs the chgnet package's "
                         "own model); remove it or use backend 'matsearch'"
                     )
-            return self
-        if not _checking_files(info):
-            return self
-        from matsearch.mlip.files import check_model_file
-        from matsearch.mlip.registry import model_names
-
-        for key in ("model", "prerelax"):
-            name = getattr(self, key)
-            if name is None or name in model_names():
-                continue
-            if not Path(name).expanduser().is_file():
-                raise ValueError(
-                    f"{key} '{name}' is neither a model name ({', '.join(model_names())}) nor an "
-                    "existing model file"
-                )
-            try:
-                check_model_file(Path(name).expanduser())
-            except ModelError as exc:
-                raise ValueError(str(exc)) from None
         return self
 
 
@@ -298,34 +286,18 @@ class ExecutorSpec(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray actor.")
 
 
-OBJECTIVE_NAMES = (
-    "e_above_hull",
-    "deformation_energy",
-    "formation_energy",
-    "energy_per_atom",
-    "bulk_modulus",
-    "strain_energy",
-)
-# unit of each builtin objective's score; a custom score's unit is whatever its function's docstring says
-OBJECTIVE_UNITS = {
-    "e_above_hull": "eV/atom",
-    "deformation_energy": "eV/atom",
-    "formation_energy": "eV/atom",
-    "energy_per_atom": "eV/atom",
-    "bulk_modulus": "GPa",
-    "strain_energy": "eV/atom",
-}
-CUSTOM_PREFIX = "custom:"
-
-
 class Objective(_Strict):
     """One objective. `direction` min/max, or `target` for 'as close as possible to'."""
 
     name: str = Field(
         ...,
-        description=f"One of {', '.join(OBJECTIVE_NAMES)}, or 'custom:<name>' for a function in `custom`.",
+        description=f"One of {', '.join(OBJECTIVES)}, or 'custom:<name>' for a function in `custom`.",
     )
-    direction: Literal["min", "max"] | None = Field(None)
+    direction: Literal["min", "max"] | None = Field(
+        None,
+        description="'min' or 'max'; default: the builtin objective's own (objectives.OBJECTIVES), "
+        "'min' for a custom one. Not with `target`.",
+    )
     target: float | None = Field(None, description="Target value; the objective becomes |x − target|.")
     weight: float = Field(1.0, ge=0, description="Weight in the weighted-sum selection.")
     bounds: tuple[float | None, float | None] | None = Field(
@@ -335,16 +307,17 @@ class Objective(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in OBJECTIVE_NAMES and not value.startswith(CUSTOM_PREFIX):
+        if value not in OBJECTIVES and not value.startswith(CUSTOM_PREFIX):
             raise ValueError(
-                f"unknown objective '{value}'; allowed: {', '.join(OBJECTIVE_NAMES)}, or custom:<name>"
+                f"unknown objective '{value}'; allowed: {', '.join(OBJECTIVES)}, or custom:<name>"
             )
         return value
 
     @model_validator(mode="after")
     def _direction_or_target(self) -> Objective:
         if self.direction is None and self.target is None:
-            self.direction = "min"
+            builtin = OBJECTIVES.get(self.name)
+            self.direction = "min" if builtin is None else builtin.direction
         if self.direction is not None and self.target is not None:
             raise ValueError(f"objective '{self.name}' has both 'direction' and 'target'; give one")
         low, high = self.bounds or (None, None)
@@ -372,7 +345,9 @@ class BulkModulusSpec(_Strict):
         FMAX_EV_PER_A, gt=0, description="Force convergence of each fixed-cell relaxation, eV/Å."
     )
     steps: int = Field(200, ge=1, description="Step cap of each fixed-cell relaxation.")
-    eos: Literal["birch_murnaghan", "murnaghan", "vinet"] = "birch_murnaghan"
+    eos: Literal["birch_murnaghan", "murnaghan", "vinet"] = Field(
+        "birch_murnaghan", description="Equation of state fitted to the energy-volume points."
+    )
 
 
 class StrainEnergySpec(_Strict):
@@ -393,8 +368,12 @@ class StrainEnergySpec(_Strict):
 class Scoring(_Strict):
     """Settings of the property objectives (computed only when they are objectives)."""
 
-    bulk_modulus: BulkModulusSpec = Field(default_factory=BulkModulusSpec)
-    strain_energy: StrainEnergySpec = Field(default_factory=StrainEnergySpec)
+    bulk_modulus: BulkModulusSpec = Field(
+        default_factory=BulkModulusSpec, description="Settings of the bulk_modulus objective."
+    )
+    strain_energy: StrainEnergySpec = Field(
+        default_factory=StrainEnergySpec, description="Settings of the strain_energy objective."
+    )
 
 
 class Metrics(_Strict):
@@ -471,16 +450,6 @@ class Reference(_Strict):
         "crystals) or 'mp20-full' (the complete CDVAE split, 45,231; mirror, cache or download).",
     )
 
-    @field_validator("hull")
-    @classmethod
-    def _exists(cls, value: str, info: ValidationInfo) -> str:
-        if _checking_files(info) and value not in HULL_REFERENCES and not Path(value).expanduser().is_file():
-            raise ValueError(
-                f"'{value}' is neither a known reference ({', '.join(HULL_REFERENCES)}) "
-                "nor an existing CSV/JSON file of formation energies"
-            )
-        return value
-
 
 class RunSpec(_Strict):
     """A whole search. Load from YAML with `load_spec(path)`."""
@@ -492,8 +461,8 @@ class RunSpec(_Strict):
         description="Run name (folder name).",
     )
     seed: int = Field(0, ge=0, lt=2**63, description="Random seed; a seeded run is reproducible.")
-    chemistry: Chemistry
-    task: Task = Field(default_factory=Task)
+    chemistry: Chemistry = Field(..., description="Allowed elements or systems and cell size.")
+    task: Task = Field(default_factory=Task, description="Free generation or CSP of one composition.")
     population_size: int = Field(16, ge=1, le=MAX_POPULATION, description="Survivors kept each generation.")
     children_per_generation: int = Field(
         16, ge=1, le=MAX_POPULATION, description="Children proposed each generation."
@@ -502,22 +471,28 @@ class RunSpec(_Strict):
     proposers: list[ProposerSpec] = Field(
         default_factory=lambda: [BuiltinProposerSpec()], min_length=1, description="Proposer mix."
     )
-    mlip: MLIPSpec = Field(default_factory=MLIPSpec)
-    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    mlip: MLIPSpec = Field(default_factory=MLIPSpec, description="The MLIP that relaxes and scores.")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="Where relaxations run.")
     objectives: list[Objective] = Field(
-        default_factory=lambda: [Objective(name="e_above_hull", direction="min")], min_length=1
+        default_factory=lambda: [Objective(name="e_above_hull", direction="min")],
+        min_length=1,
+        description="What selection optimises; default: e_above_hull, minimised.",
     )
     selection: Literal["pareto", "weighted"] = Field("pareto", description="Survivor selection.")
     custom: dict[str, str] = Field(
         default_factory=dict,
         description="Custom fitness: name → 'pkg.module:function', 'file.py:function' or a registered name.",
     )
-    scoring: Scoring = Field(default_factory=Scoring)
-    metrics: Metrics = Field(default_factory=Metrics)
-    matching: Matching = Field(default_factory=Matching)
-    discovery: Discovery = Field(default_factory=Discovery)
-    validity: Validity = Field(default_factory=Validity)
-    reference: Reference = Field(default_factory=Reference)
+    scoring: Scoring = Field(default_factory=Scoring, description="Settings of the property objectives.")
+    metrics: Metrics = Field(default_factory=Metrics, description="Per-generation metric settings.")
+    matching: Matching = Field(
+        default_factory=Matching, description="StructureMatcher tolerances (dedup, known vs new)."
+    )
+    discovery: Discovery = Field(default_factory=Discovery, description="Artefacts admitted as discoveries.")
+    validity: Validity = Field(default_factory=Validity, description="Checks before relaxation.")
+    reference: Reference = Field(
+        default_factory=Reference, description="Hull, elemental and known-materials references."
+    )
     output: Path = Field(Path("runs"), description="Folder that holds runs/<name>/.")
 
     @field_validator("output")
@@ -545,15 +520,6 @@ class RunSpec(_Strict):
                 )
             if len(target.elements) > self.chemistry.max_elements:
                 raise ValueError("task.target has more elements than chemistry.max_elements")
-            if self.validity.charge_neutrality:
-                from matsearch.structures.validity import is_charge_balanced
-
-                if not is_charge_balanced(target):
-                    raise ValueError(
-                        f"task.target '{self.task.target}' has no charge-balanced oxidation states, "
-                        "so validity would reject every candidate; fix the target or set "
-                        "validity.charge_neutrality: false"
-                    )
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives are listed twice: {names}")
@@ -645,23 +611,18 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def parse_spec(data: dict[str, Any], *, check_files: bool = True) -> RunSpec:
-    """Validate a spec dict; raise SpecError with one sentence on the first problem.
+def parse_spec(data: dict[str, Any]) -> RunSpec:
+    """Validate a spec dict's shape; raise SpecError with one sentence on the first problem.
 
-    ``check_files=False`` leaves out the checks of the files a spec names (hull reference file,
-    model file): for a stored run's spec, checked when the run started, whose folder may since
-    have been copied or moved."""
+    Only the shape is checked here (types, ranges, keys, consistency of the values): what needs
+    files, models or chemistry (model and hull files, a charge-balanced CSP target) is checked by
+    `preflight.check_inputs` before a run starts, so reading a spec never loads torch."""
     if not isinstance(data, dict):
         raise SpecError("the spec must be a YAML mapping of keys such as name, chemistry, generations")
     try:
-        return RunSpec.model_validate(data, context={"check_files": check_files})
+        return RunSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"invalid spec: {_one_sentence(exc)}") from None
-
-
-def _checking_files(info: ValidationInfo) -> bool:
-    """Whether this validation checks the files a spec names (see parse_spec)."""
-    return (info.context or {}).get("check_files", True)
 
 
 class _DuplicateKey(yaml.YAMLError):
@@ -747,11 +708,8 @@ def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:
             proposer["templates"] = resolve(proposer["templates"])
     mlip = data.get("mlip")
     for key in ("model", "prerelax"):
-        if isinstance(mlip, dict) and isinstance(mlip.get(key), str):
-            from matsearch.mlip.registry import model_names
-
-            if mlip[key] not in model_names():  # a model file, relative to the spec file
-                mlip[key] = resolve(mlip[key])
+        if isinstance(mlip, dict) and isinstance(mlip.get(key), str) and mlip[key] not in model_names():
+            mlip[key] = resolve(mlip[key])  # a model file, relative to the spec file
     custom = data.get("custom")
     for name, reference in (custom if isinstance(custom, dict) else {}).items():
         if isinstance(reference, str) and ".py:" in reference:

@@ -8,20 +8,13 @@ from rich.console import Console
 from rich.table import Table
 
 from matsearch.display import known_label, score_header, space_group_text
-
-_SHORT = {
-    "e_above_hull": "e_hull",
-    "deformation_energy": "ΔE deform",
-    "formation_energy": "E_form",
-    "energy_per_atom": "E",
-    "bulk_modulus": "B",
-    "strain_energy": "E_strain",
-}
+from matsearch.objectives import OBJECTIVES
 
 
 def _header(column: dict[str, Any]) -> str:
     """Short column name with its unit, e.g. 'B (GPa)'."""
-    return score_header(column["name"], _SHORT.get(column["name"]))
+    builtin = OBJECTIVES.get(column["name"])
+    return score_header(column["name"], None if builtin is None else builtin.short)
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -167,6 +160,6 @@ def candidates_table(data: dict[str, Any]) -> Table:
             space_group_text(c["space_group"]) or "—",
             *scores,
             "yes" if c["converged"] else "no",
-            known_label(c["known_id"], c["novelty"], c["flags"]),
+            known_label(c["known_id"], c["novelty"], c["flags"], c["hull_entry"]),
         )
     return table

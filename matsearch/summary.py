@@ -16,8 +16,9 @@ from pymatgen.core import Structure
 
 from matsearch.candidate import Candidate, Status
 from matsearch.display import score_unit
+from matsearch.objectives import CUSTOM_PREFIX, OBJECTIVES
 from matsearch.run import Run
-from matsearch.spec import CUSTOM_PREFIX, Objective, Task
+from matsearch.spec import Objective, Task
 from matsearch.structures.symmetry import space_group
 
 SCHEMA_VERSION = 1
@@ -252,6 +253,7 @@ def candidate_row(c: Candidate) -> dict[str, Any]:
         "space_group": _space_group(c.relaxed),
         "known_id": c.known_id,
         "novelty": None if c.novelty is None else c.novelty.value,
+        "hull_entry": c.extra.get("hull_entry"),
         "flags": [flag.value for flag in c.flags],
         "converged": c.converged,
         "scores": dict(c.scores),
@@ -260,11 +262,12 @@ def candidate_row(c: Candidate) -> dict[str, Any]:
 
 
 def missing_score_reasons(c: Candidate) -> dict[str, str]:
-    """Why a relaxed candidate has no deformation energy, bulk modulus, strain energy or custom score."""
+    """Why a relaxed candidate lacks a deformation energy, a score computed after relaxing (a property
+    scan's error) or a custom score."""
     reasons = {}
     if "deformation_energy" not in c.scores and c.operator == "seed":
         reasons["deformation_energy"] = "a seed is a known DFT-relaxed crystal, not a proposal"
-    for name in ("bulk_modulus", "strain_energy"):
+    for name in (n for n, o in OBJECTIVES.items() if o.source != "relaxation"):
         if f"{name}_error" in c.extra and name not in c.scores:
             reasons[name] = str(c.extra[f"{name}_error"])
     for name, error in (c.extra.get("custom_fitness_errors") or {}).items():

@@ -81,6 +81,7 @@ FORBIDDEN = {
     ),
     "matsearch.results": ("matsearch",),
     "matsearch.relax_defaults": ("matsearch",),
+    "matsearch.model_names": ("matsearch",),
 }
 
 
@@ -98,7 +99,13 @@ def test_imports_flow_one_way(package: str) -> None:
 
 
 def test_mlip_imports_only_itself_and_leaf_modules() -> None:
-    allowed = ("matsearch.mlip", "matsearch.errors", "matsearch.results", "matsearch.relax_defaults")
+    allowed = (
+        "matsearch.mlip",
+        "matsearch.errors",
+        "matsearch.results",
+        "matsearch.relax_defaults",
+        "matsearch.model_names",
+    )
     wrong = sorted(
         f"{name} imports {target}"
         for name, targets in GRAPH.items()
@@ -150,3 +157,34 @@ def test_no_import_cycles() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _reachable(name: str) -> set[str]:
+    seen, stack = set(), [name]
+    while stack:
+        for target in GRAPH[stack.pop()] - seen:
+            seen.add(target)
+            stack.append(target)
+    return seen
+
+
+def test_the_spec_checks_shapes_only_and_never_reaches_the_mlip() -> None:
+    """`matsearch.spec` (and whatever it imports) never imports `mlip/` (torch), the structure
+    checks or the proposers: checks that need files, models or chemistry live in preflight.py."""
+    reached = _reachable("matsearch.spec")
+    banned = ("matsearch.mlip", "matsearch.structures", "matsearch.proposers", "matsearch.evaluation")
+    assert not [t for t in reached if any(_within(t, b) for b in banned)]
+
+
+def test_loading_a_spec_does_not_import_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\nchemistry: {elements: [Na, Cl]}\nmlip: {model: sevennet-0}\n")
+    code = (
+        f"import sys; from matsearch.spec import load_spec; load_spec({str(spec)!r}); "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr

@@ -62,3 +62,39 @@ def test_missing_prompt_templates_fail_before_the_run_folder(tmp_path: Path, mon
         {"kind": "openai", "model": "gpt-4o-mini", "templates": str(tmp_path / "mine")},
         "prompt template directory",
     )
+
+
+BASE = {"name": "t", "chemistry": {"elements": ["Na", "Cl"]}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(
+            {**BASE, "reference": {"hull": "no/such/hull.csv"}},
+            "hull.csv' is neither a known reference (mp20-subset, mp-2023-01-10) nor an existing CSV/JSON",
+            id="missing-reference-data",
+        ),
+        pytest.param(
+            {**BASE, "chemistry": {"elements": ["Na", "F"]}, "task": {"kind": "csp", "target": "NaF2"}},
+            "task.target 'NaF2' has no charge-balanced oxidation states",
+            id="csp-target-not-charge-balanced",
+        ),
+        pytest.param(
+            {**BASE, "mlip": {"model": "no/such/model.pt"}},
+            "'mlip': model 'no/such/model.pt' is neither a model name (default, chgnet-0.3.0",
+            id="missing-model-file",
+        ),
+    ],
+)
+def test_what_a_spec_names_is_checked_before_the_run_not_when_reading_it(data: dict, message: str) -> None:
+    """spec.py checks shapes only (reading a stored run's spec needs none of these); preflight
+    refuses the files, models and chemistry a run could not use, in one sentence."""
+    from matsearch.errors import SpecError
+    from matsearch.preflight import check_inputs
+    from matsearch.spec import parse_spec
+
+    spec = parse_spec(data)
+    with pytest.raises(SpecError) as info:
+        check_inputs(spec)
+    assert message in str(info.value) and "\n" not in str(info.value)

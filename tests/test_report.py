@@ -270,4 +270,6 @@ def test_report_draws_the_phase_diagram_of_a_user_hull_file(bulk_modulus_run: Pa
     assert "Formation energy: -3.05 eV/atom" in hover  # MgO as the user file gives it
     assert sections["pareto"].figure.layout.yaxis.title.text == "bulk_modulus (GPa) — maximise"
     text = make_report(bulk_modulus_run).read_text()
-    assert 'id="figure-phase_diagram"' in text and "Not drawn" not in text
+    assert 'id="figure-phase_diagram"' in text
+    section = text.split('id="section-phase_diagram"', 1)[1].split("</section>", 1)[0]
+    assert "Not drawn" not in section  # other figures (lineage) may lack data in so small a run

@@ -14,10 +14,24 @@ from pymatgen.core import Structure
 from matsearch.evaluation.bulk_modulus import bulk_moduli
 from matsearch.evaluation.relaxer import Relaxer
 from matsearch.evaluation.strain_energy import strain_energies
+from matsearch.objectives import OBJECTIVES
 from matsearch.results import Evaluation
 from matsearch.spec import Scoring
 
-PROPERTY_OBJECTIVES = ("bulk_modulus", "strain_energy")  # computed here; the rest come from relaxing
+
+def _bulk_moduli(structures: list[Structure], relaxer: Relaxer, scoring: Scoring) -> list:
+    return [(f.b0_gpa, f.error) for f in bulk_moduli(structures, relaxer, scoring.bulk_modulus)]
+
+
+def _strain_energies(structures: list[Structure], relaxer: Relaxer, scoring: Scoring) -> list:
+    scans = strain_energies(structures, relaxer, scoring.strain_energy)
+    return [(s.strain_energy_per_atom, s.error) for s in scans]
+
+
+# objective → scan of a whole batch of relaxed structures: one (value, error) per structure
+SCANS = {"bulk_modulus": _bulk_moduli, "strain_energy": _strain_energies}
+# what `evaluate` computes after relaxing: property scans and functions of the relaxed structure
+PROPERTY_OBJECTIVES = tuple(n for n, o in OBJECTIVES.items() if o.source != "relaxation")
 
 
 class Evaluator:
@@ -39,7 +53,8 @@ class Evaluator:
 
     def evaluate(self, structures: Sequence[Structure], properties: Collection[str] = ()) -> list[Evaluation]:
         """One Evaluation per input, same order: the relaxation, then `properties` (names from
-        PROPERTY_OBJECTIVES) on every structure that relaxed. Never raises for a bad structure."""
+        PROPERTY_OBJECTIVES: a scan of SCANS, or the objective's function of the relaxed structure)
+        on every structure that relaxed. Never raises for a bad structure."""
         unknown = sorted(set(properties) - set(PROPERTY_OBJECTIVES))
         if unknown:
             raise ValueError(
@@ -51,14 +66,16 @@ class Evaluator:
             return evaluations
         started = time.perf_counter()
         inputs = [e.relax.structure for e in relaxed]
-        if "bulk_modulus" in properties:
-            fits = bulk_moduli(inputs, self.relaxer, self.scoring.bulk_modulus)
-            for evaluation, fit in zip(relaxed, fits, strict=True):
-                _record(evaluation, "bulk_modulus", fit.b0_gpa, fit.error)
-        if "strain_energy" in properties:
-            scans = strain_energies(inputs, self.relaxer, self.scoring.strain_energy)
-            for evaluation, scan in zip(relaxed, scans, strict=True):
-                _record(evaluation, "strain_energy", scan.strain_energy_per_atom, scan.error)
+        for name in PROPERTY_OBJECTIVES:
+            if name not in properties:
+                continue
+            of_structure = OBJECTIVES[name].of_structure
+            if of_structure is not None:
+                values = [(of_structure(s), None) for s in inputs]
+            else:
+                values = SCANS[name](inputs, self.relaxer, self.scoring)
+            for evaluation, (value, error) in zip(relaxed, values, strict=True):
+                _record(evaluation, name, value, error)
         share = (time.perf_counter() - started) / len(relaxed)
         for evaluation in relaxed:
             evaluation.property_time_s = share

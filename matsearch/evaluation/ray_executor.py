@@ -2,9 +2,11 @@
 
 Each of `spec.workers` actors holds one evaluator (built from the `mlip` and `scoring` specs on the
 actor's own CPU or GPU, the only model of the run) and evaluates one batch of `mlip.batch_size`
-structures at a time: the relaxation and every property scan asked for. Batches are cut exactly
-as `LocalExecutor` cuts them, so every structure is evaluated in the same company as in a local run
-and gets bit-identical numbers. Structures travel as compact JSON text (structures.codec): 40-60%
+structures at a time: the relaxation and every property scan asked for. Batches are cut by index
+exactly as `LocalExecutor` cuts them, whichever worker takes them, so every structure is evaluated
+in the same company in every run: a seeded run reproduces itself, and matches a local run with the
+same torch thread count and device (README, "What reproduces and what may differ").
+Structures travel as compact JSON text (structures.codec): 40-60%
 fewer bytes than a pickled pymatgen Structure at about the same CPU cost (0.1-0.8 ms per structure
 for 8-64 atoms, encode plus decode; benchmarks/bench_scaling.py), and the workers need not run the
 driver's pymatgen version.

@@ -8,6 +8,8 @@
   ``chgnet-les-ft1`` (CHGNet 0.3.0 with a fitted last convolution, readout, species-pair correction
   and Latent Ewald head; ``training/train_default.py``).
 - ``default``: an alias of one of them.
+
+The name tables live in the leaf module ``matsearch/model_names.py`` (the spec reads them without torch).
 """
 
 from __future__ import annotations
@@ -18,28 +20,13 @@ from pathlib import Path
 import torch
 
 from matsearch.errors import ModelError
-from matsearch.mlip.backbones.chgnet.checkpoint import (
-    PRETRAINED,
-    chgnet_checkpoint_path,
-    load_chgnet_checkpoint,
-)
+from matsearch.mlip.backbones.chgnet.checkpoint import chgnet_checkpoint_path, load_chgnet_checkpoint
 from matsearch.mlip.files import load_model_file
 from matsearch.mlip.model import MLIPModel
+from matsearch.model_names import ALIASES, PRETRAINED, SHIPPED, model_names
 
 logger = logging.getLogger(__name__)
-
-ALIASES: dict[str, str] = {"default": "sevennet-0"}
-SHIPPED: dict[str, str] = {
-    "chgnet-les-ft1": "chgnet-les-ft1.pt",
-    "sevennet-0": "sevennet-0.pt",
-    "sevennet-l3i5": "sevennet-l3i5.pt",
-    "sevennet-mf-0": "sevennet-mf-0.pt",
-}
-
-
-def model_names() -> list[str]:
-    """Valid model names for :func:`load_model` (besides a path to a saved model file)."""
-    return [*ALIASES, *PRETRAINED, *SHIPPED]
+__all__ = ["load_model", "model_names", "same_model", "shipped_model_path"]
 
 
 def same_model(a: str, b: str) -> bool:

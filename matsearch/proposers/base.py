@@ -47,6 +47,7 @@ class Proposal:
     origin: str
     reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    valid: bool = False  # passed the run's validity check when proposed (RunContext.check or screen)
 
 
 @runtime_checkable

@@ -10,7 +10,8 @@ If a drawn operator cannot produce a child (e.g. swap on an element), another dr
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,25 +32,42 @@ from matsearch.structures.validity import is_plausible_composition
 
 logger = logging.getLogger(__name__)
 
-# Measured on the discovery panel (benchmarks/bench_discovery.py): of 100 relaxed children of
-# each operator, metastable and new were swap 45, crossover 36, substitution 0-10, random 3, and
-# strained copies relax back into their parent (screened out as duplicates).
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "substitution": 0.25,
-    "strain": 0.05,
-    "swap": 0.25,
-    "crossover": 0.4,
-    "random": 0.05,
+
+@dataclass(frozen=True)
+class BuiltinOperator:
+    """One builtin operator: its default weight, how many parents it takes and what it does."""
+
+    name: str
+    default_weight: float
+    parents: int
+    apply: Callable[[list[Structure], ChemistryLimits, np.random.Generator], OperatorResult]
+
+
+# The builtin operators, declared once (the spec's `weights` keys: spec.BUILTIN_OPERATORS, tested
+# equal). Default weights measured on the discovery panel (benchmarks/bench_discovery.py): of 100
+# relaxed children of each operator, metastable and new were swap 45, crossover 36, substitution
+# 0-10, random 3, and strained copies relax back into their parent (screened out as duplicates).
+OPERATORS: dict[str, BuiltinOperator] = {
+    o.name: o
+    for o in (
+        BuiltinOperator("substitution", 0.25, 1, lambda s, limits, rng: substitute(s[0], limits, rng)),
+        BuiltinOperator("strain", 0.05, 1, lambda s, limits, rng: strain(s[0], limits, rng)),
+        BuiltinOperator("swap", 0.25, 1, lambda s, limits, rng: swap(s[0], limits, rng)),
+        BuiltinOperator("crossover", 0.4, 2, lambda s, limits, rng: crossover(s[0], s[1], limits, rng)),
+        BuiltinOperator("random", 0.05, 0, lambda s, limits, rng: _random(limits, rng)),
+    )
 }
+DEFAULT_WEIGHTS: dict[str, float] = {name: o.default_weight for name, o in OPERATORS.items()}
 _RANDOM_START_TRIES = 5  # pyxtal attempts per generation-0 structure
-_PARENTS_NEEDED = {"substitution": 1, "strain": 1, "swap": 1, "crossover": 2, "random": 0}
 
 
 class BuiltinProposer:
     """Proposes children with substitution, strain, swap, crossover and random operators.
 
     weights: relative probability of each operator (missing names get 0); None uses
-        DEFAULT_WEIGHTS. screen: a child that fails it (invalid, already seen) or the chemistry
+        DEFAULT_WEIGHTS. screen: the run's screen (RunContext.screen, which starts with the run's
+        validity check, so a child that passed it is proposed as `valid`); a child that fails it
+        (invalid, already seen) or the chemistry
         prior (an ionic composition without ICSD oxidation states summing to zero; not applied to a
         CSP target, whose composition the user fixed) is discarded
         and another operator draw made; a child records how many draws were screened out.
@@ -92,9 +110,9 @@ class BuiltinProposer:
         for _ in range(self.max_attempts):
             operator = names[int(rng.choice(len(names), p=probabilities))]
             chosen = [
-                pool[int(i)] for i in rng.choice(len(pool), size=_PARENTS_NEEDED[operator], replace=False)
+                pool[int(i)] for i in rng.choice(len(pool), size=OPERATORS[operator].parents, replace=False)
             ]
-            result = _apply(operator, [s for _, s in chosen], limits, rng)
+            result = OPERATORS[operator].apply([s for _, s in chosen], limits, rng)
             if result is None:
                 continue
             child, info = result
@@ -108,6 +126,7 @@ class BuiltinProposer:
                 parents=[p.id for p, _ in chosen if p.id is not None],
                 origin=self.name,
                 extra=info | ({"screened": screened} if screened else {}),
+                valid=self.screen is not None,  # the run's screen starts with its validity check
             )
         return Proposal(
             structure=None,
@@ -124,7 +143,7 @@ class BuiltinProposer:
             name: w
             for name, w in self.weights.items()
             if w > 0
-            and n_parents >= _PARENTS_NEEDED[name]
+            and n_parents >= OPERATORS[name].parents
             and not (name == "substitution" and limits.target is not None)
         }
         if not usable:
@@ -140,20 +159,6 @@ def _implausible(structure: Structure, limits: ChemistryLimits) -> str | None:
     if limits.target is not None or is_plausible_composition(structure.composition):
         return None
     return f"implausible: {structure.composition.reduced_formula} has no ICSD oxidation states summing to 0"
-
-
-def _apply(
-    operator: str, structures: list[Structure], limits: ChemistryLimits, rng: np.random.Generator
-) -> OperatorResult:
-    if operator == "substitution":
-        return substitute(structures[0], limits, rng)
-    if operator == "strain":
-        return strain(structures[0], limits, rng)
-    if operator == "swap":
-        return swap(structures[0], limits, rng)
-    if operator == "crossover":
-        return crossover(structures[0], structures[1], limits, rng)
-    return _random(limits, rng)
 
 
 def _random(limits: ChemistryLimits, rng: np.random.Generator, units: int | None = None) -> OperatorResult:
@@ -197,15 +202,14 @@ def random_starts(limits: ChemistryLimits, n: int, rng: np.random.Generator) -> 
 
 
 def _checked_weights(weights: Mapping[str, float]) -> dict[str, float]:
-    unknown = sorted(set(weights) - set(_PARENTS_NEEDED))
+    unknown = sorted(set(weights) - set(OPERATORS))
     if unknown:
         raise SpecError(
-            f"unknown builtin operator(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(sorted(_PARENTS_NEEDED))}"
+            f"unknown builtin operator(s) {', '.join(unknown)}; choose from {', '.join(sorted(OPERATORS))}"
         )
     bad = {k: v for k, v in weights.items() if not (v >= 0 and np.isfinite(v))}
     if bad:
         raise SpecError(f"builtin operator weights must be finite and ≥ 0, got {bad}")
     if sum(weights.values()) <= 0:
         raise SpecError("builtin operator weights must not all be zero")
-    return {name: float(weights.get(name, 0.0)) for name in _PARENTS_NEEDED}
+    return {name: float(weights.get(name, 0.0)) for name in OPERATORS}

@@ -1,6 +1,6 @@
 """The run's objectives as a proposer states them: name, unit, meaning, direction or target, bounds.
 
-Builtin objectives carry their unit and meaning from `BUILTIN_MEANINGS`; a custom objective is
+Builtin objectives carry their unit and meaning from `objectives.OBJECTIVES`; a custom objective is
 described by the first paragraph of its Python function's docstring (units as that text says).
 """
 
@@ -11,31 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from matsearch.spec import OBJECTIVE_UNITS, Objective
+from matsearch.objectives import OBJECTIVES
+from matsearch.spec import Objective
 
-# objective name → (unit, what it measures)
-BUILTIN_MEANINGS: dict[str, tuple[str, str]] = {
-    "e_above_hull": (
-        OBJECTIVE_UNITS["e_above_hull"],
-        "energy above the convex hull of known phases; 0 means on the hull (thermodynamically "
-        "stable), below 0.1 is metastable",
-    ),
-    "deformation_energy": (
-        OBJECTIVE_UNITS["deformation_energy"],
-        "energy released when the proposed structure is relaxed (E_proposed - E_relaxed); small "
-        "means the proposal was already close to a local minimum",
-    ),
-    "formation_energy": (OBJECTIVE_UNITS["formation_energy"], "formation energy from the elements"),
-    "energy_per_atom": (OBJECTIVE_UNITS["energy_per_atom"], "total energy per atom of the relaxed structure"),
-    "bulk_modulus": (
-        OBJECTIVE_UNITS["bulk_modulus"],
-        "bulk modulus, the resistance to uniform compression (stiffness)",
-    ),
-    "strain_energy": (
-        OBJECTIVE_UNITS["strain_energy"],
-        "energy needed to impose a small strain after internal relaxation (stiffness)",
-    ),
-}
 DIRECTION_WORDS = {"min": "minimise", "max": "maximise"}
 
 
@@ -52,7 +30,7 @@ class Goal:
     weight: float = 1.0
 
 
-DEFAULT_GOALS = (Goal("e_above_hull", *BUILTIN_MEANINGS["e_above_hull"]),)
+DEFAULT_GOALS = (Goal("e_above_hull", OBJECTIVES["e_above_hull"].unit, OBJECTIVES["e_above_hull"].meaning),)
 
 
 def docstring_summary(function: Callable[..., Any]) -> str:
@@ -71,7 +49,7 @@ def goals_from_objectives(
     for objective in objectives:
         function = objective.custom_function
         if function is None:
-            unit, meaning = BUILTIN_MEANINGS[objective.name]
+            unit, meaning = OBJECTIVES[objective.name].unit, OBJECTIVES[objective.name].meaning
         else:
             unit = ""
             meaning = custom_meanings.get(function) or f"the user's function '{function}'"

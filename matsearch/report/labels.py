@@ -30,7 +30,9 @@ def hover_text(c: Candidate, names: list[str]) -> str:
     lines = [
         f"<b>#{c.id} {html.escape(c.formula or '?')}</b>",
         f"gen {c.generation} · {html.escape(c.origin)}/{html.escape(c.operator)}{parents}",
-        html.escape(f"known as / new: {known_label(c.known_id, c.novelty, c.flags)}"),
+        html.escape(
+            f"known as / new: {known_label(c.known_id, c.novelty, c.flags, c.extra.get('hull_entry'))}"
+        ),
         *(html.escape(value_text(n, c.scores.get(n))) for n in names),
     ]
     return "<br>".join(lines)

@@ -42,7 +42,7 @@ def candidates_table(summary: dict[str, Any]) -> str:
                 space_group_text(c["space_group"]),
                 *(c["scores"].get(col["name"]) for col in columns),
                 c["converged"],
-                known_label(c["known_id"], c["novelty"], c["flags"]),
+                known_label(c["known_id"], c["novelty"], c["flags"], c["hull_entry"]),
                 missing,
             ]
         )

@@ -62,6 +62,10 @@ class HullReference:
         table = data.check_hull_table(formation_energies, f"hull reference '{name}'")
         self._n_entries = len(table)
         lowest = table.groupby("formula", sort=True)["formation_energy_per_atom"].min()
+        self._ids: dict[str, str] = {}  # formula -> material_id of its lowest entry, where the table has ids
+        if "material_id" in table.columns:
+            first = table.loc[table.groupby("formula", sort=False)["formation_energy_per_atom"].idxmin()]
+            self._ids = dict(zip(first["formula"].astype(str), first["material_id"].astype(str), strict=True))
         self._by_system: dict[frozenset[str], list[tuple[str, float]]] = defaultdict(list)
         for formula, energy in lowest.items():
             self._by_system[data.formula_elements(str(formula))].append((str(formula), energy))
@@ -114,6 +118,16 @@ class HullReference:
         replaced._refs = {**self._refs, **refs}
         replaced.refs_name = refs_name
         return replaced
+
+    def listed(self, composition: Composition | str) -> str | None:
+        """The hull's own entry for this reduced composition: its material_id (its formula where the
+        table has no ids), or None when the hull lists no compound of that composition."""
+        composition = _composition(composition)
+        system = frozenset(str(e) for e in composition.elements)
+        for formula, _ in self._by_system.get(system, ()):
+            if Composition(formula).reduced_formula == composition.reduced_formula:
+                return self._ids.get(formula, formula)
+        return None
 
     def describe(self) -> str:
         """One line naming the reference, its size and the elemental references used."""

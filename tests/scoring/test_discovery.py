@@ -19,6 +19,10 @@ def _cscl_nacl() -> Structure:
     return Structure(Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
+def _nacl2() -> Structure:
+    return Structure(Lattice.cubic(4.2), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0.5]])
+
+
 def _molecular(symbol: str, bond: float, a: float = 5.6) -> Structure:
     """Four diatomic molecules in a cubic cell (a Pa-3-like packing of N2, O2 or F2)."""
     centres = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
@@ -70,9 +74,7 @@ def test_ionic_and_metallic_crystals_carry_no_flag() -> None:
 def test_known_new_structure_new_composition_and_seeds(known: KnownMaterials) -> None:
     marker = DiscoveryMarker(known, PYMATGEN_DEFAULTS)
     rocksalt, cscl = _scored(1, _rocksalt_nacl(5.8)), _scored(2, _cscl_nacl())
-    new_formula = _scored(
-        3, Structure(Lattice.cubic(4.2), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0.5]])
-    )
+    new_formula = _scored(3, _nacl2())
     seed = _scored(4, _rocksalt_nacl(4.0) * (2, 1, 1), operator="seed", material_id="mp-22862")
     for c in (rocksalt, cscl, new_formula):
         marker.mark(c)
@@ -99,3 +101,44 @@ def test_a_structure_relaxed_into_an_earlier_one_is_a_duplicate_of_it(known: Kno
     replay = _scored(9, _cscl_nacl() * (1, 1, 2))
     resumed.mark(replay)
     assert replay.duplicate_of == 5
+
+
+def test_a_composition_the_hull_lists_is_never_a_new_composition(known: KnownMaterials) -> None:
+    """The quickstart's KF: the shipped hull lists it (mp-463), the shipped index has no KF
+    structure. Rock-salt KF is a new structure whose hull entry is named; NaCl2 stays new."""
+    from matsearch.display import known_label
+    from matsearch.scoring.hull import HullReference
+
+    assert not known.rows("KF")
+    marker = DiscoveryMarker(known, PYMATGEN_DEFAULTS, HullReference.named("mp20-subset"))
+    kf = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.35), ["K", "F"], [[0, 0, 0], [0.5] * 3])
+    rocksalt_kf, nacl2 = _scored(1, kf), _scored(2, _nacl2())
+    marker.mark(rocksalt_kf)
+    marker.mark(nacl2)
+    assert rocksalt_kf.novelty == Novelty.NEW_STRUCTURE and rocksalt_kf.extra["hull_entry"] == "mp-463"
+    label = known_label(None, rocksalt_kf.novelty, [], rocksalt_kf.extra["hull_entry"])
+    assert label == "new structure (hull lists mp-463; not in the known index)"
+    assert nacl2.novelty == Novelty.NEW_COMPOSITION and "hull_entry" not in nacl2.extra
+
+
+def test_minimum_distance_bonds_are_pymatgens(known: KnownMaterials) -> None:
+    """The vectorised bonds give MinimumDistanceNN's graph: same edges, same dimensionality."""
+    import warnings
+
+    import numpy as np
+    from pymatgen.analysis.dimensionality import get_dimensionality_larsen
+    from pymatgen.analysis.local_env import MinimumDistanceNN
+
+    from matsearch.scoring.discovery import minimum_distance_bonds
+
+    rows = np.random.default_rng(1).choice(len(known), 12, replace=False)
+    structures = [_molecular("N", 1.10), _rocksalt_nacl(), *(known.structure(int(r)) for r in rows)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for structure in structures:
+            ours, theirs = (
+                minimum_distance_bonds(structure),
+                MinimumDistanceNN().get_bonded_structure(structure),
+            )
+            assert sorted(ours.graph.edges(keys=False)) == sorted(theirs.graph.edges(keys=False))
+            assert get_dimensionality_larsen(ours) == get_dimensionality_larsen(theirs)

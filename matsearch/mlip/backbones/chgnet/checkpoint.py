@@ -54,12 +54,7 @@ import torch
 from matsearch.errors import ModelError
 from matsearch.mlip.backbones.chgnet.model import ChgnetConfig, ChgnetModel
 from matsearch.mlip.model import ModelInfo
-
-# Model name -> checkpoint inside the chgnet wheel.
-PRETRAINED: dict[str, str] = {
-    "chgnet-0.3.0": "pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
-    "chgnet-r2scan": "pretrained/r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar",
-}
+from matsearch.model_names import PRETRAINED
 
 
 def chgnet_checkpoint_path(name: str) -> Path:
