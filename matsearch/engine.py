@@ -1,7 +1,8 @@
 """The evolutionary loop: propose → validate → dedup → relax → score → select, one generation at a time.
 
-The engine talks to proposers and the evaluation stage only through their protocols; it never
-loads a model (the executor's evaluators own it, in this process or in Ray workers) and keeps what
+The engine talks to proposers and the evaluation stage only through their protocols; it loads no
+model for the evaluation (the executor's evaluators own it, in this process or in Ray workers; the
+only model the engine itself calls is the fast one that ranks CSP templates once) and keeps what
 needs the whole run: hull, custom fitness, selection, metrics and the store. Every state change is
 committed to the run store before the next step, so `Search.resume` continues a killed run
 without losing or re-scoring anything. Generation g draws its random numbers from
@@ -27,12 +28,14 @@ from matsearch.errors import DataError, MatsearchError, RunInterrupted, SpecErro
 from matsearch.evaluation.evaluator import PROPERTY_OBJECTIVES
 from matsearch.evaluation.executor import Executor
 from matsearch.evaluation.executors import build_executor
+from matsearch.evaluation.fast_energy import fast_energies
 from matsearch.generation_record import generation_counts, generation_record
 from matsearch.preflight import check_environment
 from matsearch.proposers.base import Proposal, Proposer, RunContext
 from matsearch.proposers.builtin import random_starts
 from matsearch.proposers.goals import docstring_summary, goals_from_objectives
 from matsearch.proposers.registry import build_proposer, split_children
+from matsearch.relax_defaults import PRERELAX_MODEL
 from matsearch.run import Run
 from matsearch.scoring.csp import load_known_structure
 from matsearch.scoring.custom import apply_custom_fitness, load_fitness_table
@@ -48,6 +51,7 @@ from matsearch.structures.known import KnownMaterials
 from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.prototypes import prototype_seeds
 from matsearch.structures.seeds import initial_population
+from matsearch.structures.templates import Template, template_decorations
 from matsearch.versions import provenance
 
 logger = logging.getLogger(__name__)
@@ -93,6 +97,7 @@ class Search:
         self._executor: Executor | None = None
         self._hull: HullReference | None = None
         self._known: KnownMaterials | None = None
+        self._templates: list[Proposal] | None = None
         self._last_report = 0.0  # time.monotonic() of the last progress callback
         self.fitness = load_fitness_table(spec.custom)  # a bad dotted path fails before the run starts
         self.properties = [name for name in PROPERTY_OBJECTIVES if spec.has_objective(name)]
@@ -213,9 +218,11 @@ class Search:
         return Run(self.run_dir)
 
     def _proposer_context(self, dedup: DuplicateIndex) -> RunContext:
-        """The objectives (custom ones described by their docstrings), selection, validity check
-        and builtin screen, as proposers see them."""
+        """The objectives (custom ones described by their docstrings), selection, validity check,
+        builtin screen and (CSP, when an LLM proposer asks for them) example templates, as
+        proposers see them."""
         meanings = {name: docstring_summary(fn) for name, fn in self.fitness.items()}
+        wanted = max((getattr(p, "template_examples", 0) for p in self.spec.proposers), default=0)
         return RunContext(
             goals=goals_from_objectives(self.spec.objectives, meanings),
             selection=self.spec.selection,
@@ -224,6 +231,7 @@ class Search:
             screen=builtin_screen(
                 self.validity_reason, dedup, self.known if self.spec.task.kind == "generate" else None
             ),
+            examples=tuple(t.structure for t in self.templates[:wanted]) if wanted else (),
         )
 
     def _rebuild_dedup(self, history: list[Candidate]) -> DuplicateIndex:
@@ -254,7 +262,7 @@ class Search:
         else:
             self._report([], generation, "proposing")
             children = store.add(
-                self._propose(generation, parents, proposers), proposed_generation=generation
+                self._propose(generation, parents, proposers, store), proposed_generation=generation
             )
             logger.info("generation %d: %d children proposed", generation, len(children))
         self._check(store, generation, children, dedup)
@@ -283,13 +291,14 @@ class Search:
         logger.info("generation %d done: %s", generation, metrics)
 
     def _propose(
-        self, generation: int, parents: list[Candidate], proposers: list[Proposer]
+        self, generation: int, parents: list[Candidate], proposers: list[Proposer], store: RunStore
     ) -> list[Candidate]:
         seed = self.spec.seed
         if generation == 0:
             return [self._to_candidate(0, p) for p in self._initial_proposals()]
-        proposals: list[Proposal] = []
-        counts = split_children(self.spec.children_per_generation, [p.fraction for p in self.spec.proposers])
+        children = self.spec.children_per_generation
+        proposals = self._later_templates(store, children)
+        counts = split_children(children - len(proposals), [p.fraction for p in self.spec.proposers])
         for k, (proposer, n) in enumerate(zip(proposers, counts, strict=True)):
             if n > 0:
                 rng = np.random.default_rng([seed, generation, k])
@@ -299,14 +308,16 @@ class Search:
     def _initial_proposals(self) -> list[Proposal]:
         """Generation 0: the known materials inside the chemistry, most stable first (a quarter of
         the population: parents, not discoveries), then prototypes of other systems decorated with
-        the run's elements, then random symmetric structures. CSP starts from random structures
-        only: known answers are not handed in."""
+        the run's elements, then random symmetric structures. CSP starts from the best-ranked
+        templates (task.template_share of the population), then random structures: known answers
+        are not handed in (templates never have the target's own formula)."""
         size = self.spec.population_size
+        rng = np.random.default_rng([self.spec.seed, 0, 0])
         if self.spec.task.kind == "csp":
-            known_seeds, prototypes = [], []
-        else:
-            known_seeds = initial_population(self.limits, max(1, size // 4), self.known)
-            prototypes = prototype_seeds(self.limits, size - len(known_seeds), self.known)
+            templates = self.templates[: round(self.spec.task.template_share * size)]
+            return templates + random_starts(self.limits, size - len(templates), rng)
+        known_seeds = initial_population(self.limits, max(1, size // 4), self.known)
+        prototypes = prototype_seeds(self.limits, size - len(known_seeds), self.known)
         proposals = [
             Proposal(structure=s, operator="seed", parents=[], origin="known", extra={"material_id": mid})
             for s, mid in known_seeds
@@ -317,8 +328,46 @@ class Search:
             )
             for s in prototypes
         ]
-        rng = np.random.default_rng([self.spec.seed, 0, 0])
         return proposals + random_starts(self.limits, size - len(proposals), rng)
+
+    @property
+    def templates(self) -> list[Proposal]:
+        """CSP: the target's decorated templates (structures.templates) that pass the run's
+        validity rules, ranked by the fast model's energy per atom of the rescaled decoration
+        (mlip.prerelax, or PRERELAX_MODEL when that is null; one batched single point, no
+        relaxation), lowest first; empty for generate runs or with both template shares 0."""
+        if self._templates is None:
+            task = self.spec.task
+            wanted = task.kind == "csp" and (task.template_share > 0 or task.template_operator_share > 0)
+            found: list[Template] = []
+            if wanted and self.limits.target is not None:
+                found = template_decorations(self.limits.target, self.limits.max_atoms, self.known)
+                found = [t for t in found if self.validity_reason(t.structure) is None]
+            model = self.spec.mlip.prerelax or PRERELAX_MODEL
+            energies = fast_energies([t.structure for t in found], model, self.spec.mlip.device)
+            energies = [e if np.isfinite(e) else None for e in energies]
+            ranked = sorted(zip(found, energies, strict=True), key=lambda te: (te[1] is None, te[1] or 0))
+            self._templates = [
+                Proposal(
+                    structure=t.structure,
+                    operator="template",
+                    parents=[],
+                    origin="template",
+                    extra=t.provenance() | {"screen_model": model, "screen_energy_per_atom": energy},
+                )
+                for t, energy in ranked
+            ]
+            logger.info("%d templates ranked by %s single points", len(self._templates), model)
+        return self._templates
+
+    def _later_templates(self, store: RunStore, children: int) -> list[Proposal]:
+        """CSP after generation 0: the next task.template_operator_share of `children` from the
+        ranked templates not yet proposed (counted from the store, so a resumed run continues)."""
+        share = self.spec.task.template_operator_share
+        if self.spec.task.kind != "csp" or share <= 0:
+            return []
+        used = sum(1 for c in store.candidates() if c.operator == "template")
+        return self.templates[used : used + round(share * children)]
 
     @staticmethod
     def _to_candidate(generation: int, proposal: Proposal) -> Candidate:

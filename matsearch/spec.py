@@ -101,6 +101,21 @@ class Task(_Strict):
     known_structure: Path | None = Field(
         None, description="CSP: a CIF/POSCAR of the known answer, to report match and RMSD."
     )
+    template_share: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="CSP only: share of generation 0 taken from known structures of the target's "
+        "stoichiometry type decorated with its elements (never the target's own formula), best "
+        "ranked first; random starts fill the rest, and all of it when no template exists.",
+    )
+    template_operator_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="CSP only: share of each later generation's children taken from the next ranked "
+        "templates, while any are left.",
+    )
 
     @model_validator(mode="after")
     def _target_for_csp(self) -> Task:
@@ -165,6 +180,14 @@ class _LLMProposerSpec(_Strict):
     )
     templates: Path | None = Field(None, description="Directory of your own prompt templates.")
     objective_text: str | None = Field(None, description="Extra goal stated in the prompt.")
+    template_examples: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="CSP: best-ranked decorated templates (known structures of the target's "
+        "stoichiometry type with its elements) shown in each prompt as examples; 0: none (each "
+        "example costs prompt tokens).",
+    )
 
 
 class OpenAIProposerSpec(_LLMProposerSpec):

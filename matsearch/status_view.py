@@ -26,6 +26,7 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
     console.print(generations_table(data))
     if data["csp"] is not None:
         console.print(csp_table(data["csp"]))
+        console.print(template_line(data["csp"]), soft_wrap=True)
     console.print(proposers_table(data["proposers"]))
     console.print(operators_table(data["operators"]))
     console.print(candidates_table(data))
@@ -91,6 +92,23 @@ def csp_table(csp: dict[str, Any]) -> Table:
             matched,
         )
     return table
+
+
+def template_line(csp: dict[str, Any]) -> str:
+    """Which seeds came from templates and which template the lowest structure came from, e.g.
+    'templates: 8 seeds (#1, ...); lowest structure from template mp-1234 (HoAgSn) via seed #3'."""
+    seeds = csp["templates"]
+    if not seeds:
+        return "templates: none (random starts only)"
+    template = csp["lowest"] and csp["lowest"]["template"]
+    origin = (
+        "lowest structure not from a template"
+        if template is None
+        else f"lowest structure from template {template['template_id']} ({template['template_formula']}) "
+        f"via seed #{template['seed_id']}"
+    )
+    ids = ", ".join(f"#{seed['id']}" for seed in seeds)
+    return f"templates: {len(seeds)} seeds ({ids}); {origin}"
 
 
 def proposers_table(proposers: dict[str, dict]) -> Table:

@@ -190,13 +190,44 @@ def csp_section(run: Run, candidates: Sequence[Candidate], task: Task) -> dict[s
             "rmsd": last.get("csp_match_rmsd"),
             "lowest_is_match": bool(last.get("csp_lowest_matches_known", False)),
         }
+    by_id = {c.id: c for c in candidates}
     return {
         "target": task.target,
         "known_structure": None if known is None else str(known),
-        "lowest": None if lowest is None else _lowest(lowest),
+        "lowest": None if lowest is None else _lowest(lowest) | {"template": template_of(lowest, by_id)},
         "match": match,
         "per_generation": per_generation,
+        "templates": [
+            {
+                "id": c.id,
+                "generation": c.generation,
+                "status": str(c.status),
+                "template_id": c.extra["template_id"],
+                "template_formula": c.extra["template_formula"],
+            }
+            for c in candidates
+            if "template_id" in c.extra
+        ],
     }
+
+
+def template_of(candidate: Candidate, by_id: dict[int | None, Candidate]) -> dict[str, Any] | None:
+    """The template seed `candidate` is or descends from (nearest first through its parents):
+    {"seed_id", "template_id", "template_formula"}; None when no ancestor came from a template."""
+    queue, seen = [candidate], {candidate.id}
+    while queue:
+        c = queue.pop(0)
+        if "template_id" in c.extra:
+            return {
+                "seed_id": c.id,
+                "template_id": c.extra["template_id"],
+                "template_formula": c.extra["template_formula"],
+            }
+        for parent in c.parents:
+            if parent in by_id and parent not in seen:
+                seen.add(parent)
+                queue.append(by_id[parent])
+    return None
 
 
 def _space_group(structure: Structure | None) -> dict[str, Any] | None:

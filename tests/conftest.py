@@ -110,7 +110,13 @@ def csp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "children_per_generation": 4,
         "mlip": {"steps": 100},
         "chemistry": {"elements": ["Na", "Cl"], "max_atoms": 4},
-        "task": {"kind": "csp", "target": "NaCl", "known_structure": str(folder / "NaCl.cif")},
+        "task": {
+            "kind": "csp",
+            "target": "NaCl",
+            "known_structure": str(folder / "NaCl.cif"),
+            "template_share": 0.0,  # random starts only (tests/test_csp_templates.py runs templates)
+            "template_operator_share": 0.0,
+        },
         "objectives": [{"name": "energy_per_atom", "direction": "min"}],
     }
     return Search(spec).run().run_dir

@@ -63,6 +63,11 @@ MALFORMED = [
     ),
     pytest.param({**BASE, "task": {"kind": "csp"}}, "a 'csp' task needs 'target'", id="csp-without-target"),
     pytest.param(
+        {**BASE, "task": {"kind": "csp", "target": "NaCl", "template_share": 1.5}},
+        "'task.template_share': Input should be less than or equal to 1",
+        id="template-share-above-1",
+    ),
+    pytest.param(
         {**BASE, "objectives": [{"name": "beauty"}]},
         "'objectives[0].name': unknown objective 'beauty'; allowed: e_above_hull",
         id="unknown-objective",

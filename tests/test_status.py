@@ -87,3 +87,5 @@ def test_status_of_a_csp_run_reports_the_match(csp_run: Path, cli) -> None:
     assert [g["generation"] for g in csp["per_generation"]] == [0, 1]
     table = cli("status", str(csp_run)).stdout
     assert "CSP of NaCl" in table and f"found: #{match.id}" in table
+    assert csp["templates"] == [] and csp["lowest"]["template"] is None
+    assert "templates: none (random starts only)" in table

@@ -23,14 +23,17 @@ StructureCheck = Callable[[Structure], "str | None"]  # None: acceptable, else "
 class RunContext:
     """What a proposer may know about the run beyond its own spec entry: the objectives, how
     survivors are selected, the validity check every child must pass (None: not checked before
-    the engine does), and the screen a builtin child must pass before it counts (valid and not a
-    structure the run has seen; a child that fails it is redrawn)."""
+    the engine does), the screen a builtin child must pass before it counts (valid and not a
+    structure the run has seen; a child that fails it is redrawn), and for CSP the best-ranked
+    decorated templates (`examples`, best first; each structure's properties hold template_id and
+    template_formula; empty unless a proposer asks for them)."""
 
     goals: tuple[Goal, ...] = ()
     selection: str = "pareto"  # "pareto" or "weighted"
     charge_neutrality: bool = True  # the run rejects ionic compositions that are not charge-balanced
     check: StructureCheck | None = None
     screen: StructureCheck | None = None
+    examples: tuple[Structure, ...] = ()
 
 
 @dataclass

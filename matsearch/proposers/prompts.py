@@ -26,6 +26,7 @@ TEMPLATE_KINDS = (
     "crossover",
     "zero_shot",
     "csp",
+    "csp_examples",
     "repair",
     "goal",
     "answer_json",
@@ -47,6 +48,7 @@ FIELDS = frozenset(
         "composition_rule",  # charge-balance sentence fitting the compositions at hand
         "answer_format",  # the rendered answer_json or answer_poscar template
         "error",  # problems handed back in a repair prompt, one per line
+        "examples_json",  # CSP: JSON list of decorated templates (formula, template, structure text)
     }
 )
 REQUIRED_FIELDS = {
@@ -55,6 +57,7 @@ REQUIRED_FIELDS = {
     "crossover": {"parents_json", "n_children"},
     "zero_shot": {"n_children"},
     "csp": {"target_formula", "n_children"},
+    "csp_examples": {"examples_json"},
     "repair": {"error"},
     "goal": {"objective_lines"},
 }

@@ -130,6 +130,21 @@ def csp_sentence(csp: dict[str, Any]) -> str:
             f"Lowest energy so far: #{lowest['id']} {lowest['formula']}, {group}, "
             f"{lowest['energy_per_atom_ev']:.4f} eV/atom (generation {lowest['generation']}). "
         )
+    seeds = csp["templates"]
+    if seeds:
+        template = lowest and lowest["template"]
+        ids = ", ".join(f"#{seed['id']}" for seed in seeds)
+        text += (
+            f"{len(seeds)} candidates came from templates (known structures of the target's "
+            f"stoichiometry type, decorated with its elements): {ids}. "
+        )
+        if lowest is not None:
+            text += (
+                "The lowest structure descends from no template. "
+                if template is None
+                else f"The lowest structure comes from template {template['template_id']} "
+                f"({template['template_formula']}) via #{template['seed_id']}. "
+            )
     if match is None:
         text += "No known structure was given (task.known_structure), so no match is reported."
     elif match["found"]:

@@ -37,7 +37,7 @@ def prototype_seeds(limits: ChemistryLimits, n: int, known: KnownMaterials) -> l
     seeds: list[Structure] = []
     seen = DuplicateIndex(known.tolerances)
     for row, mapping in _ranked(limits, known, n * MAX_CANDIDATES_PER_SEED):
-        structure = _decorate(known.structure(row), mapping)
+        structure = decorate(known.structure(row), mapping)
         if structure is None or not limits.allows(mapping.values()) or len(structure) > limits.max_atoms:
             continue
         if not _balanced(structure.composition) or known.match(structure) is not None:
@@ -73,7 +73,7 @@ def _ranked(
                 continue
             sources = np.array([sorted(els) for els in group["elements"]])  # [n, k] symbols
             symbols = sorted(set(sources.ravel()))
-            affinity = np.array([[_log_affinity(a, b) for b in targets] for a in symbols])
+            affinity = np.array([[log_affinity(a, b) for b in targets] for a in symbols])
             index = np.searchsorted(symbols, sources)
             perms = list(itertools.permutations(range(len(targets)), k))
             # score of every material under every mapping: its weakest substitution
@@ -88,7 +88,7 @@ def _ranked(
         yield row, dict(zip(source, mapped, strict=True))
 
 
-def _log_affinity(old: str, new: str) -> float:
+def log_affinity(old: str, new: str) -> float:
     """log(affinity / floor): 0 for pairs the substitution table has never seen substituting
     (keeping an element counts as its own, high, affinity)."""
     floor = math.exp(substitution_table().alpha)
@@ -104,7 +104,7 @@ def _balanced(composition: Composition) -> bool:
     return bool(composition.oxi_state_guesses(oxi_states_override=common, max_sites=-1))
 
 
-def _decorate(structure: Structure, mapping: dict[str, str]) -> Structure | None:
+def decorate(structure: Structure, mapping: dict[str, str]) -> Structure | None:
     """`structure` with its elements replaced by `mapping`, scaled by the elements' own volumes."""
     decorated = structure.copy()
     decorated.replace_species(mapping)

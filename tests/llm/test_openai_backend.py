@@ -341,3 +341,34 @@ def test_malformed_replies_until_the_end_stop_the_run_cleanly(server: ScriptedSe
         LLMUnavailableError, match=r"within 2 attempts .*a malformed reply: a body that is not JSON"
     ):
         backend(server, tmp_path, max_attempts=2).complete([request()])
+
+
+def test_csp_prompt_shows_decorated_templates_only_when_asked(server: ScriptedServer, tmp_path: Path) -> None:
+    from pymatgen.core import Composition
+
+    from matsearch.proposers.base import RunContext
+    from matsearch.structures.known import KnownMaterials
+    from matsearch.structures.templates import template_decorations
+
+    found = template_decorations(Composition("NaCl"), 2, KnownMaterials.load())
+    context = RunContext(examples=tuple(t.structure for t in found[:2]))
+    limits = ChemistryLimits(("Na", "Cl"), max_atoms=2, target=Composition("NaCl"))
+    prompts = []
+    for n_examples in (0, 2):
+        proposer = LLMProposer(
+            backend(server, tmp_path / str(n_examples)),
+            context=context,
+            structures_per_prompt=1,
+            repair_attempts=0,
+            template_examples=n_examples,
+        )
+        proposer.propose([], 1, limits, np.random.default_rng(5))
+        prompts.append(server.requests[-1]["messages"])
+    without, with_examples = prompts
+    assert without[0] == with_examples[0]  # same system message
+    assert "Known structures of the same stoichiometry type" not in without[1]["content"]
+    shown = with_examples[1]["content"]
+    assert "Known structures of the same stoichiometry type" in shown
+    for template in found[:2]:
+        assert f"{template.template_formula} ({template.template_id})" in shown
+    assert "crystal structure of NaCl" in shown

@@ -52,4 +52,5 @@ def build_llm_proposer(
         temperature=spec.temperature,
         max_tokens=spec.max_tokens,
         repair_attempts=spec.repair_attempts,
+        template_examples=spec.template_examples,
     )

@@ -80,6 +80,7 @@ class LLMProposer:
     temperature and max_tokens (answer tokens) are the sampling settings; `operator_weights`
     sets how often reproduce / mutate / crossover prompts are chosen (default: equal).
     Each answer is parsed in a worker process within `parse_time_limit_s` seconds.
+    A CSP prompt shows the first `template_examples` of `context.examples` (decorated templates).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class LLMProposer:
         structure_format: StructureFormat | str = StructureFormat.POSCAR,
         operator_weights: Mapping[str, float] | None = None,
         parse_time_limit_s: float = PARSE_TIME_LIMIT_S,
+        template_examples: int = 0,
     ) -> None:
         if k_parents < 1 or structures_per_prompt < 1 or repair_attempts < 0:
             raise LLMConfigError(
@@ -124,6 +126,7 @@ class LLMProposer:
         self.structure_format = StructureFormat(structure_format)
         self.operator_weights = weights
         self.parse = BoundedParser(parse_time_limit_s)
+        self.template_examples = template_examples
 
     def __repr__(self) -> str:
         return f"LLMProposer(backend={self.backend!r}, k_parents={self.k_parents})"
@@ -246,16 +249,35 @@ class LLMProposer:
             "objective_text": "",
             "answer_format": "",
             "error": "",
+            "examples_json": "",
         }
         values["objective_text"] = goal_text(
             self.templates, self.context.goals, self.context.selection, self.objective_text, **values
         )
         answer = "answer_json" if self.backend.structured_output else "answer_poscar"
         values["answer_format"] = self.templates.render(answer, **values)
+        user = self.templates.render(kind, **values)
+        examples = self.context.examples[: self.template_examples] if kind == "csp" else ()
+        if examples:
+            values["examples_json"] = self._examples_json(examples)
+            user += "\n\n" + self.templates.render("csp_examples", **values)
         return [
             {"role": "system", "content": self.templates.render("system", **values)},
-            {"role": "user", "content": self.templates.render(kind, **values)},
+            {"role": "user", "content": user},
         ]
+
+    def _examples_json(self, examples: tuple[Structure, ...]) -> str:
+        """Decorated templates as a JSON list: formula, the known material it decorates, structure."""
+        entries = []
+        for structure in examples:
+            entry: dict[str, Any] = {
+                "formula": structure.composition.reduced_formula,
+                "decorates": f"{structure.properties.get('template_formula')} "
+                f"({structure.properties.get('template_id')})",
+            }
+            entry[self.structure_format.value] = encode(structure, self.structure_format)
+            entries.append(json.dumps(entry, ensure_ascii=False))
+        return "[\n" + ",\n".join(entries) + "\n]"
 
     def _invalid(self, result: ParseResult | None) -> dict[int, str]:
         """Index in `result.structures` → why the run's validity check rejects that structure."""

@@ -1,0 +1,27 @@
+"""Energy-only screening with a fast model: one batched single point per call, no relaxation.
+
+CSP ranks its decorated templates this way before any is relaxed (engine); the model is loaded
+once per process and name, on the device asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+from pymatgen.core import Structure
+
+from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+
+
+def fast_energies(structures: Sequence[Structure], model: str, device: str | None = None) -> list[float]:
+    """Energy per atom (eV/atom) of each structure as given, by `model` (a name or file that
+    ``matsearch.mlip.load_model`` understands); NaN where the model fails."""
+    if not structures:
+        return []
+    return _relaxer(model, device).single_point(list(structures))
+
+
+@lru_cache(maxsize=2)
+def _relaxer(model: str, device: str | None) -> MLIPRelaxer:
+    return MLIPRelaxer(model_name=model, device=device, prerelax_model=None)
