@@ -85,6 +85,11 @@ BASE = {"name": "t", "chemistry": {"elements": ["Na", "Cl"]}}
             "'mlip': model 'no/such/model.pt' is neither a model name (default, chgnet-0.3.0",
             id="missing-model-file",
         ),
+        pytest.param(
+            {**BASE, "mlip": {"prerelax": "no-such-model"}},
+            "'mlip': prerelax 'no-such-model' is neither a model name (default, chgnet-0.3.0",
+            id="missing-prerelax-model",
+        ),
     ],
 )
 def test_what_a_spec_names_is_checked_before_the_run_not_when_reading_it(data: dict, message: str) -> None:
