@@ -71,8 +71,9 @@ def test_reported_novelty_equals_an_independent_structure_matcher_check(
         rows = known.rows(candidate.relaxed.composition.reduced_formula)
         fits = [r for r in rows if matcher.fit(candidate.relaxed, known.structure(r))]
         assert (candidate.novelty == Novelty.KNOWN) == bool(fits), candidate.id
-        if not rows:
-            assert candidate.novelty == Novelty.NEW_COMPOSITION
+        if not rows:  # a composition the run's hull lists is a new structure, never a new composition
+            hull_lists = "hull_entry" in candidate.extra
+            assert candidate.novelty == (Novelty.NEW_STRUCTURE if hull_lists else Novelty.NEW_COMPOSITION)
     for generation, metrics in run.generation_metrics().items():
         children = [c for c in scored if c.generation == generation]
         assert metrics["n_novel"] == sum(c.novelty != Novelty.KNOWN for c in children)
