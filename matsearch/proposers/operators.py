@@ -229,7 +229,8 @@ def _draw_substitute(
     table = substitution_table()
     if oxidation is not None and Species(source, oxidation) in table.species:
         old = Species(source, oxidation)
-        candidates = [sp for sp in table_species() if sp.oxi_state == oxidation and sp.symbol in allowed]
+        usable = set(allowed)
+        candidates = [sp for sp in table_species() if sp.oxi_state == oxidation and sp.symbol in usable]
         if not candidates:
             return None
         weights = np.array([math.exp(table.get_lambda(sp, old)) for sp in candidates])

@@ -9,6 +9,7 @@ candidate's chemical system and all its subsystems. All energies are eV/atom.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import warnings
 from collections import defaultdict
@@ -77,6 +78,7 @@ class HullReference:
                 f"Hull reference '{name}' names unknown element(s) {', '.join(unknown)} in its "
                 "formulas; use element symbols such as Li, O, Fe."
             )
+        self._system_order = {system: i for i, system in enumerate(self._by_system)}  # table order
         self._diagrams: dict[frozenset[str], PhaseDiagram] = {}
 
     @classmethod
@@ -184,14 +186,25 @@ class HullReference:
             for el in sorted(system):
                 self._reference(el)
             entries = [PDEntry(Composition(el), 0.0) for el in sorted(system)]
-            for subsystem, rows in self._by_system.items():
-                if subsystem <= system:
-                    for formula, energy in rows:
-                        comp = Composition(formula)
-                        entries.append(PDEntry(comp, energy * comp.num_atoms, name=formula))
+            for subsystem in self._subsystems(system):
+                for formula, energy in self._by_system[subsystem]:
+                    comp = Composition(formula)
+                    entries.append(PDEntry(comp, energy * comp.num_atoms, name=formula))
             with _quiet():
                 self._diagrams[system] = PhaseDiagram(entries)
         return self._diagrams[system]
+
+    def _subsystems(self, system: frozenset[str]) -> list[frozenset[str]]:
+        """The chemical systems of the table inside `system`, in table order; the subsets of a small
+        system are looked up rather than every system of the table tested."""
+        if 2 ** len(system) > len(self._system_order):
+            return [subsystem for subsystem in self._system_order if subsystem <= system]
+        subsets = (
+            frozenset(chosen)
+            for k in range(1, len(system) + 1)
+            for chosen in itertools.combinations(sorted(system), k)
+        )
+        return sorted((s for s in subsets if s in self._system_order), key=self._system_order.__getitem__)
 
     def _reference(self, symbol: str) -> float:
         try:

@@ -14,8 +14,8 @@ from pymatgen.core import Species
 def element_affinity(old: str, new: str) -> float:
     """Σ exp(λ) over all listed species pairs of the two elements; exp(α) if none is listed."""
     table = substitution_table()
-    old_species = [sp for sp in table_species() if sp.symbol == old]
-    new_species = [sp for sp in table_species() if sp.symbol == new]
+    old_species = species_by_element().get(old, ())
+    new_species = species_by_element().get(new, ())
     floor = math.exp(table.alpha)
     total = sum(
         math.exp(table.get_lambda(s_old, s_new))
@@ -36,3 +36,12 @@ def substitution_table() -> SubstitutionProbability:
 def table_species() -> tuple[Species, ...]:
     """Species of the substitution table in a fixed order (set order varies between runs)."""
     return tuple(sorted(substitution_table().species, key=str))
+
+
+@lru_cache(maxsize=1)
+def species_by_element() -> dict[str, tuple[Species, ...]]:
+    """The table's species of each element, in `table_species` order."""
+    grouped: dict[str, list[Species]] = {}
+    for sp in table_species():
+        grouped.setdefault(sp.symbol, []).append(sp)
+    return {symbol: tuple(species) for symbol, species in grouped.items()}

@@ -121,24 +121,41 @@ def test_a_composition_the_hull_lists_is_never_a_new_composition(known: KnownMat
     assert nacl2.novelty == Novelty.NEW_COMPOSITION and "hull_entry" not in nacl2.extra
 
 
-def test_minimum_distance_bonds_are_pymatgens(known: KnownMaterials) -> None:
-    """The vectorised bonds give MinimumDistanceNN's graph: same edges, same dimensionality."""
+def test_minimum_distance_bonds_and_dimensionality_are_pymatgens(known: KnownMaterials) -> None:
+    """The vectorised bonds are MinimumDistanceNN's graph (same edges), and the bond walk calls a
+    structure 0-dimensional exactly when Larsen's algorithm on that graph does: molecular crystals,
+    a chain, a layer and 60 MP-20 crystals."""
     import warnings
 
     import numpy as np
     from pymatgen.analysis.dimensionality import get_dimensionality_larsen
     from pymatgen.analysis.local_env import MinimumDistanceNN
 
-    from matsearch.scoring.discovery import minimum_distance_bonds
+    from matsearch.scoring.discovery import is_zero_dimensional, minimum_distance_bonds
 
-    rows = np.random.default_rng(1).choice(len(known), 12, replace=False)
-    structures = [_molecular("N", 1.10), _rocksalt_nacl(), *(known.structure(int(r)) for r in rows)]
+    rows = np.random.default_rng(1).choice(len(known), 60, replace=False)
+    chain = Structure(Lattice.orthorhombic(2.5, 8, 8), ["C"], [[0, 0, 0]])
+    layer = Structure(Lattice.orthorhombic(2.5, 2.5, 9), ["C"], [[0, 0, 0]])
+    lone_molecule = Structure(Lattice.cubic(6), ["N", "N"], [[0, 0, 0], [0.18, 0, 0]])
+    structures = [_molecular("N", 1.10), lone_molecule, chain, layer, _rocksalt_nacl()]
+    structures += [known.structure(int(r)) for r in rows]
+    dimensions = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for structure in structures:
-            ours, theirs = (
-                minimum_distance_bonds(structure),
-                MinimumDistanceNN().get_bonded_structure(structure),
-            )
-            assert sorted(ours.graph.edges(keys=False)) == sorted(theirs.graph.edges(keys=False))
-            assert get_dimensionality_larsen(ours) == get_dimensionality_larsen(theirs)
+            centres, neighbours, images = minimum_distance_bonds(structure)
+            theirs = MinimumDistanceNN().get_bonded_structure(structure)
+            ours = {_bond(i, j, t) for i, j, t in zip(centres.tolist(), neighbours.tolist(), images, strict=True)}
+            assert ours == {_bond(i, j, np.array(d["to_jimage"])) for i, j, d in theirs.graph.edges(data=True)}
+            dimensions.append(get_dimensionality_larsen(theirs))
+            assert is_zero_dimensional(structure) == (dimensions[-1] == 0)
+    assert dimensions[:4] == [0, 0, 1, 2]
+
+
+def _bond(i: int, j: int, image) -> tuple[int, int, tuple[int, ...]]:
+    """A bond as (lower site, higher site, image of the higher one); a bond of an atom to its own
+    image in either direction is one bond."""
+    if i > j:
+        i, j, image = j, i, -image
+    shift = tuple(int(x) for x in image)
+    return (i, j, max(shift, tuple(-x for x in shift)) if i == j else shift)
