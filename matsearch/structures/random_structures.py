@@ -6,18 +6,27 @@ number of formula units). Space groups are drawn uniformly from those whose Wyck
 hold the atom counts. pyxtal's atom counts refer to its conventional cell, which `random_structure`
 returns; `random_target_structure` returns the Niggli-reduced primitive cell of a possibly larger
 centred one.
+
+pyxtal (1.1.5) builds a new atomic `Tol_matrix` (a 119 × 119 Python loop, about 5 ms) on every
+`operations.check_images` call that passes no `tm`, even when a `tol` leaves it unused; merging
+Wyckoff positions makes dozens of such calls per crystal, which was 40 % of the engine's own time
+per child. Before its first crystal, `random_structure` makes one such matrix check_images'
+default (`_share_tolerance_matrix`): it is only read, and equals the one pyxtal would build, so
+pyxtal's structures are unchanged.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from functools import lru_cache, reduce
 
 import numpy as np
 from pymatgen.core import Composition, Structure
-from pyxtal import pyxtal
+from pyxtal import operations, pyxtal
 from pyxtal.symmetry import Group
+from pyxtal.tolerance import Tol_matrix
 
 from matsearch.structures.limits import ChemistryLimits
 from matsearch.structures.validity import is_plausible_composition
@@ -102,6 +111,7 @@ def random_structure(
 
     volume_factor: pyxtal's ratio of cell volume to the sum of atomic volumes.
     """
+    _share_tolerance_matrix()
     symbols = [el.symbol for el in composition.elements]
     counts = [int(round(composition[el])) for el in symbols]
     candidates = (
@@ -135,3 +145,18 @@ def random_structure(
 @lru_cache(maxsize=_N_SPACE_GROUPS)
 def _group(number: int) -> Group:
     return Group(number)
+
+
+@lru_cache(maxsize=1)
+def _share_tolerance_matrix() -> None:
+    """Make one atomic Tol_matrix the default `tm` of pyxtal's `check_images` (see the module
+    docstring); left alone when check_images has no `tm` defaulting to None."""
+    parameters = inspect.signature(operations.check_images).parameters
+    if "tm" not in parameters or parameters["tm"].default is not None:
+        return
+    shared = Tol_matrix(prototype="atomic")
+    operations.check_images.__defaults__ = tuple(
+        shared if name == "tm" else parameter.default
+        for name, parameter in parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    )

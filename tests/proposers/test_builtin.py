@@ -193,6 +193,29 @@ def test_random_structures_reproduce_from_seed() -> None:
     assert same_children(first, again)
 
 
+def test_sharing_pyxtals_tolerance_matrix_changes_no_structure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """random_structure makes one Tol_matrix pyxtal's check_images default (pyxtal builds one per
+    call otherwise): the crystals are those pyxtal makes with its own default."""
+    from pyxtal import operations
+
+    from matsearch.structures.random_structures import random_structure
+
+    compositions = [Composition(f) for f in ("Mg4O4", "Li2Fe2P2O8", "Sr2Ti2O6", "Si8")]
+
+    def crystals() -> list[Structure | None]:
+        return [random_structure(c, np.random.default_rng(i)) for i, c in enumerate(compositions)]
+
+    shared = crystals()
+    assert operations.check_images.__defaults__[1] is not None
+    monkeypatch.setattr(operations.check_images, "__defaults__", (None, None, None, 1.0))
+    own = crystals()
+    assert all(s is not None for s in shared)
+    for ours, theirs in zip(shared, own, strict=True):
+        assert np.array_equal(ours.lattice.matrix, theirs.lattice.matrix)
+        assert np.array_equal(ours.frac_coords, theirs.frac_coords)
+        assert ours.species == theirs.species
+
+
 def test_without_parents_falls_back_to_random() -> None:
     limits = ChemistryLimits(elements=("Mg", "O"), max_atoms=12)
     for weights in (None, {"crossover": 1.0}):

@@ -118,6 +118,32 @@ def test_distinguishes_polymorphs_and_ignores_oxidation_states() -> None:
     assert idx.find(moved) is None
 
 
+def test_asking_again_finds_what_was_added_since_and_follows_edits() -> None:
+    """A structure looked up without a match, asked again after a copy of it was added, is found
+    (its earlier misses are remembered, not its answer); several indexes share one structure; a
+    structure changed in place after a lookup is looked up as it is now."""
+    rocksalt = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    cesium_chloride_type = Structure(Lattice.cubic(3.3), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    query = rocksalt.copy()
+    query.apply_strain([0.01, 0.0, -0.01])
+    first, second = DuplicateIndex(), DuplicateIndex()
+    first.add(1, cesium_chloride_type)
+    second.add(5, rocksalt)
+    assert first.find(query) is None
+    assert second.find(query) == 5
+    first.add(2, cesium_chloride_type * (1, 1, 2))  # another CsCl-type entry: still no match
+    first.add(3, rocksalt)
+    assert first.find(query) == 3
+    assert first.find(query) == 3
+
+    query.translate_sites([0], [0.25, 0.0, 0.0])  # now another crystal
+    assert first.find(query) is None and second.find(query) is None
+    query.translate_sites([0], [-0.25, 0.0, 0.0])
+    assert first.find(query) == 3
+
+
 def test_codec_round_trip_is_exact(mp20_structures: list[Structure]) -> None:
     decorated = mp20_structures[0].copy()
     decorated.add_oxidation_state_by_guess()
