@@ -145,8 +145,11 @@ def test_minimum_distance_bonds_and_dimensionality_are_pymatgens(known: KnownMat
         for structure in structures:
             centres, neighbours, images = minimum_distance_bonds(structure)
             theirs = MinimumDistanceNN().get_bonded_structure(structure)
-            ours = {_bond(i, j, t) for i, j, t in zip(centres.tolist(), neighbours.tolist(), images, strict=True)}
-            assert ours == {_bond(i, j, np.array(d["to_jimage"])) for i, j, d in theirs.graph.edges(data=True)}
+            ours = zip(centres.tolist(), neighbours.tolist(), images, strict=True)
+            edges = theirs.graph.edges(data=True)
+            assert {_bond(i, j, t) for i, j, t in ours} == {
+                _bond(i, j, np.array(d["to_jimage"])) for i, j, d in edges
+            }
             dimensions.append(get_dimensionality_larsen(theirs))
             assert is_zero_dimensional(structure) == (dimensions[-1] == 0)
     assert dimensions[:4] == [0, 0, 1, 2]
