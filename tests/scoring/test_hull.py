@@ -67,6 +67,18 @@ def test_e_above_hull_moves_one_to_one_with_energy(mp20_hull: HullReference) -> 
         assert mp20_hull.e_above_hull("LiFeO2", -6.0 + shift) == pytest.approx(base + shift)
 
 
+def test_a_systems_diagram_holds_every_compound_inside_it(mp20_hull: HullReference) -> None:
+    """The phase diagram of Li-Fe-P-O holds the elements and exactly the table's compounds made of
+    them (subsystems looked up); so does one of 11 elements (every system of the table tested)."""
+    formulas = data.load_formation_energies("mp20-subset")["formula"].unique()
+    for system in ({"Li", "Fe", "P", "O"}, {"Li", "Na", "K", "Mg", "Ca", "Fe", "Mn", "P", "S", "O", "F"}):
+        inside = [f for f in formulas if data.formula_elements(f) <= system]
+        entries = mp20_hull.phase_diagram(system).all_entries
+        assert len(entries) == len(system) + len(inside)
+        elements = {Composition(el).reduced_formula for el in system}  # O2 for O
+        assert {e.name for e in entries} == set(inside) | elements
+
+
 def test_missing_elemental_reference_is_a_data_error(mp20_hull: HullReference) -> None:
     with pytest.raises(DataError, match="Element Ra has no elemental reference energy in mp-"):
         mp20_hull.e_above_hull("RaO", -5.0)
