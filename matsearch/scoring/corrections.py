@@ -32,7 +32,9 @@ def _compatibility() -> MaterialsProject2020Compatibility:
 
 def mp_calculation_parameters(composition: Composition) -> dict[str, object]:
     """The run type and U values (eV) the Materials Project uses for `composition`."""
-    elements = sorted((el for el in composition.elements if composition[el] > 0), key=lambda el: el.X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen: noble gases have no electronegativity (NaN)
+        elements = sorted((el for el in composition.elements if composition[el] > 0), key=lambda el: el.X)
     u_values = _compatibility().u_settings.get(elements[-1].symbol, {})
     hubbards = {el.symbol: float(u_values[el.symbol]) for el in elements if el.symbol in u_values}
     return {"run_type": "GGA+U" if hubbards else "GGA", "hubbards": hubbards}

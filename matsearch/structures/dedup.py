@@ -95,11 +95,6 @@ class _PreparedCache:
         self._entries: OrderedDict[Content, _Prepared] = OrderedDict()
         self._lock = threading.Lock()
 
-    def peek(self, structure: Structure) -> _Prepared | None:
-        """The cached prepared form of `structure`, or None (nothing is computed)."""
-        with self._lock:
-            return self._entries.get(_content(structure))
-
     def get(self, structure: Structure) -> _Prepared:
         """The prepared form of `structure`, computed and kept when not cached."""
         content = _content(structure)
@@ -172,8 +167,7 @@ class DuplicateIndex:
             attempt_supercell=False,
         )
         self._groups: dict[GroupKey, _Group] = {}
-        # reduced formula -> entries not yet filed in their group (prepared already when cached)
-        self._waiting: dict[str, list[tuple[int, Structure, _Prepared | None]]] = {}
+        self._waiting: dict[str, list[tuple[int, Structure]]] = {}  # reduced formula -> not yet prepared
         # content -> how many entries of its group a structure was fitted against without a match
         self._misses: OrderedDict[Content, int] = OrderedDict()
         self._count = 0
@@ -185,13 +179,13 @@ class DuplicateIndex:
     def add(self, id: int, structure: Structure) -> None:
         """Remember `structure` under candidate `id` (prepared when its formula is first queried)."""
         formula = structure.composition.element_composition.reduced_formula
-        self._waiting.setdefault(formula, []).append((id, structure, _PREPARED.peek(structure)))
+        self._waiting.setdefault(formula, []).append((id, structure))
         self._count += 1
 
     def _prepare(self, formula: str) -> None:
-        """File the waiting entries of `formula` in their groups, in the order they were added."""
-        for id, structure, prepared in self._waiting.pop(formula, ()):
-            prepared = prepared or _PREPARED.get(structure)
+        """Reduce and fingerprint the waiting entries of `formula`, in the order they were added."""
+        for id, structure in self._waiting.pop(formula, ()):
+            prepared = _PREPARED.get(structure)
             group = self._groups.setdefault(prepared.key, _Group(len(prepared.fingerprint)))
             group.ids.append(id)
             group.structures.append(prepared.reduced)
