@@ -9,8 +9,8 @@ Each relaxed candidate is marked once, in id order, after its generation is rela
    applied to one vectorised neighbour list. Larsen's dimensionality is the rank of the periodic
    translations that chains of bonds reach; it is 0 exactly when no chain leads from an atom to
    one of its own images, which one walk over the bonds decides (no graph objects): the same
-   answer as pymatgen's `get_dimensionality_larsen` on MinimumDistanceNN's graph, in about
-   1/10 of its time;
+   answer as pymatgen's `get_dimensionality_larsen` on MinimumDistanceNN's graph (332 structures
+   compared), in 0.3 instead of 7.4 ms CPU per MP-20 crystal (graph and Larsen's search);
 2. duplicate after relaxation: a relaxed structure that matches an earlier candidate's relaxed
    structure (StructureMatcher, the run's tolerances) makes the candidate a DUPLICATE of it;
 3. novelty: the known material it reproduces (``known_id``), else ``new_structure`` when the index
