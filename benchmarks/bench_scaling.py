@@ -356,9 +356,9 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
     proposed structures (the driver's cost does not depend on how they were relaxed).
     """
     from matsearch.candidate import Candidate, Status
-    from matsearch.engine import chemistry_limits
     from matsearch.evaluation.ray_executor import evaluation_from_wire, evaluation_to_wire
     from matsearch.proposers.builtin import BuiltinProposer
+    from matsearch.proposing import chemistry_limits
     from matsearch.results import Evaluation, RelaxResult
     from matsearch.scoring.hull import HullReference
     from matsearch.scoring.objectives import apply_relax_result
@@ -420,9 +420,12 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
                     elapsed = time.perf_counter() - middle
                     timings["dedup"].append(elapsed)
                     dedup_by_size.append((size, elapsed))
-                    child.status = Status.VALID if match is None else Status.DUPLICATE
+                    if match is None:
+                        child.accept()
+                    else:
+                        child.reject_duplicate(match)
                 else:
-                    child.status, child.reason = Status.INVALID, reason
+                    child.reject(reason)
                 statuses[child.status.value] += 1
                 started = time.perf_counter()
                 store.update([child])

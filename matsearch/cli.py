@@ -64,7 +64,7 @@ def _user_errors() -> Iterator[None]:
 @contextmanager
 def _progress_bar() -> Iterator[Callable]:
     """A rich progress bar per generation, fed by the engine's Progress events."""
-    from matsearch.engine import Progress as EngineProgress
+    from matsearch.progress import Progress as EngineProgress
 
     columns = (
         TextColumn("[bold]gen {task.fields[generation]:>3}[/]"),

@@ -58,7 +58,7 @@ def test_each_objective_is_computed_where_its_source_says(name: str, hull: HullR
     'structure': the evaluator applies its function to the relaxed structure."""
     source = OBJECTIVES[name].source
     if source == "relaxation":
-        candidate = Candidate(id=1, generation=1, origin="builtin", operator="strain")
+        candidate = Candidate(id=1, generation=1, origin="builtin", operator="strain", status=Status.VALID)
         result = RelaxResult(_rocksalt(), -3.4, -3.3, converged=True)
         apply_relax_result(candidate, result, hull)
         assert candidate.status == Status.SCORED and name in candidate.scores
