@@ -65,6 +65,7 @@ def ranked_templates(
             parents=[],
             origin="template",
             extra=t.provenance() | {"screen_model": model, "screen_energy_per_atom": energy},
+            valid=True,
         )
         for t, energy in ranked
     ]
