@@ -172,7 +172,7 @@ class Search:
                 context = self._proposer_context(seen)
                 proposers = [build_proposer(p, store.run_dir, context) for p in self.spec.proposers]
                 marker = DiscoveryMarker(self.known, self.tolerances, self.hull)
-                marker.remember(c for c in history if c.status == Status.SCORED)
+                marker.remember(history)
                 del history
                 for generation in range(self.spec.generations + 1):
                     if not store.is_completed(generation):

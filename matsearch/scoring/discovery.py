@@ -77,8 +77,11 @@ class DiscoveryMarker:
         self._relaxed = DuplicateIndex(tolerances)
 
     def remember(self, candidates: Iterable[Candidate]) -> None:
-        """Add already-marked scored candidates to the history (on resume), in id order."""
-        for candidate in sorted(candidates, key=lambda c: c.id):
+        """Add the already-marked scored `candidates` to the history (on resume), in id order. One
+        scored but not yet marked when the run was killed is left out: it is marked on resume, and
+        would otherwise match itself."""
+        marked = (c for c in candidates if c.status == Status.SCORED and c.novelty is not None)
+        for candidate in sorted(marked, key=lambda c: c.id):
             self._relaxed.add(candidate.id, candidate.relaxed)
 
     def mark(self, candidate: Candidate) -> None:
