@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from matsearch.errors import MatsearchError
+from matsearch.errors import ExportWarning, MatsearchError
+from matsearch.export_formats import EXPORT_FORMATS, check_formats
 
 app = typer.Typer(
     help="Generative materials discovery: propose, relax, score and select crystal structures.",
@@ -167,8 +168,8 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = None,
     fmt: Annotated[
         list[str],
-        typer.Option("--format", "-f", help="cif, poscar, extxyz, csv, json (repeatable; default all)."),
-    ] = ["cif", "poscar", "extxyz", "csv", "json"],  # noqa: B006 - typer needs a literal default
+        typer.Option("--format", "-f", help=f"{', '.join(EXPORT_FORMATS)} (repeatable; default all)."),
+    ] = list(EXPORT_FORMATS),  # noqa: B006 - typer reads the default list
     top: Annotated[int | None, typer.Option(help="Only the N lowest-e_hull candidates.")] = None,
     max_ehull: Annotated[
         float | None, typer.Option("--max-ehull", help="Only candidates with e_hull ≤ X eV/atom.")
@@ -201,14 +202,11 @@ def export(
     folder that is not empty is refused unless --force."""
     from matsearch.dft.compare import dft_views
     from matsearch.dft_export import PotcarSkippedWarning, VaspInputSetName, export_vasp
-    from matsearch.export import VASP_DIR, ExportFormat, ExportWarning, export_candidates
+    from matsearch.export import VASP_DIR, export_candidates
     from matsearch.run import Run
 
     with _user_errors():
-        allowed = [f.value for f in ExportFormat]
-        bad = [f for f in fmt if f not in allowed]
-        if bad:
-            raise MatsearchError(f"unknown export format '{bad[0]}'; allowed: {', '.join(allowed)}")
+        check_formats(fmt)
         if vasp is not None and vasp not in {v.value for v in VaspInputSetName}:
             choices = ", ".join(v.value for v in VaspInputSetName)
             raise MatsearchError(f"unknown VASP input set '{vasp}'; allowed: {choices}")
@@ -228,7 +226,7 @@ def export(
             written = export_candidates(
                 chosen,
                 out_dir,
-                [ExportFormat(f) for f in fmt],
+                fmt,
                 result.spec().objectives,
                 cif_p1=cif_p1,
                 force=force,

@@ -21,7 +21,9 @@ from pymatgen.io.vasp import Poscar
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from matsearch import Run, Search
-from matsearch.export import ExportFormat, ExportWarning, candidate_stem, export_candidates
+from matsearch.errors import ExportWarning
+from matsearch.export import export_candidates
+from matsearch.export_formats import EXPORT_FORMATS, candidate_stem
 from matsearch.mlip import load_model
 from matsearch.structures.symmetry import space_group
 
@@ -57,7 +59,7 @@ def exported(run: Run, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, 
     out = tmp_path_factory.mktemp("export") / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExportWarning)  # a current run stores forces and stress
-        export_candidates(chosen, out, list(ExportFormat), run.spec().objectives, cif_p1=True)
+        export_candidates(chosen, out, list(EXPORT_FORMATS), run.spec().objectives, cif_p1=True)
     return chosen, out
 
 
@@ -135,7 +137,7 @@ def test_extxyz_of_a_candidate_without_stored_forces_keeps_its_energy(exported, 
     old = copy.deepcopy(exported[0][0])
     old.forces, old.stress_gpa = None, None  # as read from a run stored before forces were kept
     with pytest.warns(ExportWarning, match="1 of 1 extxyz frames carry no forces or stress"):
-        export_candidates([old], tmp_path / "old", [ExportFormat.EXTXYZ])
+        export_candidates([old], tmp_path / "old", ["extxyz"])
     (atoms,) = ase_read(tmp_path / "old" / "candidates.extxyz", index=":")
     assert atoms.get_potential_energy() == pytest.approx(old.energy_per_atom * len(atoms), rel=1e-12)
 

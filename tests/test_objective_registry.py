@@ -92,7 +92,7 @@ def test_status_and_export_show_each_objective_with_its_unit(name: str, tmp_path
 
 def test_a_run_with_density_shows_it_with_its_unit_in_status_report_and_export(tmp_path: Path, cli) -> None:
     from matsearch import Search
-    from matsearch.export import ExportFormat, export_candidates
+    from matsearch.export import export_candidates
     from matsearch.report import make_report
 
     spec = {
@@ -121,7 +121,7 @@ def test_a_run_with_density_shows_it_with_its_unit_in_status_report_and_export(t
     assert {"name": "density", "unit": "g/cm³"}.items() <= data["scores"][1].items()
     assert "density (g/cm³)" in make_report(run.run_dir).read_text()
     out = tmp_path / "export"
-    export_candidates(scored, out, [ExportFormat.CSV, ExportFormat.JSON], run.spec().objectives)
+    export_candidates(scored, out, ["csv", "json"], run.spec().objectives)
     document = json.loads((out / "candidates.json").read_text())
     assert document["units"]["density_g_per_cm3"] == "g/cm³"
     assert [r["density_g_per_cm3"] for r in document["candidates"]] == [c.scores["density"] for c in scored]
