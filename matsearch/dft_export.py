@@ -21,7 +21,7 @@ from pymatgen.io.vasp.sets import MPRelaxSet, MPScanRelaxSet, VaspInputSet
 
 from matsearch.candidate import Candidate
 from matsearch.export import candidate_metadata
-from matsearch.export_formats import candidate_stem
+from matsearch.export_job import candidate_stem
 
 PSP_SETTING = "PMG_VASP_PSP_DIR"
 

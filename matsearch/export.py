@@ -12,7 +12,8 @@ from pathlib import Path
 
 from matsearch.candidate import Candidate
 from matsearch.errors import ExportError, ExportWarning
-from matsearch.export_formats import EXPORT_FORMATS, RUN_FILE_STEM, ExportJob, check_formats
+from matsearch.export_formats import EXPORT_FORMATS, check_formats
+from matsearch.export_job import RUN_FILE_STEM, ExportJob
 from matsearch.export_structures import P1_TAG, lacks_forces
 from matsearch.spec import Objective
 

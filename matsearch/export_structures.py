@@ -23,7 +23,7 @@ from pymatgen.io.vasp import Poscar
 
 from matsearch.candidate import Candidate
 from matsearch.errors import ExportWarning
-from matsearch.export_formats import ExportJob, candidate_stem
+from matsearch.export_job import ExportJob, candidate_stem
 from matsearch.structures.symmetry import SPGLIB_ERRORS, SYMPREC_ANGSTROM, spglib_output_logged
 
 P1_TAG = "_P1"  # <stem>_P1.cif: the cell as relaxed, next to the symmetrised <stem>.cif

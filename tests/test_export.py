@@ -23,7 +23,8 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from matsearch import Run, Search
 from matsearch.errors import ExportWarning
 from matsearch.export import export_candidates
-from matsearch.export_formats import EXPORT_FORMATS, candidate_stem
+from matsearch.export_formats import EXPORT_FORMATS
+from matsearch.export_job import candidate_stem
 from matsearch.mlip import load_model
 from matsearch.structures.symmetry import space_group
 
@@ -172,3 +173,26 @@ def test_structure_files_match_what_the_adaptor_writes(exported) -> None:
         np.testing.assert_allclose(atoms.cell[:], reference.cell[:], atol=1e-8)
         np.testing.assert_allclose(atoms.positions, reference.positions, atol=1e-8)
         assert list(atoms.symbols) == list(reference.symbols)
+
+
+def test_the_command_line_and_force_know_every_declared_format(tmp_path: Path) -> None:
+    """`export --format` offers exactly EXPORT_FORMATS (default: all), the manifest comes after the
+    structure files it lists, and `--force` clears the files of every format."""
+    import typer
+
+    from matsearch.cli import app
+    from matsearch.export import prepare_export_dir
+
+    command = typer.main.get_command(app).commands["export"]
+    (option,) = [p for p in command.params if p.name == "fmt"]
+    assert option.default == list(EXPORT_FORMATS)
+    assert option.help.startswith(", ".join(EXPORT_FORMATS) + " ")
+    per_candidate = [f.per_candidate for f in EXPORT_FORMATS.values()]
+    assert per_candidate == sorted(per_candidate, reverse=True)
+    out = tmp_path / "old"
+    out.mkdir()
+    for f in EXPORT_FORMATS.values():
+        (out / (f"0042_NaCl{f.suffix}" if f.per_candidate else f"candidates{f.suffix}")).write_text("")
+    (out / "0042_NaCl_P1.cif").write_text("")
+    prepare_export_dir(out, force=True)
+    assert not any(out.iterdir())

@@ -137,10 +137,12 @@ def test_every_registry_names_exactly_what_the_spec_allows() -> None:
     from matsearch.evaluation.executors import EXECUTORS
     from matsearch.proposers.builtin import DEFAULT_WEIGHTS, OPERATORS
     from matsearch.proposers.registry import PROPOSERS
-    from matsearch.spec import BUILTIN_OPERATORS, ExecutorSpec, MLIPSpec, ProposerSpec
+    from matsearch.selection import SELECTIONS
+    from matsearch.spec import BUILTIN_OPERATORS, ExecutorSpec, MLIPSpec, ProposerSpec, RunSpec
 
     assert set(BACKENDS) == set(get_args(MLIPSpec.model_fields["backend"].annotation))
     assert set(EXECUTORS) == set(get_args(ExecutorSpec.model_fields["kind"].annotation))
     assert set(OPERATORS) == set(BUILTIN_OPERATORS) == set(DEFAULT_WEIGHTS)
+    assert set(SELECTIONS) == set(get_args(RunSpec.model_fields["selection"].annotation))
     (union, _) = get_args(ProposerSpec)
     assert set(PROPOSERS) == {get_args(m.model_fields["kind"].annotation)[0] for m in get_args(union)}
