@@ -53,18 +53,24 @@ class RelaxSettings:
         if not _whole(self.batch_atoms) or self.batch_atoms < 1:
             raise ValueError(f"batch_atoms must be a whole number, at least 1, got {self.batch_atoms}")
         if not _positive(self.max_batch_memory_gb):
-            raise ValueError(f"max_batch_memory_gb must be a positive number of GB, got {self.max_batch_memory_gb}")
+            raise ValueError(
+                f"max_batch_memory_gb must be a positive number of GB, got {self.max_batch_memory_gb}"
+            )
         if self.prerelax_model is not None and not (
             isinstance(self.prerelax_model, str) and self.prerelax_model.strip()
         ):
-            raise ValueError(f"prerelax_model must be a model name or file, or None, got {self.prerelax_model!r}")
+            raise ValueError(
+                f"prerelax_model must be a model name or file, or None, got {self.prerelax_model!r}"
+            )
         if not _positive(self.prerelax_fmax):
             raise ValueError(f"prerelax_fmax must be a positive number of eV/Å, got {self.prerelax_fmax}")
 
 
 def _positive(value: object) -> bool:
     """A finite real number above zero (not a bool)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
 
 
 def _whole(value: object) -> bool:

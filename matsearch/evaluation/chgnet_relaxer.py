@@ -120,8 +120,7 @@ class CHGNetRelaxer:
                 steps=run_log[-1].nsteps,
                 wall_time_s=time.perf_counter() - start,
                 error=(
-                    f"relaxation exceeded {timeout_s:g} s wall-clock timeout "
-                    f"after {run_log[-1].nsteps} steps"
+                    f"relaxation exceeded {timeout_s:g} s wall-clock timeout after {run_log[-1].nsteps} steps"
                 ),
             )
         except Exception as exc:  # noqa: BLE001 - a bad structure must not stop the others

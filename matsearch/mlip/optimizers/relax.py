@@ -448,9 +448,8 @@ class _BatchRelaxation:
             if not is_finite:
                 error = f"the model returned NaN or infinite energy, forces or stress at step {int(steps)}"
             elif not is_converged and steps < self.settings.steps:
-                error = (
-                    f"relaxation exceeded {self.settings.timeout_s:g} s wall-clock timeout after {int(steps)} steps"
-                )
+                timeout_s = self.settings.timeout_s
+                error = f"relaxation exceeded {timeout_s:g} s wall-clock timeout after {int(steps)} steps"
             if error is not None:
                 self.results[run.index] = RelaxResult(
                     None,
