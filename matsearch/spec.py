@@ -32,6 +32,7 @@ from matsearch.relax_defaults import (
     PRERELAX_FMAX_EV_PER_A,
     PRERELAX_MODEL,
     TIMEOUT_S,
+    RelaxSettings,
 )
 
 MAX_SPEC_BYTES = 1_000_000  # a spec file larger than this is refused before it is parsed
@@ -273,6 +274,18 @@ class MLIPSpec(_Strict):
                         "own model); remove it or use backend 'matsearch'"
                     )
         return self
+
+    def relax_settings(self) -> RelaxSettings:
+        """This section's relaxation settings as the record the relaxers take."""
+        return RelaxSettings(
+            fmax=self.fmax,
+            steps=self.steps,
+            timeout_s=self.timeout_s,
+            batch_atoms=self.batch_atoms,
+            max_batch_memory_gb=self.max_batch_memory_gb,
+            prerelax_model=self.prerelax,
+            prerelax_fmax=self.prerelax_fmax,
+        )
 
 
 class ExecutorSpec(_Strict):

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pymatgen.core import Structure
 
 from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+from matsearch.relax_defaults import RelaxSettings
 
 
 def fast_energies(structures: Sequence[Structure], model: str, device: str | None = None) -> list[float]:
@@ -24,4 +25,4 @@ def fast_energies(structures: Sequence[Structure], model: str, device: str | Non
 
 @lru_cache(maxsize=2)
 def _relaxer(model: str, device: str | None) -> MLIPRelaxer:
-    return MLIPRelaxer(model_name=model, device=device, prerelax_model=None)
+    return MLIPRelaxer(model_name=model, device=device, settings=RelaxSettings(prerelax_model=None))
