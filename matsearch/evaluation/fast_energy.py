@@ -1,7 +1,8 @@
 """Energy-only screening with a fast model: one batched single point per call, no relaxation.
 
-CSP ranks its decorated templates this way before any is relaxed (engine); the model is loaded
-once per process and name, on the device asked for.
+CSP ranks its decorated templates this way before any is relaxed (engine), and the second model of
+`matsearch uncertainty` scores relaxed structures; the model is loaded once per process, name and
+device.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ def fast_energies(structures: Sequence[Structure], model: str, device: str | Non
     if not structures:
         return []
     return _relaxer(model, device).single_point(list(structures))
+
+
+def energy_convention(model: str, device: str | None = None) -> str:
+    """What `model`'s energies mean ("mp2020" or "raw-pbe"; ``MLIPModel.energy_convention``)."""
+    return _relaxer(model, device).energy_convention
 
 
 @lru_cache(maxsize=2)
