@@ -57,8 +57,9 @@ def load_sample(n: int, max_atoms: int, seed: int) -> list[dict]:
 def run_chgnet(structures: list[Structure]) -> tuple[list[BulkModulusResult], list[str | None]]:
     """Relax with chgnet's StructOptimizer, then fit the EOS with ASE FIRE and the same model."""
     from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
+    from matsearch.relax_defaults import RelaxSettings
 
-    relaxer = CHGNetRelaxer(fmax=RELAX_FMAX, steps=RELAX_STEPS, timeout_s=None, device="cpu")
+    relaxer = CHGNetRelaxer(RelaxSettings(fmax=RELAX_FMAX, steps=RELAX_STEPS, timeout_s=None), device="cpu")
     results, relax_errors = [], []
     for structure in structures:
         (relaxed,) = relaxer.relax([structure])
@@ -76,10 +77,12 @@ def run_inhouse(structures: list[Structure]) -> tuple[list[BulkModulusResult], l
     import torch
 
     from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
-    from matsearch.mlip import load_model
+    from matsearch.mlip import RelaxSettings, load_model
 
     model = load_model("default", device="cpu", dtype=torch.float32)
-    relaxer = MLIPRelaxer.from_model(model, fmax=RELAX_FMAX, steps=RELAX_STEPS, timeout_s=None)
+    relaxer = MLIPRelaxer.from_model(
+        model, RelaxSettings(fmax=RELAX_FMAX, steps=RELAX_STEPS, timeout_s=None, prerelax_model=None)
+    )
     relaxed = relaxer.relax(structures)
     ok = [i for i, r in enumerate(relaxed) if r.error is None]
     fitted = bulk_moduli([relaxed[i].structure for i in ok], relaxer, BulkModulusSpec())

@@ -91,7 +91,7 @@ def run_target(
     from pymatgen.core import Structure
 
     from matsearch import Search, Status
-    from matsearch.mlip import load_model, relax
+    from matsearch.mlip import RelaxSettings, load_model, relax
     from matsearch.spec import MLIPSpec
 
     material_id, formula, cif = target
@@ -128,7 +128,9 @@ def run_target(
     matcher = StructureMatcher()
     first = next((k for k, c in enumerate(sent) if c.relaxed and matcher.fit(known, c.relaxed)), None)
     settings = MLIPSpec()
-    known_relaxed = relax([known], load_model(model), fmax=settings.fmax, steps=settings.steps)[0]
+    known_relaxed = relax(
+        [known], load_model(model), RelaxSettings(fmax=settings.fmax, steps=settings.steps)
+    )[0]
     gap = 1000 * (known_relaxed.energy_per_atom - lowest.energy_per_atom)
     return {
         "material_id": material_id,

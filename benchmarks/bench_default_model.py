@@ -44,9 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MATSEARCH_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 
-from matsearch.mlip import load_model  # noqa: E402
+from matsearch.mlip import RelaxSettings, load_model, relax  # noqa: E402
 from matsearch.mlip.model import MLIPModel  # noqa: E402
-from matsearch.mlip.optimizers.relax import relax  # noqa: E402
 from matsearch.mlip.state import BatchedState  # noqa: E402
 from matsearch.mlip.units import EV_PER_A3_IN_GPA  # noqa: E402
 from matsearch.scoring.corrections import mp2020_energy_per_atom  # noqa: E402
@@ -172,9 +171,11 @@ def run_bulk(models: dict[str, MLIPModel], n: int) -> dict:
     }
     for name, model in models.items():
         started = time.perf_counter()
-        relaxed = relax(structures, model, fmax=0.05, steps=500, cell_filter=True, max_batch_atoms=128)
+        relaxed = relax(
+            structures, model, RelaxSettings(fmax=0.05, steps=500, batch_atoms=128), cell_filter=True
+        )
         ok = [i for i, r in enumerate(relaxed) if r.error is None]
-        relaxer = MLIPRelaxer.from_model(model, batch_atoms=128)
+        relaxer = MLIPRelaxer.from_model(model, RelaxSettings(batch_atoms=128, prerelax_model=None))
         fitted = bulk_moduli([relaxed[i].structure for i in ok], relaxer, BulkModulusSpec())
         predicted = np.full(len(records), np.nan)
         for i, result in zip(ok, fitted, strict=True):
@@ -244,7 +245,9 @@ def run_speed(models: dict[str, MLIPModel], repeats: int = 3) -> dict:
             cpus[name].append(time.process_time() - cpu)
     for name, model in models.items():
         wall, cpu = time.perf_counter(), time.process_time()
-        relaxed = relax(rattled, model, fmax=0.05, steps=300, cell_filter=True, max_batch_atoms=128)
+        relaxed = relax(
+            rattled, model, RelaxSettings(fmax=0.05, steps=300, batch_atoms=128), cell_filter=True
+        )
         out[name] = {
             "single_point_s_median": statistics.median(walls[name]),
             "single_point_cpu_s_median": statistics.median(cpus[name]),

@@ -34,9 +34,9 @@ os.environ.setdefault("MATSEARCH_DATA_DIR", str(ROOT.parent / "shared" / "data")
 
 from matsearch.dft.read import DftFrame  # noqa: E402
 from matsearch.dft.training import FrameSet, labelled_frames, training_set  # noqa: E402
+from matsearch.finetune_settings import FinetuneSettings  # noqa: E402
 from matsearch.mlip import load_model  # noqa: E402
 from matsearch.mlip.training.finetune import (  # noqa: E402
-    FinetuneSettings,
     LabelledStructure,
     evaluate,
     finetune,

@@ -127,7 +127,6 @@ def measure(folder: Path, size: int, generations: int, children: int) -> dict:
     store.close()
     fill_s = time.perf_counter() - started
 
-    search = Search.from_run_dir(spec.run_dir)
     first_stage: list[tuple[float, float]] = []
     done: list[tuple[float, float, float, float]] = []  # wall, cpu, evaluate wall, evaluate cpu
 
@@ -137,7 +136,7 @@ def measure(folder: Path, size: int, generations: int, children: int) -> dict:
         if progress.stage == "done":
             done.append((time.perf_counter(), time.process_time(), timed.seconds, timed.cpu_seconds))
 
-    search.on_progress = on_progress
+    search = Search.from_run_dir(spec.run_dir, on_progress=on_progress)
     timed = TimedExecutor(search.executor)
     search._executor = timed  # the real executor, timed
     started, cpu = time.perf_counter(), time.process_time()

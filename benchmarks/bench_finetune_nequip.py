@@ -39,9 +39,10 @@ os.environ.setdefault("MATSEARCH_DATA_DIR", str(ROOT.parent / "shared" / "data")
 
 from bench_default_model import energies_per_atom, mp2020_corrections, on_hull_scale  # noqa: E402
 
+from matsearch.finetune_settings import FinetuneSettings  # noqa: E402
 from matsearch.mlip import load_model  # noqa: E402
 from matsearch.mlip.model import MLIPModel  # noqa: E402
-from matsearch.mlip.training.finetune import FinetuneSettings, LabelledStructure, finetune  # noqa: E402
+from matsearch.mlip.training.finetune import LabelledStructure, finetune  # noqa: E402
 from training import recipe_data as rd  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "finetune_nequip.json"

@@ -31,11 +31,11 @@ import torch
 from pymatgen.analysis.ewald import EwaldSummation
 from pymatgen.core import Lattice, Structure
 
+from matsearch.finetune_settings import FinetuneSettings
 from matsearch.mlip import load_model
 from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.heads.qeq import ChargeEquilibrationHead
 from matsearch.mlip.training.finetune import (
-    FinetuneSettings,
     LabelledStructure,
     evaluate,
     finetune,

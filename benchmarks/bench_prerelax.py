@@ -23,6 +23,7 @@ Writes benchmarks/results/prerelax.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -84,16 +85,18 @@ def scored(results, hull) -> dict[str, np.ndarray]:
 
 def run_sample(name: str, structures: list[Structure], args, hull) -> dict:
     from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+    from matsearch.relax_defaults import RelaxSettings
 
-    settings = {"fmax": 0.05, "steps": 300, "timeout_s": None, "batch_atoms": args.batch_atoms}
-    modes = {"accurate only": MLIPRelaxer(args.accurate, device="cpu", **settings)}
+    alone = RelaxSettings(
+        fmax=0.05, steps=300, timeout_s=None, batch_atoms=args.batch_atoms, prerelax_model=None
+    )
+    modes = {"accurate only": MLIPRelaxer(args.accurate, device="cpu", settings=alone)}
     for handover in args.handover:
-        modes[f"prerelax to {handover:g} eV/Å"] = MLIPRelaxer(
-            args.accurate, device="cpu", prerelax_model=args.fast, prerelax_fmax=handover, **settings
-        )
+        two = dataclasses.replace(alone, prerelax_model=args.fast, prerelax_fmax=handover)
+        modes[f"prerelax to {handover:g} eV/Å"] = MLIPRelaxer(args.accurate, device="cpu", settings=two)
     for relaxer in modes.values():  # load every model outside the timed part
         relaxer.single_point(structures[:1])
-        if relaxer.prerelax_model is not None:
+        if relaxer.settings.prerelax_model is not None:
             relaxer.relax(structures[:1])
     out: dict = {"n": len(structures), "n_atoms": sum(len(s) for s in structures)}
     reference = None

@@ -35,7 +35,7 @@ RESULTS = REPO / "benchmarks" / "results" / "properties.json"
 def old_scans(structures, model, settings) -> list:
     """The old scan of `structures` together: scaled cells relaxed from the scaled input with FIRE."""
     from matsearch.evaluation.bulk_modulus import fit_bulk_modulus, volume_factors
-    from matsearch.mlip.optimizers.relax import relax
+    from matsearch.mlip import RelaxSettings, relax
 
     factors = volume_factors(settings.strain, settings.n_points)
     scaled = []
@@ -45,7 +45,10 @@ def old_scans(structures, model, settings) -> list:
             copy.scale_lattice(structure.volume * factor)
             scaled.append(copy)
     relaxed = relax(
-        scaled, model, fmax=settings.fmax, steps=settings.steps, cell_filter=False, timeout_s=None
+        scaled,
+        model,
+        RelaxSettings(fmax=settings.fmax, steps=settings.steps, timeout_s=None),
+        cell_filter=False,
     )
     fits = []
     for i, structure in enumerate(structures):

@@ -167,16 +167,12 @@ def main() -> None:
 
     from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
     from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+    from matsearch.relax_defaults import RelaxSettings
 
     ids, structures = load_sample(args.n, args.seed, args.rattle, args.strain)
-    ours = MLIPRelaxer(
-        device=args.device,
-        fmax=args.fmax,
-        steps=args.steps,
-        timeout_s=None,
-        batch_atoms=args.batch_atoms,
-    )
-    ref = CHGNetRelaxer(fmax=args.fmax, steps=args.steps, timeout_s=None, device=args.device)
+    settings = RelaxSettings(fmax=args.fmax, steps=args.steps, timeout_s=None, batch_atoms=args.batch_atoms)
+    ours = MLIPRelaxer(device=args.device, settings=settings)
+    ref = CHGNetRelaxer(settings, device=args.device)
     for relaxer in (ours, ref):  # load models and warm up outside the timed part
         relaxer.single_point(structures[:2])
 

@@ -98,17 +98,14 @@ def synchronize(device: str) -> None:
 
 def timed_fixed_steps(model, structures, steps: int, batch_atoms: int, device: str) -> dict:
     """Relax held to `steps` FIRE steps; time per structure-evaluation (s)."""
-    from matsearch.mlip.optimizers.relax import relax
+    from matsearch.mlip import RelaxSettings, relax
 
     synchronize(device)
     started = time.perf_counter()
     results = relax(
         structures,
         model,
-        fmax=NEVER_CONVERGED_EV_PER_A,
-        steps=steps,
-        max_batch_atoms=batch_atoms,
-        timeout_s=None,
+        RelaxSettings(fmax=NEVER_CONVERGED_EV_PER_A, steps=steps, batch_atoms=batch_atoms, timeout_s=None),
     )
     synchronize(device)
     wall = time.perf_counter() - started
@@ -128,14 +125,16 @@ def timed_fixed_steps(model, structures, steps: int, batch_atoms: int, device: s
 
 def bench_wire(model, cells: list[Structure], rng: np.random.Generator) -> list[dict]:
     from matsearch.evaluation.ray_executor import evaluation_from_wire, evaluation_to_wire
-    from matsearch.mlip.optimizers.relax import relax
+    from matsearch.mlip import RelaxSettings, relax
     from matsearch.results import Evaluation
     from matsearch.structures.codec import structure_from_json, structure_to_json
 
     rows = []
     for atoms in SUPERCELLS:
         structures = perturbed(cells, 16, atoms, rng)
-        results = relax(structures, model, fmax=NEVER_CONVERGED_EV_PER_A, steps=1, timeout_s=None)
+        results = relax(
+            structures, model, RelaxSettings(fmax=NEVER_CONVERGED_EV_PER_A, steps=1, timeout_s=None)
+        )
 
         def cost(encode, decode, items):
             started = time.perf_counter()
@@ -176,14 +175,16 @@ def bench_atoms(model, cells, rng, batch_atoms: int, steps: int, device: str) ->
 
 
 def bench_steps(model, cells, rng, batch_atoms: int, device: str) -> list[dict]:
-    from matsearch.mlip.optimizers.relax import relax
+    from matsearch.mlip import RelaxSettings, relax
 
     rows = []
     for atoms, n in ((8, 16), (32, 8)):
         structures = perturbed(cells, n, atoms, rng)
         synchronize(device)
         started = time.perf_counter()
-        results = relax(structures, model, fmax=0.05, steps=300, max_batch_atoms=batch_atoms, timeout_s=None)
+        results = relax(
+            structures, model, RelaxSettings(fmax=0.05, steps=300, batch_atoms=batch_atoms, timeout_s=None)
+        )
         synchronize(device)
         wall = time.perf_counter() - started
         ok = [r for r in results if r.error is None]
@@ -306,9 +307,9 @@ def bench_batch_composition(model, cells, rng) -> dict:
     """The same 16 structures relaxed (fmax 0.05 eV/Å, 60 steps) together, alone, reversed."""
     from functools import partial
 
-    from matsearch.mlip.optimizers.relax import relax
+    from matsearch.mlip import RelaxSettings, relax
 
-    run = partial(relax, model=model, fmax=0.05, steps=60, timeout_s=None)
+    run = partial(relax, model=model, settings=RelaxSettings(fmax=0.05, steps=60, timeout_s=None))
     structures = perturbed(cells, 16, 8, rng)
     together = run(structures)
     alone = [run([s])[0] for s in structures]
@@ -356,9 +357,9 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
     proposed structures (the driver's cost does not depend on how they were relaxed).
     """
     from matsearch.candidate import Candidate, Status
-    from matsearch.engine import chemistry_limits
     from matsearch.evaluation.ray_executor import evaluation_from_wire, evaluation_to_wire
     from matsearch.proposers.builtin import BuiltinProposer
+    from matsearch.proposing import chemistry_limits
     from matsearch.results import Evaluation, RelaxResult
     from matsearch.scoring.hull import HullReference
     from matsearch.scoring.objectives import apply_relax_result
@@ -420,9 +421,12 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
                     elapsed = time.perf_counter() - middle
                     timings["dedup"].append(elapsed)
                     dedup_by_size.append((size, elapsed))
-                    child.status = Status.VALID if match is None else Status.DUPLICATE
+                    if match is None:
+                        child.accept()
+                    else:
+                        child.reject_duplicate(match)
                 else:
-                    child.status, child.reason = Status.INVALID, reason
+                    child.reject(reason)
                 statuses[child.status.value] += 1
                 started = time.perf_counter()
                 store.update([child])
@@ -592,11 +596,14 @@ def main() -> None:
     import ray
 
     from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+    from matsearch.relax_defaults import RelaxSettings
 
     began = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     cells = base_cells(32, args.seed)
-    relaxer = MLIPRelaxer(device=args.device, timeout_s=None, batch_atoms=args.batch_atoms)
+    relaxer = MLIPRelaxer(
+        device=args.device, settings=RelaxSettings(timeout_s=None, batch_atoms=args.batch_atoms)
+    )
     model = relaxer.model
     relaxer.single_point(perturbed(cells, 4, 8, rng))  # warm up
     load_before = os.getloadavg()

@@ -127,16 +127,13 @@ def run_single_points(model, calculator, structures, batch_size: int, repeats: i
 
 
 def run_relax(model, calculator, structures, args) -> dict:
-    from matsearch.mlip import relax
+    from matsearch.mlip import RelaxSettings, relax
 
     wall, cpu, ours = timed(
         lambda: relax(
             structures,
             model,
-            fmax=args.fmax,
-            steps=args.steps,
-            max_batch_atoms=args.batch_atoms,
-            timeout_s=None,
+            RelaxSettings(fmax=args.fmax, steps=args.steps, batch_atoms=args.batch_atoms, timeout_s=None),
         )
     )
     ref_wall, ref_cpu, ref = timed(lambda: sevenn_relax(calculator, structures, args.fmax, args.steps))

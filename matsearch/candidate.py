@@ -20,6 +20,15 @@ class Status(StrEnum):
     SCORED = "scored"  # relaxed and all objectives computed
 
 
+# The only moves a candidate's status makes (Candidate's methods below make them): checked after
+# proposing, evaluated once valid, and a scored candidate can turn out to have relaxed into an earlier one.
+NEXT_STATUS: dict[Status, frozenset[Status]] = {
+    Status.PROPOSED: frozenset({Status.INVALID, Status.DUPLICATE, Status.VALID}),
+    Status.VALID: frozenset({Status.FAILED, Status.SCORED}),
+    Status.SCORED: frozenset({Status.DUPLICATE}),
+}
+
+
 class Novelty(StrEnum):
     """Whether a relaxed candidate is a known material (see structures/known.py) or new."""
 
@@ -45,6 +54,9 @@ class Candidate:
     Once relaxed: `novelty` and `known_id` say whether it is a known material, `flags` why it is
     not a discovery, and a candidate that relaxed into an earlier one's structure has status
     DUPLICATE with `duplicate_of` naming that candidate.
+
+    The status changes only through the methods below (`reject`, `reject_duplicate`, `accept`,
+    `fail`, `score`, `relaxed_into`), which allow only the moves of `NEXT_STATUS`.
     """
 
     id: int | None
@@ -83,3 +95,33 @@ class Candidate:
     def n_atoms(self) -> int | None:
         s = self.relaxed or self.structure
         return None if s is None else len(s)
+
+    def reject(self, reason: str) -> None:
+        """PROPOSED → INVALID: it breaks a validity rule, or the proposer produced no structure."""
+        self._move(Status.INVALID, reason)
+
+    def reject_duplicate(self, earlier: int) -> None:
+        """PROPOSED → DUPLICATE: its proposed structure matches candidate `earlier`'s."""
+        self._move(Status.DUPLICATE, f"duplicate of candidate {earlier}")
+
+    def accept(self) -> None:
+        """PROPOSED → VALID: valid and unseen, waiting to be evaluated."""
+        self._move(Status.VALID, None)
+
+    def fail(self, reason: str) -> None:
+        """VALID → FAILED: the evaluation or scoring could not finish; `reason` says why."""
+        self._move(Status.FAILED, reason)
+
+    def score(self) -> None:
+        """VALID → SCORED: relaxed and every objective computed."""
+        self._move(Status.SCORED, None)
+
+    def relaxed_into(self, earlier: int) -> None:
+        """SCORED → DUPLICATE: its relaxed structure is candidate `earlier`'s."""
+        self._move(Status.DUPLICATE, f"relaxed into the structure of candidate {earlier}")
+        self.duplicate_of = earlier
+
+    def _move(self, status: Status, reason: str | None) -> None:
+        if status not in NEXT_STATUS.get(self.status, frozenset()):
+            raise ValueError(f"candidate {self.id}: status {self.status} cannot become {status}")
+        self.status, self.reason = status, reason

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from matsearch.errors import MatsearchError
+from matsearch.errors import ExportWarning, MatsearchError
+from matsearch.export_formats import EXPORT_FORMATS, check_formats
+from matsearch.finetune_settings import FinetuneSettings
 
 app = typer.Typer(
     help="Generative materials discovery: propose, relax, score and select crystal structures.",
@@ -64,7 +66,7 @@ def _user_errors() -> Iterator[None]:
 @contextmanager
 def _progress_bar() -> Iterator[Callable]:
     """A rich progress bar per generation, fed by the engine's Progress events."""
-    from matsearch.engine import Progress as EngineProgress
+    from matsearch.progress import Progress as EngineProgress
 
     columns = (
         TextColumn("[bold]gen {task.fields[generation]:>3}[/]"),
@@ -167,8 +169,8 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = None,
     fmt: Annotated[
         list[str],
-        typer.Option("--format", "-f", help="cif, poscar, extxyz, csv, json (repeatable; default all)."),
-    ] = ["cif", "poscar", "extxyz", "csv", "json"],  # noqa: B006 - typer needs a literal default
+        typer.Option("--format", "-f", help=f"{', '.join(EXPORT_FORMATS)} (repeatable; default all)."),
+    ] = list(EXPORT_FORMATS),  # noqa: B006 - typer reads the default list
     top: Annotated[int | None, typer.Option(help="Only the N lowest-e_hull candidates.")] = None,
     max_ehull: Annotated[
         float | None, typer.Option("--max-ehull", help="Only candidates with e_hull ≤ X eV/atom.")
@@ -201,14 +203,11 @@ def export(
     folder that is not empty is refused unless --force."""
     from matsearch.dft.compare import dft_views
     from matsearch.dft_export import PotcarSkippedWarning, VaspInputSetName, export_vasp
-    from matsearch.export import VASP_DIR, ExportFormat, ExportWarning, export_candidates
+    from matsearch.export import VASP_DIR, export_candidates
     from matsearch.run import Run
 
     with _user_errors():
-        allowed = [f.value for f in ExportFormat]
-        bad = [f for f in fmt if f not in allowed]
-        if bad:
-            raise MatsearchError(f"unknown export format '{bad[0]}'; allowed: {', '.join(allowed)}")
+        check_formats(fmt)
         if vasp is not None and vasp not in {v.value for v in VaspInputSetName}:
             choices = ", ".join(v.value for v in VaspInputSetName)
             raise MatsearchError(f"unknown VASP input set '{vasp}'; allowed: {choices}")
@@ -228,7 +227,7 @@ def export(
             written = export_candidates(
                 chosen,
                 out_dir,
-                [ExportFormat(f) for f in fmt],
+                fmt,
                 result.spec().objectives,
                 cif_p1=cif_p1,
                 force=force,
@@ -421,6 +420,9 @@ def _warnings_on_stderr() -> Iterator[None]:
         yield
 
 
+FINETUNE = FinetuneSettings()  # the option defaults of `mlip finetune`
+
+
 @mlip_app.command("finetune")
 def mlip_finetune(
     out: Annotated[Path, typer.Option(help="Model file to write; load it with mlip.model: PATH.")],
@@ -432,11 +434,11 @@ def mlip_finetune(
         typer.Option("--from-run", help="Train on the DFT frames ingested into this run (every ionic step)."),
     ] = None,
     base: Annotated[str, typer.Option(help="Starting model name or file.")] = "default",
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = 50,
-    lr: Annotated[float, typer.Option(help="Learning rate (cosine decay to lr/100).")] = 1e-3,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training set.")] = FINETUNE.epochs,
+    lr: Annotated[float, typer.Option(help="Learning rate (cosine decay to lr/100).")] = FINETUNE.lr,
     train_layer: Annotated[
         list[str], typer.Option("--train-layer", help="Backbone parts to train (repeatable).")
-    ] = ["readout"],  # noqa: B006 - typer needs a literal default
+    ] = list(FINETUNE.train_layers),  # noqa: B006 - typer needs a list default
     les: Annotated[
         bool,
         typer.Option(
@@ -446,9 +448,15 @@ def mlip_finetune(
             "use it for ionic systems with enough data.",
         ),
     ] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Structures per optimiser step.")] = 16,
-    force_weight: Annotated[float, typer.Option(help="Loss weight of forces (eV/Å).")] = 1.0,
-    stress_weight: Annotated[float, typer.Option(help="Loss weight of stress (GPa).")] = 0.1,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Structures per optimiser step.")
+    ] = FINETUNE.batch_size,
+    force_weight: Annotated[
+        float, typer.Option(help="Loss weight of forces (eV/Å).")
+    ] = FINETUNE.force_weight,
+    stress_weight: Annotated[
+        float, typer.Option(help="Loss weight of stress (GPa).")
+    ] = FINETUNE.stress_weight,
     validation_fraction: Annotated[
         float, typer.Option(min=0.0, max=0.99, help="Share of the data held out for validation.")
     ] = 0.1,
@@ -459,8 +467,10 @@ def mlip_finetune(
             help="Refit AtomRef (per-element reference energies) only when every element is in at "
             "least this many training structures; otherwise keep it and warn.",
         ),
-    ] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed (split, batches, head initialisation).")] = 0,
+    ] = FINETUNE.atom_ref_min_structures,
+    seed: Annotated[
+        int, typer.Option(help="Random seed (split, batches, head initialisation).")
+    ] = FINETUNE.seed,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if available).")] = None,
 ) -> None:
     """Fine-tune on energies, forces and stresses (progress bar with the loss per epoch) and save a
@@ -474,21 +484,24 @@ def mlip_finetune(
             from matsearch.dft.run_frames import run_training_set
 
             dataset = run_training_set(from_run, base)
+        settings = FinetuneSettings(
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            train_layers=tuple(train_layer),
+            force_weight=force_weight,
+            stress_weight=stress_weight,
+            atom_ref_min_structures=atom_ref_min_structures,
+            seed=seed,
+        )
         summary = finetune_cli(
             data if data is not None else dataset,
             out,
+            settings,
             base=base,
-            epochs=epochs,
-            lr=lr,
-            train_layers=train_layer,
             les=les,
-            batch_size=batch_size,
-            force_weight=force_weight,
-            stress_weight=stress_weight,
             validation_fraction=validation_fraction,
-            seed=seed,
             device=device,
-            atom_ref_min_structures=atom_ref_min_structures,
             on_epoch=on_epoch,
             source=None if from_run is None else f"the DFT frames ingested into {from_run}",
         )

@@ -20,7 +20,8 @@ from pymatgen.core import SETTINGS
 from pymatgen.io.vasp.sets import MPRelaxSet, MPScanRelaxSet, VaspInputSet
 
 from matsearch.candidate import Candidate
-from matsearch.export import candidate_metadata, candidate_stem
+from matsearch.export import candidate_metadata
+from matsearch.export_job import candidate_stem
 
 PSP_SETTING = "PMG_VASP_PSP_DIR"
 

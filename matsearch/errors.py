@@ -31,3 +31,7 @@ class RunInterrupted(MatsearchError):
 
 class DftInputError(MatsearchError):
     """A DFT result cannot be ingested: unreadable, unfinished, unconverged or matching no candidate."""
+
+
+class ExportWarning(UserWarning):
+    """Something the exported files lack (e.g. forces of runs stored before they were kept)."""

@@ -1,8 +1,5 @@
-"""Export relaxed candidates: symmetrised CIF (and the P1 cell on request), species-sorted POSCAR,
-extended XYZ carrying energy, forces and stress, and a manifest (candidates.csv, candidates.json).
-
-Units in the files: extxyz energy eV per cell, forces eV/Å, stress eV/Å³ with ASE's sign (the run
-store keeps stress in GPa; it is converted here), as ASE's SinglePointCalculator expects.
+"""Export relaxed candidates in the formats the user names (`export_formats.EXPORT_FORMATS`: CIF,
+POSCAR, extxyz, the candidates.csv / .json manifest) into a folder that holds nothing else.
 """
 
 from __future__ import annotations
@@ -11,49 +8,22 @@ import re
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 from pathlib import Path
 
-import numpy as np
-from ase import units
-from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import write as ase_write
-from ase.stress import full_3x3_to_voigt_6_stress
-from pymatgen.core import Structure
-from pymatgen.io.ase import AseAtomsAdaptor
-from pymatgen.io.cif import CifWriter
-from pymatgen.io.vasp import Poscar
-
 from matsearch.candidate import Candidate
-from matsearch.errors import ExportError
+from matsearch.errors import ExportError, ExportWarning
+from matsearch.export_formats import EXPORT_FORMATS, check_formats
+from matsearch.export_job import RUN_FILE_STEM, ExportJob
+from matsearch.export_structures import P1_TAG, lacks_forces
 from matsearch.spec import Objective
-from matsearch.structures.symmetry import SPGLIB_ERRORS, SYMPREC_ANGSTROM, spglib_output_logged
 
-EXTXYZ_NAME = "candidates.extxyz"
-CSV_NAME = "candidates.csv"
-JSON_NAME = "candidates.json"
 VASP_DIR = "vasp"
-# What an export writes (also older exports' per-candidate JSON); `--force` removes only these.
-_EXPORT_FILE = re.compile(r"^\d{4,}_[A-Za-z0-9]+(_P1)?\.(cif|POSCAR|json)$")
-
-
-class ExportFormat(StrEnum):
-    """Files an export can write: structures (cif, poscar, extxyz) and the manifest (csv, json)."""
-
-    CIF = "cif"
-    POSCAR = "poscar"
-    EXTXYZ = "extxyz"
-    CSV = "csv"
-    JSON = "json"
-
-
-class ExportWarning(UserWarning):
-    """Something the exported files lack (e.g. forces of runs stored before they were kept)."""
-
-
-def candidate_stem(candidate: Candidate) -> str:
-    """File name stem, e.g. '0042_NaCl'."""
-    return f"{candidate.id:04d}_{candidate.formula}"
+_RUN_FILES = {f"{RUN_FILE_STEM}{f.suffix}" for f in EXPORT_FORMATS.values() if not f.per_candidate}
+# What an export writes per candidate (also older exports' per-candidate JSON); `--force` removes only these.
+_CANDIDATE_SUFFIXES = {f.suffix for f in EXPORT_FORMATS.values() if f.per_candidate} | {".json"}
+_CANDIDATE_FILE = re.compile(
+    rf"^\d{{4,}}_[A-Za-z0-9]+({P1_TAG})?({'|'.join(map(re.escape, sorted(_CANDIDATE_SUFFIXES)))})$"
+)
 
 
 def candidate_metadata(candidate: Candidate) -> dict:
@@ -107,115 +77,42 @@ def prepare_export_dir(out_dir: Path, *, force: bool) -> None:
 def _is_export_output(path: Path) -> bool:
     if path.is_dir():
         return path.name == VASP_DIR and not path.is_symlink()
-    return path.name in (EXTXYZ_NAME, CSV_NAME, JSON_NAME) or _EXPORT_FILE.match(path.name) is not None
-
-
-def write_cif(structure: Structure, path: Path, *, symmetrise: bool = True) -> None:
-    """CIF of `structure`: symmetrised with its space group (refined conventional cell, tolerance
-    SYMPREC_ANGSTROM Å), or the cell as it is (P1) with `symmetrise=False`."""
-    with spglib_output_logged():
-        CifWriter(structure, symprec=SYMPREC_ANGSTROM if symmetrise else None).write_file(path)
-
-
-def write_poscar(structure: Structure, path: Path, comment: str) -> None:
-    """POSCAR with the sites sorted by species (pymatgen's order: by electronegativity)."""
-    Poscar(structure.get_sorted_structure(), comment=comment).write_file(path)
-
-
-def write_extxyz(candidates: Sequence[Candidate], path: Path) -> int:
-    """One frame per candidate with a SinglePointCalculator: energy (eV per cell), and where the store
-    holds them, forces (eV/Å) and stress (eV/Å³, ASE sign). Returns how many frames lack forces."""
-    frames, missing = [], 0
-    for candidate in candidates:
-        structure = candidate.relaxed or candidate.structure
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        results: dict[str, object] = {}
-        if candidate.energy_per_atom is not None:
-            results["energy"] = candidate.energy_per_atom * len(structure)
-        if candidate.relaxed is not None and candidate.forces is not None:
-            results["forces"] = np.asarray(candidate.forces, dtype=float)
-        else:
-            missing += 1
-        if candidate.relaxed is not None and candidate.stress_gpa is not None:
-            stress_ev_per_a3 = np.asarray(candidate.stress_gpa, dtype=float) * units.GPa
-            results["stress"] = full_3x3_to_voigt_6_stress(stress_ev_per_a3)
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        atoms.info.update(
-            id=candidate.id,
-            formula=candidate.formula,
-            known_id_or_new=candidate.known_id or "new",
-            energy_per_atom_ev=candidate.energy_per_atom,
-            e_above_hull_ev_per_atom=candidate.e_above_hull,
-        )
-        frames.append(atoms)
-    ase_write(path, frames, format="extxyz")
-    return missing
+    return path.name in _RUN_FILES or _CANDIDATE_FILE.match(path.name) is not None
 
 
 def export_candidates(
     candidates: Sequence[Candidate],
     out_dir: Path,
-    formats: Sequence[ExportFormat],
+    formats: Sequence[str],
     objectives: Sequence[Objective] = (),
     *,
     cif_p1: bool = False,
     force: bool = False,
     dft: Mapping[int, dict] | None = None,
 ) -> list[Path]:
-    """Write each candidate (relaxed structure, else the proposed one) in each format, plus the
-    manifest with every objective in `objectives` and each candidate's ingested DFT view (`dft`,
-    by candidate id); returns the files written.
+    """Write each candidate (relaxed structure, else the proposed one) in each of `formats` (names
+    of EXPORT_FORMATS, written in its order); the manifest has every objective in `objectives` and
+    each candidate's ingested DFT view (`dft`, by candidate id). Returns the files written.
 
     `out_dir` must be absent or empty, or with `force` hold only an earlier export (removed first).
-    `cif_p1` adds `<stem>_P1.cif`, the cell as relaxed. Emits an ExportWarning when extxyz frames
-    lack forces or stress (runs stored before they were kept).
+    `cif_p1` adds `<stem>_P1.cif`, the cell as relaxed. Emits an ExportWarning when a format that
+    carries forces gets candidates without them (runs stored before they were kept).
     """
-    from matsearch.export_manifest import manifest_rows, write_csv, write_json
-
+    check_formats(formats)
     prepare_export_dir(out_dir, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
+    job = ExportJob(candidates, out_dir, objectives, cif_p1=cif_p1, dft=dft)
     written: list[Path] = []
-    files: dict[int, list[str]] = {}
-    unsymmetrised: list[int] = []
-    for candidate in candidates:
-        structure = candidate.relaxed or candidate.structure
-        stem = candidate_stem(candidate)
-        paths = []
-        if ExportFormat.CIF in formats:
-            paths.append(out_dir / f"{stem}.cif")
-            try:
-                write_cif(structure, paths[-1])
-            except SPGLIB_ERRORS:  # spglib could not decide the space group (as in space_group())
-                write_cif(structure, paths[-1], symmetrise=False)
-                unsymmetrised.append(candidate.id)
-            if cif_p1:
-                paths.append(out_dir / f"{stem}_P1.cif")
-                write_cif(structure, paths[-1], symmetrise=False)
-        if ExportFormat.POSCAR in formats:
-            paths.append(out_dir / f"{stem}.POSCAR")
-            write_poscar(structure, paths[-1], f"{stem} (matsearch candidate {candidate.id})")
-        files[candidate.id] = [p.name for p in paths]
-        written += paths
-    if unsymmetrised:
-        warnings.warn(
-            f"no space group found within {SYMPREC_ANGSTROM} Å for candidates {unsymmetrised}; their "
-            "CIFs hold the P1 cell",
-            ExportWarning,
-            stacklevel=2,
-        )
-    if ExportFormat.EXTXYZ in formats:
-        written.append(out_dir / EXTXYZ_NAME)
-        missing = write_extxyz(candidates, written[-1])
+    for name, export_format in EXPORT_FORMATS.items():
+        if name not in formats:
+            continue
+        written += export_format.write(job, export_format.suffix)
+        missing = sum(map(lacks_forces, candidates)) if export_format.carries_forces else 0
         if missing:
             warnings.warn(
-                f"{missing} of {len(candidates)} extxyz frames carry no forces or stress: the run "
+                f"{missing} of {len(candidates)} {name} frames carry no forces or stress: the run "
                 "stored none for them (runs made before matsearch kept them); their energy is there",
                 ExportWarning,
                 stacklevel=2,
             )
-    rows = manifest_rows(candidates, objectives, files, dft)
-    if ExportFormat.CSV in formats:
-        written.append(write_csv(rows, objectives, out_dir / CSV_NAME))
-    if ExportFormat.JSON in formats:
-        written.append(write_json(rows, objectives, out_dir / JSON_NAME))
     return written

@@ -1,8 +1,10 @@
 """Re-relax and re-score a run's scored candidates with another model, into a new run folder.
 
 The new run has the original spec with `mlip.model` replaced, and one candidate per scored one
-(same id, generation, proposed structure, known/new marks), relaxed again from the proposed
-structure so every score means what it meant in the original run. The original run is only read.
+(same id, generation, proposed structure), relaxed again from the proposed structure so every score
+means what it meant in the original run, then marked again (known vs new, artefacts, and two that
+now relax into one structure: the later is its duplicate) by the engine's own steps. The original
+run is only read.
 Each new candidate keeps the original scores in ``extra["rescored_from"]``; parents outside the
 scored set are dropped from its lineage (they are not in the new run).
 """
@@ -17,10 +19,11 @@ import yaml
 from matsearch.candidate import Candidate, Status
 from matsearch.engine import Search
 from matsearch.run import Run
-from matsearch.scoring.custom import apply_custom_fitness
-from matsearch.scoring.objectives import apply_evaluation
+from matsearch.scoring.discovery import DiscoveryMarker, mark_children
+from matsearch.scoring.objectives import score_children
 from matsearch.spec import dump_spec
 from matsearch.store import RunStore
+from matsearch.structures.dedup import DuplicateIndex
 from matsearch.versions import provenance
 
 
@@ -57,11 +60,10 @@ def rescore_run(
     try:
         store.add(copies, proposed_generation=last)
         evaluations = search.executor.evaluate([c.structure for c in copies], search.properties)
-        for index, evaluation in evaluations:
-            candidate = copies[index]
-            apply_evaluation(candidate, evaluation, hull)
-            if candidate.status == Status.SCORED and search.fitness:
-                apply_custom_fitness(candidate, search.fitness, evaluation.relax)
+        for candidate in score_children(copies, evaluations, hull, search.fitness):
+            store.update([candidate])
+        marker = DiscoveryMarker(search.known, search.tolerances, hull)
+        for candidate in mark_children(copies, marker, DuplicateIndex(search.tolerances)):
             store.update([candidate])
         ranked = sorted(copies, key=lambda c: (c.status != Status.SCORED, c.e_above_hull or 0.0, c.id))
         scored = [c.id for c in ranked if c.status == Status.SCORED]
@@ -85,7 +87,7 @@ def rescore_run(
 
 
 def _copy(c: Candidate, ids: set[int]) -> Candidate:
-    """A fresh candidate to relax again: proposed structure, lineage and known/new marks of `c`."""
+    """A fresh candidate to relax again: the proposed structure and lineage of `c`."""
     return Candidate(
         id=c.id,
         generation=c.generation,
@@ -94,9 +96,6 @@ def _copy(c: Candidate, ids: set[int]) -> Candidate:
         parents=[p for p in c.parents if p in ids],
         structure=c.structure,
         status=Status.VALID,
-        novelty=c.novelty,
-        known_id=c.known_id,
-        flags=list(c.flags),
         extra={
             "rescored_from": {
                 "e_above_hull": c.e_above_hull,

@@ -76,6 +76,25 @@ def weighted_sum(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndar
     return ((values - low) / span) @ weights
 
 
+def _pareto_keys(values: np.ndarray, objectives: Sequence[Objective]) -> tuple[np.ndarray, ...]:
+    """Front index first, then the larger crowding distance (np.lexsort order: last key first)."""
+    ranks, crowding = pareto_ranks(values)
+    return -crowding, ranks
+
+
+def _weighted_keys(values: np.ndarray, objectives: Sequence[Objective]) -> tuple[np.ndarray, ...]:
+    """The smaller weighted sum first."""
+    return (weighted_sum(values, objectives),)
+
+
+# `selection` -> the sort keys of a method, applied after demotion and constraint violation and
+# before the id (the spec's Literal lists the same names; a test keeps them equal)
+SELECTIONS: dict[str, Callable[[np.ndarray, Sequence[Objective]], tuple[np.ndarray, ...]]] = {
+    "pareto": _pareto_keys,
+    "weighted": _weighted_keys,
+}
+
+
 def select(
     candidates: Sequence[Candidate],
     objectives: Sequence[Objective],
@@ -92,11 +111,7 @@ def select(
     violation = constraint_violation(candidates, objectives)
     demoted = np.array([bool(demote and demote(c)) for c in candidates])
     ids = np.array([c.id if c.id is not None else -1 for c in candidates])
-    if method == "pareto":
-        ranks, crowding = pareto_ranks(values)
-        order = np.lexsort((ids, -crowding, ranks, violation, demoted))
-    elif method == "weighted":
-        order = np.lexsort((ids, weighted_sum(values, objectives), violation, demoted))
-    else:
-        raise ValueError(f"unknown selection method '{method}'; allowed: pareto, weighted")
+    if method not in SELECTIONS:
+        raise ValueError(f"unknown selection method '{method}'; allowed: {', '.join(SELECTIONS)}")
+    order = np.lexsort((ids, *SELECTIONS[method](values, objectives), violation, demoted))
     return [candidates[i] for i in order[:n]]

@@ -6,7 +6,7 @@ Errors are turned into one sentence that names the key and what is allowed (`Spe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -32,6 +32,7 @@ from matsearch.relax_defaults import (
     PRERELAX_FMAX_EV_PER_A,
     PRERELAX_MODEL,
     TIMEOUT_S,
+    RelaxSettings,
 )
 
 MAX_SPEC_BYTES = 1_000_000  # a spec file larger than this is refused before it is parsed
@@ -222,6 +223,8 @@ class HFProposerSpec(_LLMProposerSpec):
 ProposerSpec = Annotated[
     BuiltinProposerSpec | OpenAIProposerSpec | HFProposerSpec, Field(discriminator="kind")
 ]
+# each proposer's `kind`, from the union above (proposers.registry.PROPOSERS: the same; a test checks)
+PROPOSER_KINDS = tuple(model.model_fields["kind"].default for model in get_args(get_args(ProposerSpec)[0]))
 
 
 class MLIPSpec(_Strict):
@@ -271,6 +274,18 @@ class MLIPSpec(_Strict):
                         "own model); remove it or use backend 'matsearch'"
                     )
         return self
+
+    def relax_settings(self) -> RelaxSettings:
+        """This section's relaxation settings as the record the relaxers take."""
+        return RelaxSettings(
+            fmax=self.fmax,
+            steps=self.steps,
+            timeout_s=self.timeout_s,
+            batch_atoms=self.batch_atoms,
+            max_batch_memory_gb=self.max_batch_memory_gb,
+            prerelax_model=self.prerelax,
+            prerelax_fmax=self.prerelax_fmax,
+        )
 
 
 class ExecutorSpec(_Strict):
@@ -547,7 +562,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in ("builtin", "openai", "hf") and parts and parts[-1].startswith("proposers["):
+        elif item in PROPOSER_KINDS and parts and parts[-1].startswith("proposers["):
             continue
         else:
             parts.append(str(item))
@@ -573,7 +588,7 @@ def _describe(error: ValidationError) -> str:
     if kind == "missing":
         return f"missing required key '{key}'"
     if kind == "union_tag_invalid":
-        return f"'{key}' has an unknown kind; allowed kinds: builtin, openai, hf"
+        return f"'{key}' has an unknown kind; allowed kinds: {', '.join(PROPOSER_KINDS)}"
     return f"'{key}': {message}" if key else message
 
 

@@ -356,6 +356,12 @@ class RunStore:
         rows = self._db.execute(f"SELECT {self._select} FROM candidates {where} ORDER BY id", params)
         return [_from_row(row) for row in rows]
 
+    def count(self, *, operator: str) -> int:
+        """How many stored candidates an operator proposed."""
+        return self._db.execute("SELECT COUNT(*) FROM candidates WHERE operator = ?", (operator,)).fetchone()[
+            0
+        ]
+
     def get(self, ids: Iterable[int]) -> list[Candidate]:
         """Candidates by id, in the order asked."""
         ids = list(ids)

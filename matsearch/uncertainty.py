@@ -12,12 +12,14 @@ Acquisition (``matsearch export --priority``): priority = e_hull − PRIORITY_WE
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from matsearch.candidate import Candidate, Status
 from matsearch.dft.compare import mlip_corrected_energy
+from matsearch.evaluation.fast_energy import energy_convention, fast_energies
 from matsearch.scoring.corrections import CorrectionError, mp2020_energy_per_atom
 from matsearch.scoring.hull import HullReference
 from matsearch.spec import RunSpec
@@ -39,17 +41,16 @@ def disagreement(
     candidates: Sequence[Candidate], model_name: str, hull: HullReference, device: str | None = None
 ) -> list[dict[str, Any] | None]:
     """Per candidate (relaxed, scored): the second model's energy and e_hull and Δ of both
-    (eV/atom); None where the MP2020 scheme rejects the composition."""
-    from matsearch.mlip import load_model
-
-    model = load_model(model_name, device=device)
-    predicted = model.predict([c.relaxed for c in candidates], batch_size=16, forces=False, stress=False)
+    (eV/atom); None where that model fails or the MP2020 scheme rejects the composition."""
+    energies = fast_energies([c.relaxed for c in candidates], model_name, device)
+    convention = energy_convention(model_name, device)
     rows: list[dict[str, Any] | None] = []
-    for candidate, out in zip(candidates, predicted, strict=True):
+    for candidate, energy in zip(candidates, energies, strict=True):
         structure = candidate.relaxed
-        energy = out["energy"] / len(structure)
         try:
-            corrected = mp2020_energy_per_atom(structure, energy, model.energy_convention)
+            if not math.isfinite(energy):
+                raise CorrectionError(f"{model_name} gave no energy")
+            corrected = mp2020_energy_per_atom(structure, energy, convention)
         except CorrectionError:
             rows.append(None)
             continue

@@ -21,7 +21,10 @@ from pymatgen.io.vasp import Poscar
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from matsearch import Run, Search
-from matsearch.export import ExportFormat, ExportWarning, candidate_stem, export_candidates
+from matsearch.errors import ExportWarning
+from matsearch.export import export_candidates
+from matsearch.export_formats import EXPORT_FORMATS
+from matsearch.export_job import candidate_stem
 from matsearch.mlip import load_model
 from matsearch.structures.symmetry import space_group
 
@@ -57,7 +60,7 @@ def exported(run: Run, tmp_path_factory: pytest.TempPathFactory) -> tuple[list, 
     out = tmp_path_factory.mktemp("export") / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExportWarning)  # a current run stores forces and stress
-        export_candidates(chosen, out, list(ExportFormat), run.spec().objectives, cif_p1=True)
+        export_candidates(chosen, out, list(EXPORT_FORMATS), run.spec().objectives, cif_p1=True)
     return chosen, out
 
 
@@ -135,7 +138,7 @@ def test_extxyz_of_a_candidate_without_stored_forces_keeps_its_energy(exported, 
     old = copy.deepcopy(exported[0][0])
     old.forces, old.stress_gpa = None, None  # as read from a run stored before forces were kept
     with pytest.warns(ExportWarning, match="1 of 1 extxyz frames carry no forces or stress"):
-        export_candidates([old], tmp_path / "old", [ExportFormat.EXTXYZ])
+        export_candidates([old], tmp_path / "old", ["extxyz"])
     (atoms,) = ase_read(tmp_path / "old" / "candidates.extxyz", index=":")
     assert atoms.get_potential_energy() == pytest.approx(old.energy_per_atom * len(atoms), rel=1e-12)
 
@@ -170,3 +173,26 @@ def test_structure_files_match_what_the_adaptor_writes(exported) -> None:
         np.testing.assert_allclose(atoms.cell[:], reference.cell[:], atol=1e-8)
         np.testing.assert_allclose(atoms.positions, reference.positions, atol=1e-8)
         assert list(atoms.symbols) == list(reference.symbols)
+
+
+def test_the_command_line_and_force_know_every_declared_format(tmp_path: Path) -> None:
+    """`export --format` offers exactly EXPORT_FORMATS (default: all), the manifest comes after the
+    structure files it lists, and `--force` clears the files of every format."""
+    import typer
+
+    from matsearch.cli import app
+    from matsearch.export import prepare_export_dir
+
+    command = typer.main.get_command(app).commands["export"]
+    (option,) = [p for p in command.params if p.name == "fmt"]
+    assert option.default == list(EXPORT_FORMATS)
+    assert option.help.startswith(", ".join(EXPORT_FORMATS) + " ")
+    per_candidate = [f.per_candidate for f in EXPORT_FORMATS.values()]
+    assert per_candidate == sorted(per_candidate, reverse=True)
+    out = tmp_path / "old"
+    out.mkdir()
+    for f in EXPORT_FORMATS.values():
+        (out / (f"0042_NaCl{f.suffix}" if f.per_candidate else f"candidates{f.suffix}")).write_text("")
+    (out / "0042_NaCl_P1.cif").write_text("")
+    prepare_export_dir(out, force=True)
+    assert not any(out.iterdir())

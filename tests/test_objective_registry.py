@@ -58,7 +58,7 @@ def test_each_objective_is_computed_where_its_source_says(name: str, hull: HullR
     'structure': the evaluator applies its function to the relaxed structure."""
     source = OBJECTIVES[name].source
     if source == "relaxation":
-        candidate = Candidate(id=1, generation=1, origin="builtin", operator="strain")
+        candidate = Candidate(id=1, generation=1, origin="builtin", operator="strain", status=Status.VALID)
         result = RelaxResult(_rocksalt(), -3.4, -3.3, converged=True)
         apply_relax_result(candidate, result, hull)
         assert candidate.status == Status.SCORED and name in candidate.scores
@@ -92,7 +92,7 @@ def test_status_and_export_show_each_objective_with_its_unit(name: str, tmp_path
 
 def test_a_run_with_density_shows_it_with_its_unit_in_status_report_and_export(tmp_path: Path, cli) -> None:
     from matsearch import Search
-    from matsearch.export import ExportFormat, export_candidates
+    from matsearch.export import export_candidates
     from matsearch.report import make_report
 
     spec = {
@@ -121,7 +121,7 @@ def test_a_run_with_density_shows_it_with_its_unit_in_status_report_and_export(t
     assert {"name": "density", "unit": "g/cm³"}.items() <= data["scores"][1].items()
     assert "density (g/cm³)" in make_report(run.run_dir).read_text()
     out = tmp_path / "export"
-    export_candidates(scored, out, [ExportFormat.CSV, ExportFormat.JSON], run.spec().objectives)
+    export_candidates(scored, out, ["csv", "json"], run.spec().objectives)
     document = json.loads((out / "candidates.json").read_text())
     assert document["units"]["density_g_per_cm3"] == "g/cm³"
     assert [r["density_g_per_cm3"] for r in document["candidates"]] == [c.scores["density"] for c in scored]
@@ -136,8 +136,13 @@ def test_every_registry_names_exactly_what_the_spec_allows() -> None:
     from matsearch.evaluation.evaluators import BACKENDS
     from matsearch.evaluation.executors import EXECUTORS
     from matsearch.proposers.builtin import DEFAULT_WEIGHTS, OPERATORS
-    from matsearch.spec import BUILTIN_OPERATORS, ExecutorSpec, MLIPSpec
+    from matsearch.proposers.registry import PROPOSERS
+    from matsearch.selection import SELECTIONS
+    from matsearch.spec import BUILTIN_OPERATORS, ExecutorSpec, MLIPSpec, ProposerSpec, RunSpec
 
     assert set(BACKENDS) == set(get_args(MLIPSpec.model_fields["backend"].annotation))
     assert set(EXECUTORS) == set(get_args(ExecutorSpec.model_fields["kind"].annotation))
     assert set(OPERATORS) == set(BUILTIN_OPERATORS) == set(DEFAULT_WEIGHTS)
+    assert set(SELECTIONS) == set(get_args(RunSpec.model_fields["selection"].annotation))
+    (union, _) = get_args(ProposerSpec)
+    assert set(PROPOSERS) == {get_args(m.model_fields["kind"].annotation)[0] for m in get_args(union)}

@@ -38,13 +38,13 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from matsearch.finetune_settings import FinetuneSettings
 from matsearch.mlip import load_model
 from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.model import MLIPModel, ModelInfo
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.training.eos_targets import birch_murnaghan_pressure_gpa
 from matsearch.mlip.training.finetune import (
-    FinetuneSettings,
     LabelledStructure,
     evaluate,
     finetune,

@@ -20,7 +20,7 @@ from ase.optimize import FIRE
 from pymatgen.core import Structure
 
 from matsearch.evaluation.ase_fixed_cell import relax_fixed_cell_ase
-from matsearch.relax_defaults import FMAX_EV_PER_A, MAX_STEPS, TIMEOUT_S
+from matsearch.relax_defaults import RelaxSettings
 from matsearch.results import RelaxResult
 
 if TYPE_CHECKING:
@@ -56,28 +56,16 @@ class CHGNetRelaxer:
     """Relax structures one by one with CHGNet's StructOptimizer (FIRE + FrechetCellFilter).
 
     Args:
-        fmax: convergence threshold, eV/Å (atoms and Frechet cell rows).
-        steps: FIRE step cap per structure.
-        timeout_s: wall-clock seconds per structure; None for no limit.
+        settings: fmax (eV/Å, atoms and Frechet cell rows), FIRE step cap and timeout per
+            structure; the batch budgets and the prerelax fields are the batched relaxer's and are
+            not read here. None: ``RelaxSettings()``.
         device: "cpu", "cuda", ... ; None lets chgnet choose.
     """
 
     name = "chgnet"
 
-    def __init__(
-        self,
-        fmax: float = FMAX_EV_PER_A,
-        steps: int = MAX_STEPS,
-        timeout_s: float | None = TIMEOUT_S,
-        device: str | None = None,
-    ) -> None:
-        if fmax <= 0:
-            raise ValueError(f"fmax must be positive (eV/Å), got {fmax}")
-        if timeout_s is not None and timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive seconds or None, got {timeout_s}")
-        self.fmax = fmax
-        self.steps = steps
-        self.timeout_s = timeout_s
+    def __init__(self, settings: RelaxSettings | None = None, device: str | None = None) -> None:
+        self.settings = RelaxSettings() if settings is None else settings
         self.device = device
         self._optimizer: StructOptimizer | None = None
         self._calculator: CHGNetCalculator | None = None  # property scans, sharing the model
@@ -108,14 +96,15 @@ class CHGNetRelaxer:
 
     def _relax_one(self, structure: Structure) -> RelaxResult:
         start = time.perf_counter()
-        deadline = math.inf if self.timeout_s is None else start + self.timeout_s
+        timeout_s = self.settings.timeout_s
+        deadline = math.inf if timeout_s is None else start + timeout_s
         run_log: list[FIRE] = []
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 out = self.optimizer.relax(
                     structure.copy(),
-                    fmax=self.fmax,
-                    steps=self.steps,
+                    fmax=self.settings.fmax,
+                    steps=self.settings.steps,
                     relax_cell=True,
                     ase_filter="FrechetCellFilter",
                     verbose=False,
@@ -131,8 +120,7 @@ class CHGNetRelaxer:
                 steps=run_log[-1].nsteps,
                 wall_time_s=time.perf_counter() - start,
                 error=(
-                    f"relaxation exceeded {self.timeout_s:g} s wall-clock timeout "
-                    f"after {run_log[-1].nsteps} steps"
+                    f"relaxation exceeded {timeout_s:g} s wall-clock timeout after {run_log[-1].nsteps} steps"
                 ),
             )
         except Exception as exc:  # noqa: BLE001 - a bad structure must not stop the others

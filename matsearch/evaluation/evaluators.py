@@ -13,23 +13,13 @@ from matsearch.spec import MLIPSpec, Scoring
 def _matsearch(spec: MLIPSpec) -> Relaxer:
     from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
 
-    return MLIPRelaxer(
-        model_name=spec.model,
-        device=spec.device,
-        fmax=spec.fmax,
-        steps=spec.steps,
-        timeout_s=spec.timeout_s,
-        batch_atoms=spec.batch_atoms,
-        max_batch_memory_gb=spec.max_batch_memory_gb,
-        prerelax_model=spec.prerelax,
-        prerelax_fmax=spec.prerelax_fmax,
-    )
+    return MLIPRelaxer(model_name=spec.model, device=spec.device, settings=spec.relax_settings())
 
 
 def _chgnet(spec: MLIPSpec) -> Relaxer:
     from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
 
-    return CHGNetRelaxer(fmax=spec.fmax, steps=spec.steps, timeout_s=spec.timeout_s)
+    return CHGNetRelaxer(spec.relax_settings())
 
 
 # `mlip.backend` -> how to build its relaxer (the spec's Literal lists the same names; a test checks)

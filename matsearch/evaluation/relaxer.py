@@ -6,6 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from pymatgen.core import Structure
 
+from matsearch.relax_defaults import RelaxSettings
 from matsearch.results import RelaxResult
 
 
@@ -28,6 +29,7 @@ class Relaxer(FixedCellRelaxer, Protocol):
     """
 
     name: str
+    settings: RelaxSettings  # what `relax` follows (fmax, step cap, timeout, ...)
 
     def relax(self, structures: list[Structure]) -> list[RelaxResult]:
         """Relax positions and cell of each structure; one result per input, same order."""

@@ -25,7 +25,8 @@ A discovery (S.U.N.) is a scored candidate that is new, carries no flag outside 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from pymatgen.core import Structure
@@ -99,8 +100,11 @@ class DiscoveryMarker:
         self._relaxed = DuplicateIndex(tolerances)
 
     def remember(self, candidates: Iterable[Candidate]) -> None:
-        """Add already-marked scored candidates to the history (on resume), in id order."""
-        for candidate in sorted(candidates, key=lambda c: c.id):
+        """Add the already-marked scored `candidates` to the history (on resume), in id order. One
+        scored but not yet marked when the run was killed is left out: it is marked on resume, and
+        would otherwise match itself."""
+        marked = (c for c in candidates if c.status == Status.SCORED and c.novelty is not None)
+        for candidate in sorted(marked, key=lambda c: c.id):
             self._relaxed.add(candidate.id, candidate.relaxed)
 
     def mark(self, candidate: Candidate) -> None:
@@ -109,9 +113,7 @@ class DiscoveryMarker:
         candidate.flags = artefact_flags(relaxed)
         earlier = self._relaxed.find(relaxed)
         if earlier is not None:
-            candidate.status = Status.DUPLICATE
-            candidate.duplicate_of = earlier
-            candidate.reason = f"relaxed into the structure of candidate {earlier}"
+            candidate.relaxed_into(earlier)
         else:
             self._relaxed.add(candidate.id, relaxed)
         seed_id = candidate.extra.get("material_id") if candidate.operator == "seed" else None
@@ -126,6 +128,22 @@ class DiscoveryMarker:
             candidate.extra["hull_entry"] = entry
         else:
             candidate.novelty = Novelty.NEW_COMPOSITION
+
+
+def mark_children(
+    children: Iterable[Candidate], marker: DiscoveryMarker, seen: DuplicateIndex
+) -> Iterator[Candidate]:
+    """Mark each unmarked SCORED child in order (known vs new, duplicate after relaxation, artefact
+    flags) and yield it; the relaxed structure of each that stays unique joins `seen`."""
+    for candidate in children:
+        if candidate.status != Status.SCORED or candidate.novelty is not None:
+            continue
+        started = time.perf_counter()
+        marker.mark(candidate)
+        candidate.timings["mark"] = time.perf_counter() - started
+        if candidate.status == Status.SCORED:
+            seen.add(candidate.id, candidate.relaxed)
+        yield candidate
 
 
 def is_new(candidate: Candidate) -> bool:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Iterator, Mapping
+
 from matsearch.candidate import Candidate, Status
 from matsearch.results import Evaluation, RelaxResult
 from matsearch.scoring.corrections import CorrectionError, mp2020_energy_per_atom
+from matsearch.scoring.custom import FitnessFn, apply_custom_fitness
 from matsearch.scoring.hull import HullReference
 
 METASTABLE_EV_PER_ATOM = 0.1  # MatLLMSearch's metastability threshold on e_above_hull
@@ -30,20 +34,17 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
     candidate.relax_steps = result.steps
     candidate.converged = result.converged
     if result.error is not None or result.structure is None or result.energy_per_atom is None:
-        candidate.status = Status.FAILED
-        candidate.reason = result.error or "relaxation returned no structure"
+        candidate.fail(result.error or "relaxation returned no structure")
         return
     composition = result.structure.composition
     try:
         corrected = mp2020_energy_per_atom(result.structure, result.energy_per_atom, result.energy_convention)
     except CorrectionError as exc:
-        candidate.status = Status.FAILED
-        candidate.reason = str(exc)
+        candidate.fail(str(exc))
         return
     formation = hull.formation_energy_per_atom(composition, corrected)
     if formation < MIN_FORMATION_EV_PER_ATOM:
-        candidate.status = Status.FAILED
-        candidate.reason = (
+        candidate.fail(
             f"unphysical_energy: formation energy {formation:.2f} eV/atom is below "
             f"{MIN_FORMATION_EV_PER_ATOM:g}, lower than any known compound (a hole in the MLIP)"
         )
@@ -63,7 +64,7 @@ def apply_relax_result(candidate: Candidate, result: RelaxResult, hull: HullRefe
     if result.initial_energy_per_atom is not None and candidate.operator != "seed":
         candidate.scores["deformation_energy"] = result.initial_energy_per_atom - result.energy_per_atom
     candidate.extra["hull_reference"] = hull.name
-    candidate.status = Status.SCORED
+    candidate.score()
 
 
 def apply_evaluation(candidate: Candidate, evaluation: Evaluation, hull: HullReference) -> None:
@@ -77,3 +78,22 @@ def apply_evaluation(candidate: Candidate, evaluation: Evaluation, hull: HullRef
         candidate.extra[f"{name}_error"] = error
     if evaluation.scores or evaluation.errors:
         candidate.timings["properties"] = evaluation.property_time_s
+
+
+def score_children(
+    waiting: list[Candidate],
+    evaluations: Iterable[tuple[int, Evaluation]],
+    hull: HullReference,
+    fitness: Mapping[str, FitnessFn],
+) -> Iterator[Candidate]:
+    """Score the `waiting` (VALID) candidates as their evaluations arrive (`(index into waiting,
+    Evaluation)`, in any order): `apply_evaluation`, then the custom `fitness` functions of a
+    scored one; yields each candidate once its status is set."""
+    for index, evaluation in evaluations:
+        candidate = waiting[index]
+        apply_evaluation(candidate, evaluation, hull)
+        if candidate.status == Status.SCORED and fitness:
+            started = time.perf_counter()
+            apply_custom_fitness(candidate, fitness, evaluation.relax)
+            candidate.timings["custom"] = time.perf_counter() - started
+        yield candidate

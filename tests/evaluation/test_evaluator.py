@@ -8,6 +8,7 @@ from pymatgen.core import Lattice, Structure
 from matsearch.evaluation.evaluator import PROPERTY_OBJECTIVES, Evaluator
 from matsearch.evaluation.local import LocalExecutor
 from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+from matsearch.relax_defaults import RelaxSettings
 from matsearch.spec import Scoring
 
 
@@ -19,7 +20,7 @@ def _rocksalt(a: float, species: tuple[str, str] = ("Na", "Cl")) -> Structure:
 @pytest.fixture(scope="module")
 def evaluator() -> Evaluator:
     scoring = Scoring(bulk_modulus={"n_points": 5, "steps": 60}, strain_energy={"steps": 60})
-    return Evaluator(MLIPRelaxer(device="cpu", steps=100), scoring)
+    return Evaluator(MLIPRelaxer(device="cpu", settings=RelaxSettings(steps=100)), scoring)
 
 
 def test_every_property_on_every_relaxed_structure_and_none_on_a_failed_one(evaluator: Evaluator) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -12,9 +13,9 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from matsearch.evaluation.chgnet_relaxer import CHGNetRelaxer
-from matsearch.evaluation.evaluators import build_relaxer
 from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
 from matsearch.evaluation.relaxer import Relaxer
+from matsearch.relax_defaults import RelaxSettings
 from matsearch.results import RelaxResult
 from matsearch.spec import MLIPSpec
 
@@ -124,11 +125,11 @@ def test_mlip_relaxer_reports_overlapping_atoms(relaxed: Structure, ours: MLIPRe
 
 def _seconds_per_step(relaxer: Relaxer, structures: list[Structure]) -> float:
     """Wall seconds of a one-step relaxation of `structures` (energy, forces and stress)."""
-    steps = relaxer.steps
-    relaxer.steps = 1
+    settings = relaxer.settings
+    relaxer.settings = dataclasses.replace(settings, steps=1)
     started = time.perf_counter()
     relaxer.relax(structures)
-    relaxer.steps = steps
+    relaxer.settings = settings
     return time.perf_counter() - started
 
 
@@ -136,10 +137,12 @@ def _seconds_per_step(relaxer: Relaxer, structures: list[Structure]) -> float:
 def test_timeout_really_stops_the_relaxation(
     relaxer_class: type[MLIPRelaxer] | type[CHGNetRelaxer], rattled: list[Structure]
 ) -> None:
-    relaxer = relaxer_class(device="cpu", fmax=1e-6, steps=100_000)
+    relaxer = relaxer_class(
+        device="cpu", settings=RelaxSettings(fmax=1e-6, steps=100_000, prerelax_model=None)
+    )
     relaxer.single_point(rattled[:1])  # load the model outside the timed part
     timeout_s = max(1.0, 5 * _seconds_per_step(relaxer, rattled))
-    relaxer.timeout_s = timeout_s
+    relaxer.settings = dataclasses.replace(relaxer.settings, timeout_s=timeout_s)
     results = relaxer.relax(rattled)
     for result in results:  # fmax 1e-6 is never reached: only the timeout ends these relaxations
         assert result.error.startswith(f"relaxation exceeded {timeout_s:g} s wall-clock timeout")
@@ -159,21 +162,15 @@ def test_fixed_cell_relaxation_keeps_the_cell_and_agrees_with_chgnet(
         assert a.energy_per_atom == pytest.approx(b.energy_per_atom, abs=1e-3)
 
 
-def test_the_spec_sets_the_in_house_relaxers_settings() -> None:
-    relaxer = build_relaxer(
-        MLIPSpec(fmax=0.02, steps=50, timeout_s=30, batch_atoms=4096, max_batch_memory_gb=8)
-    )
-    assert (relaxer.fmax, relaxer.steps, relaxer.timeout_s) == (0.02, 50, 30)
-    assert (relaxer.batch_atoms, relaxer.max_batch_memory_gb) == (4096, 8)
-
-
 def test_two_fidelity_relaxation_ends_where_the_accurate_model_alone_does(rattled: list[Structure]) -> None:
     """CHGNet relaxes first, SevenNet finishes: same minimum (energy within 5 meV/atom), SevenNet's
     raw-PBE energies throughout, the proposed structure's energy by SevenNet, steps of both added."""
-    accurate = MLIPRelaxer("sevennet-0", device="cpu")
-    two = MLIPRelaxer("sevennet-0", device="cpu", prerelax_model="chgnet-0.3.0", prerelax_fmax=0.1)
+    accurate = MLIPRelaxer("sevennet-0", device="cpu", settings=RelaxSettings(prerelax_model=None))
+    two = MLIPRelaxer(
+        "sevennet-0", device="cpu", settings=RelaxSettings(prerelax_model="chgnet-0.3.0", prerelax_fmax=0.1)
+    )
     alone, combined = accurate.relax(rattled), two.relax(rattled)
-    fast = MLIPRelaxer("chgnet-0.3.0", device="cpu", fmax=0.1).relax(rattled)
+    fast = MLIPRelaxer("chgnet-0.3.0", device="cpu", settings=RelaxSettings(fmax=0.1)).relax(rattled)
     initial = accurate.single_point(rattled)
     for a, b, f, e0 in zip(alone, combined, fast, initial, strict=True):
         assert a.error is None and b.error is None and b.converged

@@ -15,6 +15,7 @@ from matsearch import Run, Search
 from matsearch.errors import RunInterrupted
 from matsearch.proposers.llm import LLMProposer
 from matsearch.proposers.llm.backends.openai_backend import OpenAIBackend
+from matsearch.proposing import to_candidate
 from matsearch.store import RunStore
 from matsearch.structures.limits import ChemistryLimits
 
@@ -108,7 +109,7 @@ def test_two_five_megabyte_answers_leave_a_small_store(tmp_path: Path) -> None:
         assert len(server.requests) == 2
     assert sum(p.structure is not None for p in proposals) == 4
     store = RunStore.create(tmp_path / "run", "name: run\n", {})
-    store.add([Search._to_candidate(1, p) for p in proposals], proposed_generation=1)
+    store.add([to_candidate(1, p) for p in proposals], proposed_generation=1)
     calls = [c.extra["llm_call_id"] for c in store.candidates()]
     assert len(calls) > 4 and len(set(calls)) == 2  # each answer stored once for all its records
     for call in map(store.llm_call, set(calls)):

@@ -96,10 +96,10 @@ def test_folder_without_model_or_chat_template(tiny_model: Path, tmp_path: Path)
 
 
 def test_factory_builds_the_hf_proposer(tiny_model: Path, tmp_path: Path) -> None:
-    from matsearch.proposers.llm.factory import build_llm_proposer
+    from matsearch.proposers.registry import build_proposer
     from matsearch.spec import HFProposerSpec
 
     spec = HFProposerSpec(model=str(tiny_model), device="cpu", dtype="float32", max_tokens=64)
-    proposer = build_llm_proposer(spec, cache_path=tmp_path / "llm_cache.sqlite")
+    proposer = build_proposer(spec, tmp_path)
     assert proposer.name == "hf" and proposer.max_tokens == 64
     assert repr(proposer.backend) == f"HFBackend(model='{tiny_model}', device='cpu')"

@@ -311,13 +311,13 @@ def test_proposer_raises_when_server_is_down(server: ScriptedServer, tmp_path: P
 
 
 def test_factory_builds_the_proposer_from_a_spec_entry(server: ScriptedServer, tmp_path: Path) -> None:
-    from matsearch.proposers.llm.factory import build_llm_proposer
+    from matsearch.proposers.registry import build_proposer
     from matsearch.spec import OpenAIProposerSpec
 
     spec = OpenAIProposerSpec(
         model="scripted-model", base_url=server.url, api_key=API_KEY, objective_text="Prefer K."
     )
-    proposer = build_llm_proposer(spec, cache_path=tmp_path / "run" / "llm_cache.sqlite")
+    proposer = build_proposer(spec, tmp_path / "run")
     proposals = proposer.propose(parents(), 2, LIMITS, np.random.default_rng(0))
     assert [p.structure.composition.reduced_formula for p in proposals] == ["NaCl", "KCl"]
     assert (tmp_path / "run" / "llm_cache.sqlite").is_file()

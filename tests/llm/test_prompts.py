@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from matsearch.engine import chemistry_limits
 from matsearch.errors import SpecError
 from matsearch.proposers.chemistry_text import composition_rule, systems_text
 from matsearch.proposers.goals import goals_from_objectives
@@ -18,6 +17,7 @@ from matsearch.proposers.prompts import (
     goal_text,
     load_templates,
 )
+from matsearch.proposing import chemistry_limits
 from matsearch.spec import Objective, parse_spec
 from matsearch.structures.limits import ChemistryLimits
 

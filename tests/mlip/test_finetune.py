@@ -21,12 +21,12 @@ from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, ModelError
+from matsearch.finetune_settings import FinetuneSettings
 from matsearch.mlip import load_model
 from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.heads.les import LatentEwaldHead
 from matsearch.mlip.training.atom_ref import AtomRefKeptWarning
 from matsearch.mlip.training.finetune import (
-    FinetuneSettings,
     LabelledStructure,
     evaluate,
     finetune,
@@ -194,19 +194,16 @@ def test_atom_ref_refit_leaves_energy_errors_orthogonal_to_composition(base_mode
 
 def test_finetune_cli_fits_forces_and_stress_and_saves_a_loadable_model(mirror_dir, tmp_path, one_thread):
     data = write_pymatgen_json(tmp_path / "small.json", smallest_frames(mirror_dir, 4))
-    summary = finetune_cli(
-        data,
-        tmp_path / "tuned.pt",
+    settings = FinetuneSettings(
         epochs=3,
         lr=1e-3,
-        base=BASE,
-        train_layers=["readout", "atom_convs.3"],
-        les=True,
         batch_size=3,
-        validation_fraction=0.25,
+        train_layers=("readout", "atom_convs.3"),
         seed=0,
-        device="cpu",
         atom_ref_min_structures=1,  # 3 training structures: refit AtomRef anyway
+    )
+    summary = finetune_cli(
+        data, tmp_path / "tuned.pt", settings, base=BASE, les=True, validation_fraction=0.25, device="cpu"
     )
     assert summary["n_train"] == 3 and summary["n_validation"] == 1
     assert summary["train_layers"] == ["readout", "atom_convs.3", "long_range"]
@@ -320,17 +317,23 @@ def test_finetune_command_shows_epochs_and_the_atom_ref_warning(tmp_path):
 
 
 def test_finetune_command_defaults_are_the_library_defaults():
-    """What `--help` shows is what the Python API does."""
+    """What `--help` shows is what the Python API does: the settings' defaults, and
+    `finetune_cli`'s own for the options that are not settings."""
     from matsearch.cli import mlip_finetune
 
+    settings = FinetuneSettings()
     library = inspect.signature(finetune_cli).parameters
     command = inspect.signature(mlip_finetune).parameters
     renamed = {"train_layer": "train_layers"}
+    checked = set()
     for name, parameter in command.items():
         if parameter.default is inspect.Parameter.empty or name in ("out", "data", "from_run"):  # the inputs
             continue
-        default = library[renamed.get(name, name)].default
+        field = renamed.get(name, name)
+        default = getattr(settings, field) if hasattr(settings, field) else library[field].default
         assert parameter.default == (list(default) if isinstance(default, tuple) else default), name
+        checked.add(field)
+    assert {"epochs", "lr", "batch_size", "train_layers", "seed", "validation_fraction"} <= checked
     assert library["les"].default is False
 
 

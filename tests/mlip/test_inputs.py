@@ -15,7 +15,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from matsearch.mlip import BatchedState, UnsupportedStructure, load_model, relax
+from matsearch.mlip import BatchedState, RelaxSettings, UnsupportedStructure, load_model, relax
 from matsearch.mlip.inputs import reduce_cell
 from matsearch.mlip.optimizers.autobatch import AtomBudgetQueue
 
@@ -139,7 +139,7 @@ def test_compute_refuses_bad_input_instead_of_returning_numbers(model, name: str
 
 def test_relax_fails_bad_inputs_with_reasons_and_relaxes_the_rest(model) -> None:
     structures = [_nacl(), *(s for s, _ in BAD.values()), _skewed(_nacl(), 30)]
-    results = relax(structures, model, fmax=0.1, steps=5)
+    results = relax(structures, model, RelaxSettings(fmax=0.1, steps=5))
     for (_, message), result in zip(BAD.values(), results[1:4], strict=True):
         assert result.structure is None and message in result.error
     for result in (results[0], results[4]):
@@ -153,7 +153,7 @@ def test_memory_budget_fails_what_cannot_fit_and_splits_batches() -> None:
     model = load_model("default")
     one = model.estimated_bytes(len(nacl), nacl.volume)
     assert 1e6 < one < 1e8  # ~10 MB measured for 8 atoms (energy, forces and stress)
-    results = relax([nacl], model, steps=1, max_batch_memory_gb=one / 2e9)
+    results = relax([nacl], model, RelaxSettings(steps=1, max_batch_memory_gb=one / 2e9))
     assert "more than the" in results[0].error and "GB batch memory limit" in results[0].error
 
     queue = AtomBudgetQueue(

@@ -21,6 +21,7 @@ from matsearch.mlip.optimizers.fire import FireParams, fire_init, fire_step, gen
 from matsearch.mlip.optimizers.lbfgs import LbfgsParams
 from matsearch.mlip.optimizers.relax import min_pair_distances, relax
 from matsearch.mlip.state import BatchedState
+from matsearch.relax_defaults import RelaxSettings
 
 SIGMA_A = {18: 3.4, 36: 3.6, 10: 2.75}  # Å, Lennard-Jones sigma per element (Ar, Kr, Ne)
 EPSILON_EV = 0.0104  # eV, one epsilon for every pair
@@ -155,7 +156,7 @@ def test_lennard_jones_fcc_minimum_is_recovered_from_strained_rattled_cells() ->
         distorted(fcc(A0_AR * 1.04), seed=1, rattle_a=0.08, strain=0.03),
         distorted(fcc(A0_AR * 0.97, supercell=(2, 1, 1)), seed=2, rattle_a=0.05, strain=0.02),
     ]
-    results = relax(starts, LennardJones(), fmax=1e-5, steps=2000)
+    results = relax(starts, LennardJones(), RelaxSettings(fmax=1e-5, steps=2000))
     for result in results:
         assert result.error is None and result.converged
         relaxed = result.structure
@@ -172,7 +173,7 @@ def test_lennard_jones_fcc_minimum_is_recovered_from_strained_rattled_cells() ->
 
 def test_without_cell_filter_the_cell_is_kept() -> None:
     start = distorted(fcc(A0_AR * 1.02), seed=3, rattle_a=0.1, strain=0.0)
-    (result,) = relax([start], LennardJones(), fmax=1e-3, cell_filter=False)
+    (result,) = relax([start], LennardJones(), RelaxSettings(fmax=1e-3), cell_filter=False)
     assert result.converged
     np.testing.assert_allclose(result.structure.lattice.matrix, start.lattice.matrix, atol=1e-12)
     assert result.stress_gpa[0][0] > 0.01  # cell too large: tensile stress remains, in GPa
@@ -200,7 +201,7 @@ def _binary_starts() -> list[Structure]:
 def test_ten_steps_match_ase_fire_on_frechet_filter_exactly() -> None:
     model = LennardJones()
     starts = _binary_starts()
-    ours = relax(starts, model, fmax=1e-6, steps=10)
+    ours = relax(starts, model, RelaxSettings(fmax=1e-6, steps=10))
     for start, result in zip(starts, ours, strict=True):
         atoms, n_steps = _ase_fire_frechet(start, model, fmax=1e-6, steps=10)
         assert result.steps == n_steps == 10
@@ -211,7 +212,7 @@ def test_ten_steps_match_ase_fire_on_frechet_filter_exactly() -> None:
 def test_converged_relaxation_matches_ase_energy_and_structure() -> None:
     model = LennardJones()
     starts = _binary_starts()
-    ours = relax(starts, model, fmax=0.002, steps=1000)
+    ours = relax(starts, model, RelaxSettings(fmax=0.002, steps=1000))
     matcher = StructureMatcher()
     for start, result in zip(starts, ours, strict=True):
         atoms, n_steps = _ase_fire_frechet(start, model, fmax=0.002, steps=1000)
@@ -259,7 +260,7 @@ def test_fixed_cell_lbfgs_matches_ase_lbfgs_step_for_step(n_steps: int) -> None:
     """30 steps run past the 20-step memory, so the history's oldest changes are dropped as in ASE."""
     model = LennardJones()
     starts = _binary_starts()
-    ours = relax(starts, model, fmax=1e-9, steps=n_steps, cell_filter=False, optimizer="lbfgs")
+    ours = relax(starts, model, RelaxSettings(fmax=1e-9, steps=n_steps), cell_filter=False, optimizer="lbfgs")
     for start, result in zip(starts, ours, strict=True):
         atoms, ase_steps = _ase_lbfgs(start, model, fmax=1e-9, steps=n_steps)
         assert result.steps == ase_steps == n_steps
@@ -271,7 +272,11 @@ def test_fixed_cell_lbfgs_converges_in_the_steps_ase_takes_with_refills_from_the
     starts = _binary_starts() * 2
     model = LennardJones()
     ours = relax(
-        starts, model, fmax=1e-3, steps=500, cell_filter=False, optimizer="lbfgs", max_batch_atoms=12
+        starts,
+        model,
+        RelaxSettings(fmax=1e-3, steps=500, batch_atoms=12),
+        cell_filter=False,
+        optimizer="lbfgs",
     )
     assert model.largest_batch_atoms == 12  # systems joined the batch while others were running
     for start, result in zip(starts, ours, strict=True):
@@ -290,9 +295,9 @@ def test_lbfgs_with_the_cell_filter_is_refused() -> None:
 
 def test_batching_does_not_change_results_and_refills_from_the_queue() -> None:
     starts = _binary_starts() * 2
-    alone = [relax([s], LennardJones(), fmax=0.005)[0] for s in starts[:3]]
+    alone = [relax([s], LennardJones(), RelaxSettings(fmax=0.005))[0] for s in starts[:3]]
     model = LennardJones()
-    batched = relax(starts, model, fmax=0.005, max_batch_atoms=12)
+    batched = relax(starts, model, RelaxSettings(fmax=0.005, batch_atoms=12))
     for one, many in zip(alone * 2, batched, strict=True):
         assert many.steps == one.steps
         assert many.energy_per_atom == pytest.approx(one.energy_per_atom, abs=1e-9)
@@ -318,7 +323,9 @@ def test_overlapping_nan_and_unknown_structures_fail_alone() -> None:
     overlapping = fcc(A0_AR)
     overlapping.append("Ar", [0.3, 0.0, 0.0], coords_are_cartesian=True)
     unknown = fcc(4.0, "Cu")
-    results = relax([good[0], overlapping, good[1], unknown, good[2]], LennardJones(), fmax=0.005)
+    results = relax(
+        [good[0], overlapping, good[1], unknown, good[2]], LennardJones(), RelaxSettings(fmax=0.005)
+    )
     assert [r.error is None and r.converged for r in results] == [True, False, True, False, True]
     assert "apart at step 0, closer than the 0.5 Å minimum" in results[1].error
     assert results[1].structure is None
@@ -329,7 +336,7 @@ def test_coincident_atoms_are_refused_before_the_model_when_the_distance_check_i
     good = _binary_starts()[1]
     coincident = fcc(A0_AR)
     coincident.append("Ar", coincident.frac_coords[0])
-    results = relax([coincident, good], LennardJones(), fmax=0.005, min_distance=0.0)
+    results = relax([coincident, good], LennardJones(), RelaxSettings(fmax=0.005), min_distance=0.0)
     assert results[0].error == "two atoms are 0 Å apart (closer than 0.1 Å: they coincide)"
     assert results[0].steps == 0
     assert results[1].converged
@@ -344,7 +351,7 @@ def test_cell_expanding_beyond_the_volume_limit_fails() -> None:
 
 def test_timeout_stops_a_slow_relaxation() -> None:
     slow = distorted(fcc(A0_AR * 1.03, supercell=(2, 2, 1)), seed=7, rattle_a=0.1, strain=0.03)
-    (result,) = relax([slow], LennardJones(), fmax=1e-9, steps=100_000, timeout_s=1.0)
+    (result,) = relax([slow], LennardJones(), RelaxSettings(fmax=1e-9, steps=100_000, timeout_s=1.0))
     assert result.error.startswith("relaxation exceeded 1 s wall-clock timeout after ")
     assert result.structure is None and 0 < result.steps < 100_000
 
@@ -400,8 +407,8 @@ def _oxide_and_silicon() -> list[Structure]:
 
 def test_mlip_through_batched_fire_matches_ase_fire_with_its_calculator(mlip_float64) -> None:
     starts = _oxide_and_silicon()
-    ten_steps = relax(starts, mlip_float64, fmax=1e-6, steps=10)
-    converged = relax(starts, mlip_float64, fmax=0.05)
+    ten_steps = relax(starts, mlip_float64, RelaxSettings(fmax=1e-6, steps=10))
+    converged = relax(starts, mlip_float64, RelaxSettings(fmax=0.05))
     matcher = StructureMatcher()
     for start, short, final in zip(starts, ten_steps, converged, strict=True):
         atoms = AseAtomsAdaptor.get_atoms(start)
@@ -435,7 +442,7 @@ def _host_reads_of_relaxing(
                 return _original(self, *args, **kwargs)
 
             patch.setattr(torch.Tensor, name, counted)
-        results = relax(structures, model, fmax=1e-9, steps=6, timeout_s=None, **options)
+        results = relax(structures, model, RelaxSettings(fmax=1e-9, steps=6, timeout_s=None), **options)
     assert all(r.steps == 6 and r.error is None for r in results)
     return counts
 

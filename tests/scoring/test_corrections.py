@@ -85,7 +85,7 @@ def test_corrected_sevennet_formation_energies_agree_with_chgnet_and_mp(known: K
 
 
 def test_a_relax_result_in_raw_pbe_is_scored_on_the_corrected_scale(known: KnownMaterials) -> None:
-    from matsearch.candidate import Candidate
+    from matsearch.candidate import Candidate, Status
     from matsearch.scoring.objectives import apply_relax_result
 
     structure, _ = _structure(known, "Fe2O3", "mp-19770")
@@ -93,7 +93,12 @@ def test_a_relax_result_in_raw_pbe_is_scored_on_the_corrected_scale(known: Known
     scored = []
     for convention, energy in (("mp2020", -8.0), ("raw-pbe", -8.0 - (3 * -0.687 + 2 * -2.256) / 5)):
         candidate = Candidate(
-            id=1, generation=0, origin="builtin", operator="substitution", structure=structure
+            id=1,
+            generation=0,
+            origin="builtin",
+            operator="substitution",
+            structure=structure,
+            status=Status.VALID,
         )
         apply_relax_result(
             candidate, RelaxResult(structure, energy, energy, energy_convention=convention), hull

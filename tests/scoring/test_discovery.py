@@ -103,6 +103,19 @@ def test_a_structure_relaxed_into_an_earlier_one_is_a_duplicate_of_it(known: Kno
     assert replay.duplicate_of == 5
 
 
+def test_a_candidate_scored_but_not_marked_before_a_kill_is_not_its_own_duplicate(
+    known: KnownMaterials,
+) -> None:
+    """kill -9 between scoring and marking: on resume the marker is rebuilt from the store, which
+    holds the candidate scored but unmarked; marking it then must not find itself."""
+    marked, unmarked = _scored(5, _rocksalt_nacl()), _scored(9, _cscl_nacl())
+    DiscoveryMarker(known, PYMATGEN_DEFAULTS).mark(marked)
+    resumed = DiscoveryMarker(known, PYMATGEN_DEFAULTS)
+    resumed.remember([marked, unmarked])
+    resumed.mark(unmarked)
+    assert unmarked.status == Status.SCORED and unmarked.duplicate_of is None
+
+
 def test_a_composition_the_hull_lists_is_never_a_new_composition(known: KnownMaterials) -> None:
     """The quickstart's KF: the shipped hull lists it (mp-463), the shipped index has no KF
     structure. Rock-salt KF is a new structure whose hull entry is named; NaCl2 stays new."""

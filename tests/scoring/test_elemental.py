@@ -9,13 +9,16 @@ from matsearch.errors import DataError
 from matsearch.evaluation.evaluator import Evaluator
 from matsearch.evaluation.local import LocalExecutor
 from matsearch.evaluation.mlip_relaxer import MLIPRelaxer
+from matsearch.relax_defaults import RelaxSettings
 from matsearch.scoring.elemental import mlip_elemental_references
 from matsearch.scoring.hull import HullReference
 from matsearch.spec import Scoring
 
 
 def test_mlip_references_are_close_to_dft_and_replace_only_their_elements(use_mirror) -> None:
-    executor = LocalExecutor(Evaluator(MLIPRelaxer(steps=150), Scoring()), chunk_size=64)
+    executor = LocalExecutor(
+        Evaluator(MLIPRelaxer(settings=RelaxSettings(steps=150)), Scoring()), chunk_size=64
+    )
     refs = mlip_elemental_references(["Na", "Mg"], executor)
     dft = load_elemental_references()
     # CHGNet was trained on MP PBE: its own μ_Na and μ_Mg sit within a few tens of meV of DFT
@@ -31,6 +34,6 @@ def test_mlip_references_are_close_to_dft_and_replace_only_their_elements(use_mi
 
 
 def test_element_without_reference_structures_is_a_clear_error(use_mirror) -> None:
-    executor = LocalExecutor(Evaluator(MLIPRelaxer(steps=5), Scoring()))
+    executor = LocalExecutor(Evaluator(MLIPRelaxer(settings=RelaxSettings(steps=5)), Scoring()))
     with pytest.raises(DataError, match="has no reference structures for Og"):
         mlip_elemental_references(["Og"], executor)

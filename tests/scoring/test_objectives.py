@@ -25,7 +25,9 @@ def _gdmg3() -> Structure:
 def test_a_relaxation_into_an_mlip_hole_fails_with_the_reason(hull: HullReference) -> None:
     """GdMg3 at −84.5 eV/atom (seen in a CSP run) is not a material: no DFT formation energy in MP is
     below −4.5 eV/atom."""
-    candidate = Candidate(id=1, generation=0, origin="builtin", operator="random", structure=_gdmg3())
+    candidate = Candidate(
+        id=1, generation=0, origin="builtin", operator="random", structure=_gdmg3(), status=Status.VALID
+    )
     apply_relax_result(candidate, RelaxResult(_gdmg3(), -84.546, -4.0, converged=True), hull)
     assert candidate.status == Status.FAILED
     assert candidate.reason.startswith("unphysical_energy: formation energy -79.83 eV/atom is below -5")
@@ -33,7 +35,9 @@ def test_a_relaxation_into_an_mlip_hole_fails_with_the_reason(hull: HullReferenc
 
 
 def test_a_plausible_relaxation_is_scored(hull: HullReference) -> None:
-    candidate = Candidate(id=2, generation=1, origin="builtin", operator="swap", structure=_gdmg3())
+    candidate = Candidate(
+        id=2, generation=1, origin="builtin", operator="swap", structure=_gdmg3(), status=Status.VALID
+    )
     apply_relax_result(candidate, RelaxResult(_gdmg3(), -4.776, -4.70, converged=True), hull)
     assert candidate.status == Status.SCORED
     assert candidate.scores["deformation_energy"] == pytest.approx(0.076)

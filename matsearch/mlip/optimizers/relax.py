@@ -35,7 +35,7 @@ from matsearch.mlip.optimizers.lbfgs import LbfgsParams, LbfgsState, lbfgs_step
 from matsearch.mlip.protocol import BatchedModel
 from matsearch.mlip.state import BatchedState
 from matsearch.mlip.units import EV_PER_A3_IN_GPA
-from matsearch.relax_defaults import BATCH_ATOMS, FMAX_EV_PER_A, MAX_BATCH_MEMORY_GB, MAX_STEPS, TIMEOUT_S
+from matsearch.relax_defaults import RelaxSettings
 from matsearch.results import RelaxResult
 
 logger = logging.getLogger(__name__)
@@ -115,35 +115,29 @@ def _reduced(structure: Structure) -> Structure:
 def relax(
     structures: Sequence[Structure],
     model: BatchedModel | None = None,
-    fmax: float = FMAX_EV_PER_A,
-    steps: int = MAX_STEPS,
-    max_batch_atoms: int = BATCH_ATOMS,
-    cell_filter: bool = True,
-    timeout_s: float | None = TIMEOUT_S,
+    settings: RelaxSettings | None = None,
     *,
+    cell_filter: bool = True,
     optimizer: Literal["fire", "lbfgs"] = "fire",
     params: FireParams | None = None,
     max_volume_ratio: float = 5.0,
     min_distance: float = 0.5,
-    max_batch_memory_gb: float = MAX_BATCH_MEMORY_GB,
 ) -> list[RelaxResult]:
     """Relax positions (and, with `cell_filter`, the cell) of many structures in batches.
 
     Args:
         structures: ordered pymatgen structures.
         model: batched MLIP; None loads ``matsearch.mlip.load_model()``.
-        fmax: convergence threshold in eV/Å on every atom and cell row of the filter's force.
-        steps: at most this many FIRE steps per structure.
-        max_batch_atoms: atom budget of one model call; a larger structure runs alone.
+        settings: fmax (eV/Å, on every atom and cell row of the filter's force), step cap,
+            timeout per structure, atom budget of one model call (a larger structure runs alone)
+            and estimated peak memory of one model call (GB, from each structure's density and the
+            model's cutoffs; on CUDA at most 80 % of the GPU's free memory; a structure that alone
+            needs more fails). None: ``RelaxSettings()``. Its prerelax fields are not read here.
         cell_filter: relax the cell with the Frechet cell filter (zero pressure).
-        timeout_s: wall-clock seconds each structure may spend in the batch, None for no limit.
         optimizer: "fire", or "lbfgs" (positions only: needs ``cell_filter=False``).
         params: FIRE parameters (ASE's defaults).
         max_volume_ratio: a structure whose volume grows or shrinks by more than this factor fails.
         min_distance: a structure with two atoms closer than this (Å) fails.
-        max_batch_memory_gb: estimated peak memory of one model call (GB, from each structure's
-            density and the model's cutoffs; on CUDA at most 80 % of the GPU's free memory); a
-            structure that alone needs more fails.
 
     Returns:
         One RelaxResult per input, same order, relaxed on the LLL-reduced basis of the input cell.
@@ -152,21 +146,15 @@ def relax(
         model error) gets ``error`` set while the others carry on; this function does not raise
         for one bad input.
     """
-    if fmax <= 0:
-        raise ValueError(f"fmax must be positive (eV/Å), got {fmax}")
-    if steps < 0:
-        raise ValueError(f"steps must be zero or more, got {steps}")
-    if timeout_s is not None and timeout_s <= 0:
-        raise ValueError(f"timeout_s must be positive seconds or None, got {timeout_s}")
+    settings = RelaxSettings() if settings is None else settings
+    if not isinstance(settings, RelaxSettings):
+        raise TypeError(f"settings must be a RelaxSettings, got {type(settings).__name__}")
     if max_volume_ratio <= 1:
         raise ValueError(f"max_volume_ratio must be above 1, got {max_volume_ratio}")
-    if max_batch_memory_gb <= 0:
-        raise ValueError(f"max_batch_memory_gb must be positive, got {max_batch_memory_gb}")
     if optimizer not in ("fire", "lbfgs"):
         raise ValueError(f"optimizer must be 'fire' or 'lbfgs', got {optimizer!r}")
     if optimizer == "lbfgs" and cell_filter:
         raise ValueError("the lbfgs optimiser relaxes positions only; use cell_filter=False or 'fire'")
-    params = params or FireParams()
     if model is None:
         from matsearch.mlip.registry import load_model
 
@@ -174,16 +162,12 @@ def relax(
     return _BatchRelaxation(
         structures,
         model,
-        fmax,
-        steps,
-        max_batch_atoms,
-        cell_filter,
-        timeout_s,
-        params,
-        LbfgsParams() if optimizer == "lbfgs" else None,
-        max_volume_ratio,
-        min_distance,
-        memory_budget_bytes(max_batch_memory_gb, torch.device(model.device)),
+        settings,
+        cell_filter=cell_filter,
+        params=params or FireParams(),
+        lbfgs_params=LbfgsParams() if optimizer == "lbfgs" else None,
+        max_volume_ratio=max_volume_ratio,
+        min_distance=min_distance,
     ).run()
 
 
@@ -194,32 +178,27 @@ class _BatchRelaxation:
         self,
         structures: Sequence[Structure],
         model: BatchedModel,
-        fmax: float,
-        steps: int,
-        max_batch_atoms: int,
+        settings: RelaxSettings,
+        *,
         cell_filter: bool,
-        timeout_s: float | None,
         params: FireParams,
         lbfgs_params: LbfgsParams | None,
         max_volume_ratio: float,
         min_distance: float,
-        max_batch_bytes: float,
     ) -> None:
         self.structures = [_reduced(s) for s in structures]
         self.model = model
-        self.fmax = fmax
-        self.steps = steps
+        self.settings = settings
         self.cell_filter = cell_filter
-        self.timeout_s = timeout_s
         self.params = params
         self.lbfgs_params = lbfgs_params
         self.max_volume_ratio = max_volume_ratio
         self.min_distance = min_distance
         self.sizes = [len(s) for s in self.structures]
         self.atom_cutoff = model.cutoff
-        self.max_batch_bytes = max_batch_bytes
+        self.max_batch_bytes = memory_budget_bytes(settings.max_batch_memory_gb, torch.device(model.device))
         self.memory = [_estimated_bytes(model, s) for s in self.structures]
-        self.queue = AtomBudgetQueue(self.sizes, max_batch_atoms, self.memory, max_batch_bytes)
+        self.queue = AtomBudgetQueue(self.sizes, settings.batch_atoms, self.memory, self.max_batch_bytes)
         self.results: list[RelaxResult | None] = [None] * len(self.structures)
         self.fire: FireState | None = None
         self.lbfgs: LbfgsState | None = None  # with optimizer="lbfgs"; geometry stays in `fire`
@@ -306,8 +285,8 @@ class _BatchRelaxation:
         unset = torch.isnan(fire.initial_energy) & finite
         fire.initial_energy = torch.where(unset, energy_per_atom, fire.initial_energy)
         atom_forces, cell_forces = generalized_forces(fire, forces, stress, self.cell_filter)
-        converged = max_generalized_force(fire, atom_forces, cell_forces) < self.fmax
-        done = ~finite | converged | (fire.n_steps >= self.steps)
+        converged = max_generalized_force(fire, atom_forces, cell_forces) < self.settings.fmax
+        done = ~finite | converged | (fire.n_steps >= self.settings.steps)
         finishing = set(torch.nonzero(done).flatten().tolist()) | self._timed_out()
         if finishing:
             self._finish(sorted(finishing), finite, converged, cell, positions, forces, stress, out)
@@ -325,10 +304,11 @@ class _BatchRelaxation:
 
     def _timed_out(self) -> set[int]:
         """Running systems past their wall-clock limit (host clock only)."""
-        if self.timeout_s is None:
+        timeout_s = self.settings.timeout_s
+        if timeout_s is None:
             return set()
         now = time.perf_counter()
-        return {b for b, run in enumerate(self.running) if now - run.start_time > self.timeout_s}
+        return {b for b, run in enumerate(self.running) if now - run.start_time > timeout_s}
 
     def _broken_geometry(self, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """[B] bool on the device: two atoms closer than min_distance, or the volume out of range."""
@@ -467,10 +447,9 @@ class _BatchRelaxation:
             error = None
             if not is_finite:
                 error = f"the model returned NaN or infinite energy, forces or stress at step {int(steps)}"
-            elif not is_converged and steps < self.steps:
-                error = (
-                    f"relaxation exceeded {self.timeout_s:g} s wall-clock timeout after {int(steps)} steps"
-                )
+            elif not is_converged and steps < self.settings.steps:
+                timeout_s = self.settings.timeout_s
+                error = f"relaxation exceeded {timeout_s:g} s wall-clock timeout after {int(steps)} steps"
             if error is not None:
                 self.results[run.index] = RelaxResult(
                     None,

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from pymatgen.core import Element, Structure
 
-logger = logging.getLogger(__name__)
+from matsearch.finetune_settings import ATOM_REF_MIN_STRUCTURES
 
-ATOM_REF_MIN_STRUCTURES = 10  # structures that must contain an element before its AtomRef is refitted
+logger = logging.getLogger(__name__)
 
 
 class AtomRefKeptWarning(UserWarning):

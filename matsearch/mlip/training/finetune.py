@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +41,14 @@ from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matsearch.errors import DataError, MatsearchError, ModelError
+from matsearch.finetune_settings import FinetuneSettings
 from matsearch.mlip.heads import attach_long_range_head
 from matsearch.mlip.heads.ewald import coulomb_matrix, pad_atoms
 from matsearch.mlip.heads.les import LatentEwaldHead
 from matsearch.mlip.model import MLIPModel, ModelInfo
 from matsearch.mlip.registry import load_model
 from matsearch.mlip.state import BatchedState
-from matsearch.mlip.training.atom_ref import (
-    ATOM_REF_MIN_STRUCTURES,
-    may_refit_atom_ref,
-    structures_per_element,
-)
+from matsearch.mlip.training.atom_ref import may_refit_atom_ref, structures_per_element
 from matsearch.mlip.units import EV_PER_A3_IN_GPA
 
 logger = logging.getLogger(__name__)
@@ -197,48 +194,6 @@ def read_dataset(path: str | Path) -> list[LabelledStructure]:
                 f"{path} entry {index}: forces have shape {example.forces.shape}, expected ({n}, 3)"
             )
     return examples
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """Hyper-parameters of ``finetune``; weights multiply (eV/atom)², (eV/Å)² and GPa² errors.
-
-    ``train_layers`` are names of the model's modules (``MLIPModel.named_modules``), e.g.
-    "readout", "readout_norm", "atom_convs.3", "long_range"; their parameters are trained, all
-    others frozen. The learning rate decays along a cosine to lr/100 over all steps.
-    """
-
-    epochs: int = 50
-    lr: float = 1e-3
-    batch_size: int = 16
-    train_layers: tuple[str, ...] = ("readout",)
-    energy_weight: float = 1.0
-    force_weight: float = 1.0
-    stress_weight: float = 0.1
-    refit_atom_ref: bool = True
-    atom_ref_min_structures: int = ATOM_REF_MIN_STRUCTURES  # per element, for the refit to happen
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "train_layers", tuple(self.train_layers))
-        if self.epochs < 1 or self.batch_size < 1:
-            raise MatsearchError(
-                f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}"
-            )
-        if self.atom_ref_min_structures < 1:
-            raise MatsearchError(
-                f"atom_ref_min_structures must be at least 1, got {self.atom_ref_min_structures}"
-            )
-        if not self.lr > 0:
-            raise MatsearchError(f"lr must be positive, got {self.lr}")
-        weights = (self.energy_weight, self.force_weight, self.stress_weight)
-        if min(weights) < 0 or max(weights) == 0:
-            raise MatsearchError(f"loss weights must be >= 0 and not all 0, got {weights}")
-
-    @property
-    def fits_gradients(self) -> bool:
-        """True when forces or stresses enter the loss."""
-        return self.force_weight > 0 or self.stress_weight > 0
 
 
 @dataclass
@@ -648,55 +603,39 @@ def split_dataset(
 def finetune_cli(
     data: Path | Sequence[LabelledStructure],
     out: Path,
+    settings: FinetuneSettings | None = None,
+    *,
     base: str = "default",
-    epochs: int = 50,
-    lr: float = 1e-3,
-    train_layers: Sequence[str] = ("readout",),
     les: bool = False,
     sigma: float = 1.0,
     dl: float = 2.0,
-    batch_size: int = 16,
-    energy_weight: float = 1.0,
-    force_weight: float = 1.0,
-    stress_weight: float = 0.1,
     validation_fraction: float = 0.1,
-    seed: int = 0,
     device: str | None = None,
-    atom_ref_min_structures: int = ATOM_REF_MIN_STRUCTURES,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     source: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune model ``base`` on the labelled structures in ``data`` (a dataset file, or the
-    examples themselves, described by ``source``) and save it to ``out``.
+    examples themselves, described by ``source``) with ``settings`` (None: ``FinetuneSettings()``)
+    and save it to ``out``.
 
-    With ``les`` a Latent Ewald head (sigma, dl in Å) is attached when the base model has none, and
-    trained together with ``train_layers``. Returns a JSON-friendly summary: sizes, metrics before
+    ``validation_fraction`` of the data, drawn with ``settings.seed``, is held out. With ``les`` a
+    Latent Ewald head (sigma, dl in Å) is attached when the base model has none, and trained
+    together with ``settings.train_layers``. Returns a JSON-friendly summary: sizes, metrics before
     and after (energy eV/atom, forces eV/Å, stress GPa), whether AtomRef was refitted (every element
-    in at least ``atom_ref_min_structures`` training structures) and its shifts (eV), training
-    structures per element, seconds, output path. ``on_epoch`` gets each epoch's record.
+    in at least ``settings.atom_ref_min_structures`` training structures) and its shifts (eV),
+    training structures per element, seconds, output path. ``on_epoch`` gets each epoch's record.
     The saved file loads with ``matsearch.mlip.load_model(str(out))``.
     """
+    settings = FinetuneSettings() if settings is None else settings
     dataset = read_dataset(data) if isinstance(data, str | Path) else list(data)
     source = source or str(data)
-    train, validation = split_dataset(dataset, validation_fraction, seed)
+    train, validation = split_dataset(dataset, validation_fraction, settings.seed)
     model = load_model(base, device=device)
-    layers = list(train_layers)
     if les:
         if model.long_range is None:
             attach_long_range_head(model, "les", sigma=sigma, dl=dl)
-        if LONG_RANGE not in layers:
-            layers.append(LONG_RANGE)
-    settings = FinetuneSettings(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        train_layers=tuple(layers),
-        energy_weight=energy_weight,
-        force_weight=force_weight,
-        stress_weight=stress_weight,
-        atom_ref_min_structures=atom_ref_min_structures,
-        seed=seed,
-    )
+        if LONG_RANGE not in settings.train_layers:
+            settings = replace(settings, train_layers=(*settings.train_layers, LONG_RANGE))
     result = finetune(model, train, settings, validation, on_epoch=on_epoch)
     model.info = ModelInfo(name=Path(out).stem, source=f"fine-tuned from {base} on {source}")
     path = model.save(out)
@@ -705,13 +644,13 @@ def finetune_cli(
         "base": base,
         "n_train": len(train),
         "n_validation": len(validation),
-        "epochs": epochs,
-        "train_layers": layers,
+        "epochs": settings.epochs,
+        "train_layers": list(settings.train_layers),
         "long_range": None if model.long_range is None else dict(model.long_range.config),
         "frozen_features": result.frozen_features,
         "trained_parameters": result.trained_parameters,
         "atom_ref_refit": result.atom_ref_refit,
-        "atom_ref_min_structures": atom_ref_min_structures,
+        "atom_ref_min_structures": settings.atom_ref_min_structures,
         "structures_per_element": result.structures_per_element,
         "atom_ref_shift_ev": result.atom_ref_shift,
         "initial_validation": result.initial_validation,
