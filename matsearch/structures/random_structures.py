@@ -10,9 +10,9 @@ centred one.
 pyxtal (1.1.5) builds a new atomic `Tol_matrix` (a 119 × 119 Python loop, about 5 ms) on every
 `operations.check_images` call that passes no `tm`, even when a `tol` leaves it unused; merging
 Wyckoff positions makes dozens of such calls per crystal (489 in two profiled generations of 32
-builtin children: 18 % of the engine's own time). Before its first crystal, `random_structure` makes one such matrix check_images'
-default (`_share_tolerance_matrix`): it is only read, and equals the one pyxtal would build, so
-pyxtal's structures are unchanged.
+builtin children: 18 % of the engine's own time). Before its first crystal, `random_structure`
+makes one such matrix check_images' default (`_share_tolerance_matrix`): it is only read, and
+equals the one pyxtal would build, so pyxtal's structures are unchanged.
 """
 
 from __future__ import annotations
