@@ -326,18 +326,20 @@ class RunStore:
         return candidates
 
     def update(self, candidates: Iterable[Candidate]) -> None:
-        """Write the current state of existing candidates in one transaction."""
+        """Write the current state of existing candidates in one transaction (all but the proposed
+        structure, which `add` wrote and which never changes)."""
         now = time.time()
-        names = [c.strip() for c in _COLUMNS.split(",")][1:]
-        assignments = ", ".join(f"{name} = ?" for name in names)
+        names = [c.strip() for c in _COLUMNS.split(",")]
+        changing = [i for i, name in enumerate(names) if name not in ("id", "structure")]
+        assignments = ", ".join(f"{names[i]} = ?" for i in changing)
         with self._transaction() as db:
             for candidate in candidates:
                 if candidate.id is None:
                     raise ValueError("update() needs stored candidates; use add() for new ones")
-                row = _to_row(candidate, _extra_json(db, candidate.extra))
+                row = _to_row(candidate, _extra_json(db, candidate.extra), proposed=False)
                 db.execute(
                     f"UPDATE candidates SET {assignments}, updated_at = ? WHERE id = ?",
-                    (*row[1:], now, candidate.id),
+                    (*(row[i] for i in changing), now, candidate.id),
                 )
 
     def candidates(
@@ -546,7 +548,9 @@ def _extra_json(db: sqlite3.Connection, extra: dict[str, Any]) -> str:
     return json.dumps(rest | {"llm_call_id": row[0]})
 
 
-def _to_row(c: Candidate, extra_json: str) -> tuple:
+def _to_row(c: Candidate, extra_json: str, *, proposed: bool = True) -> tuple:
+    """The candidate's column values in `_COLUMNS` order; without `proposed`, the proposed
+    structure's column is left None (not serialised)."""
     return (
         c.id,
         c.generation,
@@ -557,7 +561,7 @@ def _to_row(c: Candidate, extra_json: str) -> tuple:
         c.reason,
         c.formula,
         c.n_atoms,
-        None if c.structure is None else structure_to_json(c.structure),
+        None if c.structure is None or not proposed else structure_to_json(c.structure),
         None if c.relaxed is None else structure_to_json(c.relaxed),
         c.energy_per_atom,
         c.initial_energy_per_atom,
