@@ -359,13 +359,14 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
     from matsearch.candidate import Candidate, Status
     from matsearch.evaluation.ray_executor import evaluation_from_wire, evaluation_to_wire
     from matsearch.proposers.builtin import BuiltinProposer
-    from matsearch.proposing import chemistry_limits
+    from matsearch.proposing import chemistry_limits, to_candidate
     from matsearch.results import Evaluation, RelaxResult
     from matsearch.scoring.hull import HullReference
     from matsearch.scoring.objectives import apply_relax_result
     from matsearch.spec import dump_spec, parse_spec
     from matsearch.store import RunStore
     from matsearch.structures.dedup import DuplicateIndex
+    from matsearch.structures.known import KnownMaterials
     from matsearch.structures.seeds import initial_population
     from matsearch.structures.validity import check_validity
 
@@ -382,7 +383,7 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
         store = RunStore.create(Path(folder) / "run", dump_spec(spec), {})
         pool = [
             Candidate(id=-i - 1, generation=0, origin="mp20", operator="seed", structure=s)
-            for i, (s, _) in enumerate(initial_population(limits, 32, rng))
+            for i, (s, _) in enumerate(initial_population(limits, 32, KnownMaterials.load()))
         ]
         generation = 0
         while sum(statuses.values()) < history:
@@ -392,18 +393,7 @@ def bench_driver(scenario: dict, history: int, relaxer, rng: np.random.Generator
             started = time.perf_counter()
             proposals = proposer.propose(parents, 100, limits, rng)
             timings["propose"].append((time.perf_counter() - started) / len(proposals))
-            children = [
-                Candidate(
-                    id=None,
-                    generation=generation,
-                    origin=p.origin,
-                    operator=p.operator,
-                    parents=list(p.parents),
-                    structure=p.structure,
-                )
-                for p in proposals
-                if p.structure is not None
-            ]
+            children = [to_candidate(generation, p) for p in proposals if p.structure is not None]
             started = time.perf_counter()
             store.add(children, proposed_generation=generation)
             timings["store_add"].append((time.perf_counter() - started) / len(children))

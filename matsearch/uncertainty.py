@@ -48,10 +48,10 @@ def disagreement(
     for candidate, energy in zip(candidates, energies, strict=True):
         structure = candidate.relaxed
         try:
-            if not math.isfinite(energy):
-                raise CorrectionError(f"{model_name} gave no energy")
             corrected = mp2020_energy_per_atom(structure, energy, convention)
         except CorrectionError:
+            corrected = math.nan
+        if not math.isfinite(corrected):  # the second model failed, or MP2020 rejects the composition
             rows.append(None)
             continue
         primary = mlip_corrected_energy(candidate)
